@@ -1,0 +1,53 @@
+"""Copy a training run's EMA weights into the package as a shipped model, with its model card.
+
+    python benchmarks/ship.py runs/denoise denoise --command "vitrestore train configs/denoise.yaml" \
+        --results bench_out/denoise.json
+
+The card (in the safetensors metadata and as vitrestore/shipped/<name>.md) records the training
+data, command, steps, final validation and the benchmark lines measured for this file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vitrestore.weights import load_weights, save_weights
+
+SHIPPED = Path(__file__).resolve().parent.parent / "vitrestore" / "shipped"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--command", required=True, help="the command that trained it")
+    ap.add_argument("--results", type=Path, help="benchmark JSON (lines under 'card_lines')")
+    ap.add_argument("--notes", default="")
+    args = ap.parse_args()
+    state, config, card = load_weights(args.run / "weights.safetensors")
+    params = sum(v.numel() for v in state.values())
+    lines = []
+    if args.results and args.results.is_file():
+        lines = json.loads(args.results.read_text()).get("card_lines", [])
+    val = card.get("validation", {})
+    if val and not lines:
+        lines = [f"validation (held-out training crops, sigma 25): PSNR {val.get('val_psnr', 0):.2f} dB "
+                 f"at step {val.get('step')}"]
+    card = {**card, "name": args.name, "parameters": params, "command": args.command, "metrics": lines,
+            "notes": args.notes}
+    save_weights(SHIPPED / f"{args.name}.safetensors", state, config, card)
+    md = [f"# Model card: `{args.name}`", "",
+          f"- task: {config['task']}",
+          f"- parameters: {params:,}",
+          f"- training data: {', '.join(config['data']['train'])} (held out: last {config['data']['val_holdout']} files)",
+          f"- command: `{args.command}`",
+          f"- steps: {card['steps']} (batch {config['data']['batch']}, crops {config['data']['crop']} px)",
+          f"- final validation: {json.dumps(val)}",
+          "", "## Measured", ""] + [f"- {ln}" for ln in lines] + ["", args.notes, ""]
+    (SHIPPED / f"{args.name}.md").write_text("\n".join(md))
+    print(f"shipped {args.name}: {params:,} parameters, {card['steps']} steps")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The Python API: load a model by shipped name or weights path, call it on an image.
+
+    from vitrestore.tasks import load_model
+    model = load_model("denoise")               # or load_model("runs/x/weights.safetensors")
+    clean = model(noisy_uint8_array)            # (H, W, C) uint8/uint16/float -> same dtype
+    clean = model(noisy_tensor, sigma=25)       # (C, H, W) or (B, C, H, W) float in [0, 1]
+
+Grayscale inputs are run through the colour network with replicated channels and averaged
+back; alpha is handed to the task's `alpha` hook (kept as is by default); 16-bit stays 16-bit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vitrestore.config import load_config
+from vitrestore.engine.infer import tiled_forward
+from vitrestore.nn.generator import Generator
+from vitrestore.registry import get_task
+from vitrestore.task import Task
+from vitrestore.weights import load_weights
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+class Model:
+    def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
+                 tile: int = 512, overlap: int = 32):
+        self.task, self.generator, self.card, self.device = task, generator.eval().to(device), card, device
+        self.tile, self.overlap = tile, overlap
+        self.scale = generator.cfg.upscale
+
+    @classmethod
+    def from_weights(cls, name_or_path: str | Path, device: str = "auto", **kw: Any) -> "Model":
+        state, config, card = load_weights(name_or_path)
+        # only what inference needs: training-only keys may differ between versions
+        cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
+        task = get_task(cfg.task).from_config(cfg)
+        gen = Generator(task.generator_config(cfg.generator))
+        gen.load_state_dict(state)
+        return cls(task, gen, card, pick_device(device), **kw)
+
+    # --- tensors -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def run_tensor(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float in [0, 1], tiled."""
+        x = x.to(self.device, torch.float32)
+        cond = self.task.condition(x, **request)
+        if cond is not None:
+            cond = cond.to(self.device)
+        out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale)
+        return self.task.postprocess(out, x, **request)
+
+    def run_channels(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
+        """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] -> same layout."""
+        c = x.shape[1]
+        if c not in (1, 2, 3, 4):
+            raise ValueError(f"expected 1-4 channels, got {c}")
+        color, alpha = (x[:, :1], x[:, 1:]) if c in (1, 2) else (x[:, :3], x[:, 3:])
+        rgb = color.expand(-1, 3, -1, -1) if color.shape[1] == 1 else color
+        out = self.run_tensor(rgb, **request).cpu()
+        if color.shape[1] == 1:
+            out = out.mean(1, keepdim=True)
+        if alpha.shape[1]:
+            out = torch.cat([out, self.task.alpha(alpha.cpu(), self.scale)], 1)
+        return out
+
+    # --- arrays ------------------------------------------------------------------------------
+    def __call__(self, image: np.ndarray | torch.Tensor, **request: Any):
+        if isinstance(image, torch.Tensor):
+            batched = image.dim() == 4
+            x = image if batched else image.unsqueeze(0)
+            out = self.run_channels(x.float(), **request)
+            return out if batched else out[0]
+        a = np.asarray(image)
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.dtype == np.uint8:
+            peak = 255.0
+        elif a.dtype == np.uint16:
+            peak = 65535.0
+        elif np.issubdtype(a.dtype, np.floating):
+            peak = 1.0
+        else:
+            raise ValueError(f"unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / peak).permute(2, 0, 1)[None]
+        out = self.run_channels(x, **request)[0].permute(1, 2, 0).numpy()  # (sH, sW, C)
+        if peak == 1.0:
+            res = out.astype(a.dtype)
+        else:
+            res = np.clip(np.round(out * peak), 0, peak).astype(a.dtype)
+        return res[:, :, 0] if np.asarray(image).ndim == 2 else res
+
+
+def load_model(name_or_path: str | Path = "denoise", device: str = "auto", **kw: Any) -> Model:
+    """A shipped model by name ('denoise') or any vitrestore weights file."""
+    return Model.from_weights(name_or_path, device=device, **kw)

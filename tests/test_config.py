@@ -1,0 +1,63 @@
+import pytest
+
+from vitrestore.config import ConfigError, load_config
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = write(tmp_path, "bad.yaml", "task: denoise\ntrain:\n  stpes: 10\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "train.stpes" in str(e.value) and str(p) in str(e.value)
+
+
+def test_wrong_type_is_an_error(tmp_path):
+    p = write(tmp_path, "bad.yaml", "train:\n  steps: many\n")
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config(p)
+
+
+def test_base_composition_and_overrides(tmp_path):
+    write(tmp_path, "base.yaml", "generator:\n  window: 4\ntrain:\n  lr: 0.1\n  steps: 5\n")
+    p = write(tmp_path, "child.yaml", "base: base.yaml\ntrain:\n  steps: 7\n")
+    cfg = load_config(p, ["train.lr=0.5", "generator.dims=[4, 8]", "data.train=/x"])
+    assert cfg.train.steps == 7 and cfg.train.lr == 0.5 and cfg.generator.window == 4
+    assert cfg.generator.dims == (4, 8) and cfg.data.train == ("/x",)
+    assert cfg.source == str(p)
+
+
+def test_bad_override(tmp_path):
+    p = write(tmp_path, "c.yaml", "task: denoise\n")
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_config(p, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(p, ["train.steps"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    p = write(tmp_path, "broken.yaml", "train: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+def test_task_options_are_validated(tmp_path):
+    import vitrestore.tasks  # noqa: F401
+    from vitrestore.registry import get_task
+
+    cfg = load_config(write(tmp_path, "t.yaml", "task: denoise\ntask_options:\n  sigma_maxx: 3\n"))
+    with pytest.raises(ConfigError, match="task_options.sigma_maxx"):
+        get_task(cfg.task).from_config(cfg)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for p in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")):
+        load_config(p)

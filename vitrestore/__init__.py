@@ -1,0 +1,1 @@
+"""vitrestore: photo restoration with a conditional ViT-GAN."""

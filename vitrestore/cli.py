@@ -1,0 +1,131 @@
+"""The `vitrestore` command (click). This is the application layer: it is the one module of
+the package that imports the task modules (`vitrestore.tasks`); the core modules never do.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError
+from .io import DEFAULT_MAX_PIXELS
+from .weights import WeightsError, read_metadata, resolve, shipped_models
+
+
+def _tasks():
+    from . import tasks  # noqa: PLC0415  (vitrestore.tasks, installed from tasks/)
+
+    return tasks
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vitrestore")
+def main() -> None:
+    """Restore photos with a conditional ViT-GAN: denoise (more tasks to come)."""
+
+
+def _common_run_options(f):
+    f = click.option("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
+                     help="Refuse larger images.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
+    f = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (default: skip them).")(f)
+    f = click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(f)
+    f = click.option("--tile", type=click.IntRange(min=0), default=512, show_default=True,
+                     help="Tile size in pixels (0 = whole image at once).")(f)
+    f = click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help="Output folder (mirrors input folders), or a file name for a single input.")(f)
+    f = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
+    return f
+
+
+def _run(model_name: str, suffix: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
+         **request) -> None:
+    from .engine.batch import plan_jobs, run_jobs
+
+    tasks = _tasks()
+    try:
+        model = tasks.load_model(model_name, device=device, tile=tile)
+    except (WeightsError, ConfigError, KeyError, ValueError) as exc:
+        _fail(str(exc).strip("'\""))
+    jobs, problems = plan_jobs(list(inputs), output, suffix, recursive)
+    if not jobs and not problems:
+        _fail("no images found in the given inputs")
+
+    def process(img):
+        return model(img.pixels, **request)
+
+    summary = run_jobs(jobs, process, overwrite=overwrite, quiet=quiet,
+                       max_pixels=int(max_megapixels * 1e6), problems=problems)
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@_common_run_options
+@click.option("--sigma", type=click.FloatRange(0, 255), default=None,
+              help="Noise level (0-255 scale) if known; blind when omitted.")
+@click.option("--model", "model_name", default="denoise", show_default=True,
+              help="Shipped model name or a .safetensors weights file.")
+def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, sigma, model_name) -> None:
+    """Remove noise from images or folders of images.
+
+    Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
+    """
+    _run(model_name, "denoised", inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
+         sigma=sigma)
+
+
+@main.command()
+def models() -> None:
+    """List the shipped models and their measured quality."""
+    names = shipped_models()
+    if not names:
+        click.echo("no shipped models found")
+        return
+    for name in names:
+        config, card = read_metadata(resolve(name))
+        click.echo(f"{name}  (task {config.get('task')}, {card.get('parameters', '?')} parameters, "
+                   f"{card.get('steps', '?')} training steps)")
+        for line in card.get("metrics", []):
+            click.echo(f"    {line}")
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Resume the run in this folder (its config.yaml).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def train(config, overrides, resume, device, quiet) -> None:
+    """Train a model from a YAML config (or resume a run folder)."""
+    from .engine.train import train_from_config
+    from .registry import get_task
+
+    tasks = _tasks()
+    if resume is not None:
+        if config is not None:
+            _fail("give either CONFIG or --resume RUN, not both")
+        config = resume / "config.yaml"
+        overrides = (*overrides, f"train.out={resume}")
+    elif config is None:
+        _fail("missing CONFIG (a YAML file) or --resume RUN")
+    try:
+        trainer = train_from_config(str(config), list(overrides), get_task, device=str(tasks.model.pick_device(device)),
+                                    resume=resume is not None, quiet=quiet)
+        result = trainer.fit()
+    except (ConfigError, KeyError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc).strip("'\""))
+    click.echo(f"finished at step {trainer.step}: {result}")
+    click.echo(f"weights: {trainer.out / 'weights.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Typed configuration: frozen dataclasses loaded from YAML.
+
+    cfg = load_config("configs/denoise.yaml", ["train.steps=1000", "data.crop=96"])
+
+A YAML file may name a `base:` file (relative to itself) that it extends; mappings merge
+key by key. Unknown or mistyped keys are errors naming the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and the file."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """U-shaped conditional ViT generator (see vitrestore/nn/generator.py)."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    cond_channels: int = 0
+    stem_channels: int = 24
+    dims: tuple[int, ...] = (48, 96, 192)  # token width at 1/2, 1/4, 1/8 resolution
+    heads: tuple[int, ...] = (2, 4, 8)
+    enc_depths: tuple[int, ...] = (2, 2, 4)  # the last level is the bottleneck
+    dec_depths: tuple[int, ...] = (1, 1)  # decoder blocks at 1/4 and 1/2 resolution
+    window: int = 8
+    mlp_ratio: float = 2.0
+    upscale: int = 1  # output / input size (super-resolution)
+    residual: bool = True
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN-style ViT discriminator (see vitrestore/nn/discriminator.py)."""
+
+    in_channels: int = 6  # condition image (+ extra channels) and candidate, concatenated
+    dim: int = 64
+    patch: int = 8  # one logit per patch x patch pixels
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    spectral_norm: bool = True  # improved spectral norm (ViTGAN): W * sigma(W_init) / sigma(W)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    pixel: str = "charbonnier"  # charbonnier | l1 | l2
+    pixel_weight: float = 1.0
+    msssim_weight: float = 0.0
+    adversarial: str = "nonsaturating"  # nonsaturating | hinge | wgan-gp
+    adversarial_weight: float = 0.005
+    feature_matching_weight: float = 0.0
+    lpips_weight: float = 0.0
+    lpips_net: str = "alex"
+    r1_weight: float = 1.0  # R1 penalty for nonsaturating/hinge; GP weight for wgan-gp
+    r1_every: int = 4  # lazy regularisation
+    diffaugment: str = "translation,cutout"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[str, ...] = ()  # folders of clean images (searched recursively)
+    val: str | None = None  # folder of clean validation images
+    val_holdout: int = 0  # or: hold out the last N training images (sorted by path) for validation
+    val_limit: int = 8  # at most this many validation images
+    val_size: int = 256  # centre crop of validation images (0 = whole image)
+    crop: int = 64
+    batch: int = 16
+    max_images: int = 0  # 0 = all
+    min_size: int = 0  # skip training images smaller than this on either side (0 = crop)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10000  # pixel-loss stage
+    adversarial_steps: int = 0  # adversarial stage after it
+    lr: float = 4e-4
+    lr_min: float = 1e-6
+    warmup: int = 200
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_start: int = 1000
+    val_every: int = 500
+    checkpoint_minutes: float = 5.0
+    log_every: int = 50
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads (0 = torch default)
+    out: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str = "denoise"
+    task_options: dict[str, Any] = field(default_factory=dict)  # validated by the task
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    source: str = "<defaults>"  # the file it was loaded from, for messages
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML mapping, following `base:` links (relative to the file)."""
+    path = Path(path).expanduser().resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'base:' chain")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _merge(read_yaml(path.parent / base, seen + (path,)), data)
+
+
+def apply_override(raw: dict, override: str, source: str) -> dict:
+    """Apply `a.b=value` (value parsed as YAML) to a raw mapping; returns a new mapping."""
+    if "=" not in override:
+        raise ConfigError(f"{source}: override {override!r} is not of the form key=value")
+    key, text = override.split("=", 1)
+    parts = key.strip().split(".")
+    value = yaml.safe_load(text) if text.strip() else ""
+    nested: Any = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    return _merge(raw, nested)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, source)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, source, prefix=key + ".")
+    if origin is tuple:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, key, source) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: '{key}' must have {len(args)} items, got {value!r}")
+        return tuple(_coerce(a, v, key, source) for a, v in zip(args, value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{source}: '{key}' has an unsupported type {tp}")
+
+
+def build_dataclass(cls: type, data: Any, source: str, prefix: str = ""):
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or 'config'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known here: {known})")
+    kwargs = {name: _coerce(hints[name], value, prefix + name, source) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                raw: dict | None = None) -> Config:
+    """Load a Config from YAML (or a raw mapping) plus `a.b=value` overrides."""
+    source = str(path) if path is not None else "<config>"
+    data = read_yaml(Path(path)) if path is not None else dict(raw or {})
+    for item in overrides:
+        data = apply_override(data, item, source)
+    data.pop("source", None)
+    return dataclasses.replace(build_dataclass(Config, data, source), source=source)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A plain, YAML/JSON-ready mapping of a config dataclass (tuples become lists)."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(cfg))

@@ -1,0 +1,89 @@
+"""Seeded degradation ops. Each op draws its random parameters in `sample` (from a
+torch.Generator) and applies them in `apply`, so a degradation can be replayed exactly:
+
+    params = op.sample(gen, x.shape)
+    y = op.apply(x, params)          # deterministic given params
+
+Images are float tensors (B, C, H, W) in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Additive white Gaussian noise, sigma drawn per image from [sigma_min, sigma_max] (0-255 scale)."""
+
+    sigma_min: float = 0.0
+    sigma_max: float = 50.0
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        sigma = _uniform(gen, shape[0], self.sigma_min, self.sigma_max) / 255.0  # (B,)
+        return {"sigma": sigma, "noise": torch.randn(shape, generator=gen)}
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        return x + p["sigma"].to(x).view(-1, 1, 1, 1) * p["noise"].to(x)
+
+
+@dataclass(frozen=True)
+class PoissonGaussianNoise:
+    """Signal-dependent sensor noise: y = x + sqrt(a * x + b^2) * n, n ~ N(0, 1).
+
+    `a` (shot-noise gain) and `b` (read noise, 0-255 scale) are drawn per image.
+    """
+
+    gain_max: float = 0.02
+    read_max: float = 25.0
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        b = shape[0]
+        gain = _uniform(gen, b, 0.0, 1.0) ** 2 * self.gain_max
+        read = _uniform(gen, b, 0.0, self.read_max) / 255.0
+        return {"gain": gain, "read": read, "noise": torch.randn(shape, generator=gen)}
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        gain = p["gain"].to(x).view(-1, 1, 1, 1)
+        read = p["read"].to(x).view(-1, 1, 1, 1)
+        std = torch.sqrt(gain * x.clamp(0, 1) + read**2)
+        return x + std * p["noise"].to(x)
+
+
+@dataclass(frozen=True)
+class JPEG:
+    """JPEG compression at a quality drawn per image from [quality_min, quality_max] (OpenCV codec)."""
+
+    quality_min: int = 70
+    quality_max: int = 95
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        q = torch.randint(self.quality_min, self.quality_max + 1, (shape[0],), generator=gen)
+        return {"quality": q}
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        out = []
+        for img, q in zip(x, p["quality"].tolist()):
+            arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, C) RGB
+            if arr.shape[2] == 3:
+                arr = arr[:, :, ::-1]
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+            dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+            if dec.ndim == 2:
+                dec = dec[:, :, None]
+            elif dec.shape[2] == 3:
+                dec = dec[:, :, ::-1]
+            out.append(torch.from_numpy(np.ascontiguousarray(dec)).permute(2, 0, 1).float() / 255.0)
+        return torch.stack(out).to(x)
+
+
+def select(gen: torch.Generator, n: int, p: float) -> torch.Tensor:
+    """Boolean (n,) mask: which images of a batch an op applies to, with probability p."""
+    return torch.rand(n, generator=gen) < p

@@ -1,0 +1,1 @@
+"""Network building blocks: encoder, transformer blocks, generator, discriminator."""

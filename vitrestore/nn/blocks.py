@@ -1,0 +1,148 @@
+"""Transformer blocks for images: shifted-window attention, a conv MLP, down/up sampling.
+
+Tensors between blocks are channels-first feature maps (B, C, H, W); attention works on
+windows of (window x window) tokens, so its cost grows linearly with the pixel count.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * nW, window * window, C)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
+
+
+def window_merge(windows: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
+    """(B * nW, window * window, C) -> (B, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.view(b, h // window, w // window, window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+
+
+def shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
+    """Additive mask (nW, window^2, window^2) that stops attention across the wrap-around seam."""
+    region = torch.zeros(1, h, w, 1, device=device)
+    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for hs in bounds:
+        for ws in bounds:
+            region[:, hs, ws, :] = label
+            label += 1
+    ids = window_partition(region, window).squeeze(-1)  # (nW, window^2)
+    same = ids.unsqueeze(1) == ids.unsqueeze(2)
+    return torch.zeros(same.shape, device=device).masked_fill(~same, float("-inf"))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows, with a learned relative-position bias."""
+
+    def __init__(self, dim: int, heads: int, window: int):
+        super().__init__()
+        self.heads = heads
+        self.window = window
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_bias = nn.Parameter(torch.zeros(heads, (2 * window - 1) ** 2))
+        nn.init.trunc_normal_(self.rel_bias, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+        coords = coords.flatten(1)  # (2, window^2)
+        rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, N, N)
+        self.register_buffer("rel_index", rel[0] * (2 * window - 1) + rel[1], persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # x: (B * nW, N, C) with N = window^2; mask: (nW, N, N) or None
+        bw, n, c = x.shape
+        qkv = self.qkv(x).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B * nW, heads, N, head_dim)
+        bias = self.rel_bias[:, self.rel_index]  # (heads, N, N)
+        if mask is not None:
+            nw = mask.shape[0]
+            bias = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(bw // nw, 1, 1, 1)  # (B*nW, heads, N, N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        out = out.transpose(1, 2).reshape(bw, n, c)
+        return self.proj(out)
+
+
+class ConvMLP(nn.Module):
+    """Pointwise expand, 3x3 depthwise conv (locality and position), GELU, pointwise project."""
+
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.dw(self.fc1(x))))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over channels of a (B, C, H, W) map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + WindowAttention(LN(x)); x + ConvMLP(LN(x)). (B, C, H, W) in and out."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float):
+        super().__init__()
+        self.window = window
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, heads, window)
+        self.norm2 = LayerNorm2d(dim)
+        self.mlp = ConvMLP(dim, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws = self.window
+        if h % ws or w % ws:
+            raise ValueError(f"feature map {h}x{w} is not a multiple of window {ws}")
+        shift = ws // 2 if self.shift and min(h, w) > ws else 0
+        t = self.norm1(x.permute(0, 2, 3, 1))  # (B, H, W, C)
+        if shift:
+            t = torch.roll(t, (-shift, -shift), dims=(1, 2))
+        mask = shifted_window_mask(h, w, ws, shift, x.device) if shift else None
+        t = window_merge(self.attn(window_partition(t, ws), mask), ws, b, h, w)
+        if shift:
+            t = torch.roll(t, (shift, shift), dims=(1, 2))
+        x = x + t.permute(0, 3, 1, 2)
+        return x + self.mlp(self.norm2(x))
+
+
+class Stage(nn.Sequential):
+    """`depth` transformer blocks alternating plain and shifted windows."""
+
+    def __init__(self, dim: int, depth: int, heads: int, window: int, mlp_ratio: float):
+        super().__init__(*[TransformerBlock(dim, heads, window, i % 2 == 1, mlp_ratio) for i in range(depth)])
+
+
+class Downsample(nn.Module):
+    """(B, C_in, H, W) -> (B, C_out, H/2, W/2) with an overlapping stride-2 conv."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """(B, C_in, H, W) -> (B, C_out, 2H, 2W) with a conv then pixel shuffle (no checkerboard)."""
+
+    def __init__(self, c_in: int, c_out: int, factor: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out * factor * factor, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))

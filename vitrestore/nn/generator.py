@@ -1,0 +1,85 @@
+"""Conditional U-shaped ViT generator.
+
+    input (B, C_in, H, W) + condition (B, C_cond, H, W)
+      -> pad to a multiple of 2 * 2^(levels-1) * window (reflect), crop back at the end
+      -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/2, W/2)
+      -> encoder stages at 1/2, 1/4, ..., bottleneck at 1/2^levels (shifted-window attention)
+      -> decoder stages back up to 1/2 with skip connections
+      -> head: tokens -> pixels (pixel shuffle x2, plus stem skip) -> x upscale (pixel shuffle)
+      -> + global residual (the input, bilinearly resized when upscale > 1)
+
+Attention only ever runs inside (window x window) token windows at 1/2 resolution or lower, so
+cost and memory grow linearly with the pixel count.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import GeneratorConfig
+from .blocks import Downsample, LayerNorm2d, Stage, Upsample
+from .encoder import ImageEncoder
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        levels = len(cfg.dims)
+        if not (len(cfg.heads) == len(cfg.enc_depths) == levels and len(cfg.dec_depths) == levels - 1):
+            raise ValueError("generator: dims, heads, enc_depths need one entry per level, dec_depths one fewer")
+        self.cfg = cfg
+        self.multiple = 2 ** levels * cfg.window  # input pad multiple
+        self.encoder = ImageEncoder(cfg.in_channels + cfg.cond_channels, cfg.stem_channels, cfg.dims[0])
+        self.enc_stages = nn.ModuleList(
+            Stage(d, n, h, cfg.window, cfg.mlp_ratio) for d, n, h in zip(cfg.dims, cfg.enc_depths, cfg.heads)
+        )
+        self.downs = nn.ModuleList(Downsample(cfg.dims[i], cfg.dims[i + 1]) for i in range(levels - 1))
+        self.ups = nn.ModuleList(Upsample(cfg.dims[i + 1], cfg.dims[i]) for i in range(levels - 1))
+        self.fuses = nn.ModuleList(nn.Conv2d(2 * cfg.dims[i], cfg.dims[i], 1) for i in range(levels - 1))
+        self.dec_stages = nn.ModuleList(
+            Stage(cfg.dims[i], cfg.dec_depths[i], cfg.heads[i], cfg.window, cfg.mlp_ratio) for i in range(levels - 1)
+        )
+        self.norm = LayerNorm2d(cfg.dims[0])
+        self.to_pixels = Upsample(cfg.dims[0], cfg.stem_channels)  # 1/2 -> full resolution
+        self.head = nn.Sequential(
+            nn.Conv2d(2 * cfg.stem_channels, cfg.stem_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(cfg.stem_channels, cfg.out_channels * cfg.upscale**2, 3, padding=1),
+            nn.PixelShuffle(cfg.upscale),
+        )
+        nn.init.zeros_(self.head[-2].weight)
+        nn.init.zeros_(self.head[-2].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C_in, H, W) in [0, 1]; cond: (B, C_cond, H, W) or None -> (B, C_out, sH, sW)."""
+        cfg = self.cfg
+        b, _, h, w = x.shape
+        if cond is None and cfg.cond_channels:
+            raise ValueError(f"generator expects {cfg.cond_channels} condition channels, got none")
+        inp = torch.cat([x, cond], 1) if cfg.cond_channels else x
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            inp = F.pad(inp, (0, pw, 0, ph), mode=mode)
+        stem, t = self.encoder(inp)  # (B, C_s, H', W'), (B, d0, H'/2, W'/2)
+        skips = []
+        for i, stage in enumerate(self.enc_stages):
+            t = stage(t)
+            if i < len(self.downs):
+                skips.append(t)
+                t = self.downs[i](t)  # (B, d_{i+1}, H'/2^(i+2), W'/2^(i+2))
+        for i in reversed(range(len(self.ups))):
+            t = self.ups[i](t)  # (B, d_i, ...) one level up
+            t = self.dec_stages[i](self.fuses[i](torch.cat([t, skips[i]], 1)))
+        pix = self.to_pixels(self.norm(t))  # (B, C_s, H', W')
+        out = self.head(torch.cat([pix, stem], 1))  # (B, C_out, sH', sW')
+        s = cfg.upscale
+        out = out[:, :, : h * s, : w * s]
+        if cfg.residual:
+            base = x[:, : cfg.out_channels]
+            if s > 1:
+                base = F.interpolate(base, scale_factor=s, mode="bilinear", align_corners=False)
+            out = out + base
+        return out

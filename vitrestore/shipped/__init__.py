@@ -1,0 +1,1 @@
+"""Shipped model weights (package data): <name>.safetensors + <name>.md model card."""

@@ -1,0 +1,86 @@
+"""The contract every task module fills in.
+
+A task turns clean images into training pairs (its degradation), declares the extra
+conditioning channels its generator reads, builds those channels at inference time from the
+user's request, and post-processes the network output.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from .config import Config, GeneratorConfig, build_dataclass
+
+
+@dataclass
+class Batch:
+    """A training or validation batch. All tensors (B, C, H, W) floats in [0, 1] (input may overshoot)."""
+
+    input: torch.Tensor  # what the generator sees (degraded)
+    target: torch.Tensor  # what it should produce
+    cond: torch.Tensor | None = None  # extra conditioning channels, same H, W as input
+    mask: torch.Tensor | None = None  # (B, 1, H, W) per-pixel loss weight, when the task has one
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class Task:
+    """Base class: subclasses set `name`, `Options`, `output_suffix` and override the hooks."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    output_suffix: ClassVar[str] = "restored"
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        if options is None or isinstance(options, dict):
+            options = build_dataclass(self.Options, options or {}, source, prefix="task_options.")
+        self.options = options
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Task":
+        return cls(cfg.task_options, cfg.source)
+
+    # --- model shape -------------------------------------------------------------------------
+    @property
+    def cond_channels(self) -> int:
+        return 0
+
+    def generator_config(self, cfg: GeneratorConfig) -> GeneratorConfig:
+        """The generator config with the task's conditioning/scale filled in."""
+        return dataclasses.replace(cfg, cond_channels=self.cond_channels)
+
+    # --- training ----------------------------------------------------------------------------
+    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        return self.degrade(clean, gen)
+
+    def disc_condition(self, batch: Batch) -> torch.Tensor:
+        """What the discriminator sees beside the candidate, at the candidate's size."""
+        parts = [batch.input] + ([batch.cond] if batch.cond is not None else [])
+        return torch.cat(parts, 1)
+
+    def disc_in_channels(self, gcfg: GeneratorConfig) -> int:
+        return gcfg.in_channels + self.cond_channels + gcfg.out_channels
+
+    # --- inference ---------------------------------------------------------------------------
+    def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:
+        """Conditioning channels (B, C_cond, H, W) for an input image (B, C, H, W) and request."""
+        return None
+
+    def alpha(self, alpha: torch.Tensor, scale: int) -> torch.Tensor:
+        """The output alpha channel from the input's (B, 1, H, W): kept as is (resized if scale > 1)."""
+        if scale == 1:
+            return alpha
+        return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    def postprocess(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
+        return output.clamp(0, 1)

@@ -1,0 +1,75 @@
+"""Self-describing weights: safetensors files whose metadata carry the model config and a
+model card, so a model is rebuilt from the file alone. Shipped weights are package data in
+`vitrestore/shipped/` and are read with importlib.resources (never downloaded).
+"""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError as SafetensorsError
+from safetensors.torch import load_file, save_file
+
+SUFFIX = ".safetensors"
+
+
+class WeightsError(ValueError):
+    pass
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: dict, card: dict) -> None:
+    """Write weights atomically (temporary file, then rename) with config and card as metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(tensors, str(tmp), metadata={"config": json.dumps(config), "card": json.dumps(card)})
+    os.replace(tmp, path)
+
+
+def shipped_dir():
+    return resources.files("vitrestore") / "shipped"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models that ship inside the package."""
+    return sorted(p.name[: -len(SUFFIX)] for p in shipped_dir().iterdir() if p.name.endswith(SUFFIX))
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A shipped model name ('denoise') or a path to a .safetensors file -> the file path."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix == SUFFIX or p.exists():
+        if not p.is_file():
+            raise WeightsError(f"{p}: weights file not found")
+        return p
+    candidate = shipped_dir() / f"{name_or_path}{SUFFIX}"
+    if not candidate.is_file():
+        raise WeightsError(f"unknown model {str(name_or_path)!r} (shipped: {', '.join(shipped_models()) or 'none'})")
+    return Path(str(candidate))
+
+
+def read_metadata(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["config"]), json.loads(meta.get("card", "{}"))
+    except (SafetensorsError, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise WeightsError(f"{path}: not a vitrestore weights file ({exc})") from None
+
+
+def load_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, Any]]:
+    """(state_dict, config mapping, model card) from a shipped name or a file path."""
+    path = resolve(name_or_path)
+    config, card = read_metadata(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorsError, OSError) as exc:
+        raise WeightsError(f"{path}: cannot read weights ({exc})") from None
+    return state, config, card
