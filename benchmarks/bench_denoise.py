@@ -32,27 +32,47 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
-def nlm(noisy: np.ndarray, h: float) -> np.ndarray:
+def nlm(noisy: np.ndarray, h: tuple[float, float]) -> np.ndarray:
+    """OpenCV colour NLM with (h luminance, h colour) on the clipped 8-bit image."""
     u8 = (np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1]
-    out = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(u8), None, h, h, 7, 21)
+    out = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(u8), None, h[0], h[1], 7, 21)
     return out[:, :, ::-1].astype(np.float32) / 255
 
 
-def tune_nlm(paths: list[Path], sigma: float, count: int = 4) -> float:
-    """The h (as a multiple of sigma) that gives the best mean PSNR on a few training images."""
-    best, best_h = -1.0, sigma
+def tune_nlm(paths: list[Path], sigma: float, count: int = 4) -> tuple[float, float]:
+    """The (h, h_colour) grid point with the best mean PSNR on a few training images."""
+    best, best_h = -1.0, (sigma, sigma)
     imgs = []
     for i, p in enumerate(paths[:count]):
         clean = read_rgb_uint8(p).permute(1, 2, 0).numpy().astype(np.float32) / 255
         clean = clean[:192, :192]
         noisy = clean + np.random.default_rng(1000 + i).normal(0, sigma / 255, clean.shape).astype(np.float32)
         imgs.append((clean, noisy))
-    for factor in (0.5, 0.65, 0.8, 0.95, 1.1, 1.3):
-        h = factor * sigma
+    grid = [(f * sigma, f * sigma * c) for f in (0.4, 0.55, 0.7, 0.85, 1.0, 1.2) for c in (0.5, 1.0, 1.5)]
+    for h in grid:
         score = np.mean([psnr(to_tensor(nlm(n, h)), to_tensor(c)) for c, n in imgs])
         if score > best:
             best, best_h = score, h
     return best_h
+
+
+def markdown_table(results: list[dict], methods: list[str]) -> str:
+    """PSNR / SSIM per (set, sigma) and method, and each method's mean s/MP, as a Markdown table."""
+    head = "| set | sigma | images | " + " | ".join(methods) + " |"
+    lines = [head, "|" + "---|" * (3 + len(methods))]
+    keys = sorted({(r["set"], r["sigma"], r["images"]) for r in results}, key=lambda k: (k[0], k[1]))
+    for key in keys:
+        cells = []
+        for m in methods:
+            r = next(x for x in results if (x["set"], x["sigma"], x["images"]) == key and x["method"] == m)
+            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}")
+        lines.append(f"| {key[0]} | {key[1]:g} | {key[2]} | " + " | ".join(cells) + " |")
+    speed = []
+    for m in methods:
+        rs = [r["sec_per_mp"] for r in results if r["method"] == m]
+        speed.append("-" if m == "noisy" else f"{sum(rs) / len(rs):.2f}")
+    lines.append("| **s / MP** | | | " + " | ".join(speed) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -86,7 +106,7 @@ def main() -> None:
     for folder in args.sets:
         paths = list_images(folder)[: args.limit or None]
         for sigma in args.sigmas:
-            h = tune_nlm(tune_paths, sigma) if (tune_paths and "nlm" in methods) else sigma * 0.8
+            h = tune_nlm(tune_paths, sigma) if (tune_paths and "nlm" in methods) else (0.7 * sigma, 0.7 * sigma)
             acc = {m: {"psnr": [], "ssim": [], "sec": 0.0} for m in methods}
             mp = 0.0
             for i, p in enumerate(paths):
@@ -123,13 +143,15 @@ def main() -> None:
                        "psnr": float(np.mean(a["psnr"])), "ssim": float(np.mean(a["ssim"])),
                        "sec_per_mp": a["sec"] / mp if m != "noisy" else 0.0}
                 if m == "nlm":
-                    row["h"] = h
+                    row["h"], row["h_colour"] = h
                 results.append(row)
                 print(f"{folder.name:<12}{sigma:>6g}  {m:<18}{row['psnr']:>8.2f}{row['ssim']:>8.4f}"
                       f"{row['sec_per_mp']:>9.2f}  {len(paths)}", flush=True)
     card_lines = [f"{r['set']} sigma {r['sigma']:g} ({r['images']} images): PSNR {r['psnr']:.2f} dB, "
                   f"SSIM {r['ssim']:.4f}, {r['sec_per_mp']:.2f} s/MP (CPU, {torch.get_num_threads()} threads)"
                   for r in results if r["method"] == "vitrestore"]
+    print()
+    print(markdown_table(results, methods))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results, "card_lines": card_lines,
