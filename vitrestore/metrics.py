@@ -35,30 +35,35 @@ def psnr(x: torch.Tensor, y: torch.Tensor, border: int = 0, y_channel: bool = Fa
     return float((10 * torch.log10(255.0**2 / mse)).mean())
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
-    r = torch.arange(size, dtype=dtype) - size // 2
+def _gaussian_1d(size: int, sigma: float, dtype, device) -> torch.Tensor:
+    r = torch.arange(size, dtype=dtype, device=device) - size // 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
+
+
+def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' Gaussian filter per channel: (B, C, H, W) -> (B, C, H-k+1, W-k+1)."""
+    c, k = x.shape[1], g.numel()
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11,
              sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
     """SSIM and contrast-structure maps (B, C, h, w) with a 'valid' Gaussian window."""
-    c = x.shape[1]
-    k = _gaussian_window(window, sigma, x.dtype).to(x.device).expand(c, 1, window, window)
+    g = _gaussian_1d(window, sigma, x.dtype, x.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = F.conv2d(x, k, groups=c), F.conv2d(y, k, groups=c)
-    sxx = F.conv2d(x * x, k, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, k, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, k, groups=c) - mu_x * mu_y
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    sxx = _blur(x * x, g) - mu_x**2
+    syy = _blur(y * y, g) - mu_y**2
+    sxy = _blur(x * y, g) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     lum = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     return lum * cs, cs
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, border: int = 0, y_channel: bool = False) -> float:
-    """Mean SSIM over the batch (0-255 scale, images quantised to 8 bits)."""
+    """Mean SSIM over the batch (images quantised to 8 bits; computed in float32, separably)."""
     x, y = _prepare(x, y, border, y_channel)
-    x, y = (x * 255).round(), (y * 255).round()
-    return float(ssim_map(x, y, data_range=255.0)[0].mean())
+    x, y = (x * 255).round().float() / 255, (y * 255).round().float() / 255
+    return float(ssim_map(x, y, data_range=1.0)[0].double().mean())
