@@ -76,3 +76,13 @@ def test_resume_reproduces_next_steps_exactly(tiny_cfg, adv):
 def test_resume_without_checkpoint_is_a_clear_error(tiny_cfg):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         make_trainer(tiny_cfg(), resume=True)
+
+
+def test_init_weights_starts_from_a_weights_file(tiny_cfg, tiny_weights):
+    from vitrestore.weights import load_weights
+
+    t = make_trainer(tiny_cfg(f"train.init_weights={tiny_weights}"))
+    state = load_weights(tiny_weights)[0]
+    for name, value in t.G.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert not all(torch.equal(v, state[n]) for n, v in make_trainer(tiny_cfg()).G.state_dict().items())

@@ -99,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0 = torch default)
     out: str = "runs/default"
+    init_weights: str | None = None  # start the generator from these weights (shipped name or file)
 
 
 @dataclass(frozen=True)

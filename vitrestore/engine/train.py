@@ -35,7 +35,7 @@ from ..metrics import psnr, ssim
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Task
-from ..weights import save_weights
+from ..weights import load_weights, save_weights
 
 
 def build_generator(cfg: Config, task: Task) -> Generator:
@@ -74,6 +74,8 @@ class Trainer:
         self.total_steps = cfg.train.steps + cfg.train.adversarial_steps
         torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
         self.G = build_generator(cfg, task).to(self.device)
+        if cfg.train.init_weights and not resume:  # fine-tune: the weights must fit this generator
+            self.G.load_state_dict(load_weights(cfg.train.init_weights)[0])
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.AdamW(self.G.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
                                        weight_decay=cfg.train.weight_decay)
