@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vitrestore.weights import load_weights, save_weights
+from vitrestore.weights import load_weights, render_card, save_weights
 
 SHIPPED = Path(__file__).resolve().parent.parent / "vitrestore" / "shipped"
 
@@ -37,15 +37,7 @@ def main() -> None:
     card = {**card, "name": args.name, "parameters": params, "command": args.command, "metrics": lines,
             "notes": args.notes}
     save_weights(SHIPPED / f"{args.name}.safetensors", state, config, card)
-    md = [f"# Model card: `{args.name}`", "",
-          f"- task: {config['task']}",
-          f"- parameters: {params:,}",
-          f"- training data: {', '.join(config['data']['train'])} (held out: last {config['data']['val_holdout']} files)",
-          f"- command: `{args.command}`",
-          f"- steps: {card['steps']} (batch {config['data']['batch']}, crops {config['data']['crop']} px)",
-          f"- final validation: {json.dumps(val)}",
-          "", "## Measured", ""] + [f"- {ln}" for ln in lines] + ["", args.notes, ""]
-    (SHIPPED / f"{args.name}.md").write_text("\n".join(md))
+    (SHIPPED / f"{args.name}.md").write_text(render_card(args.name, config, card))
     print(f"shipped {args.name}: {params:,} parameters, {card['steps']} steps")
 
 

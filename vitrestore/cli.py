@@ -27,7 +27,7 @@ def _fail(message: str, code: int = 2) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vitrestore")
 def main() -> None:
-    """Restore photos with a conditional ViT-GAN: denoise (more tasks to come)."""
+    """Restore photos with a conditional ViT-GAN: denoise, or any model trained from a YAML config."""
 
 
 def _common_run_options(f):
@@ -45,7 +45,7 @@ def _common_run_options(f):
     return f
 
 
-def _run(model_name: str, suffix: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
+def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
          **request) -> None:
     from .engine.batch import plan_jobs, run_jobs
 
@@ -54,7 +54,7 @@ def _run(model_name: str, suffix: str, inputs, output, tile, device, recursive, 
         model = tasks.load_model(model_name, device=device, tile=tile)
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
         _fail(str(exc).strip("'\""))
-    jobs, problems = plan_jobs(list(inputs), output, suffix, recursive)
+    jobs, problems = plan_jobs(list(inputs), output, model.task.suffix, recursive)
     if not jobs and not problems:
         _fail("no images found in the given inputs")
 
@@ -79,8 +79,19 @@ def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
-    _run(model_name, "denoised", inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
+    _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
          sigma=sigma)
+
+
+@main.command()
+@_common_run_options
+@click.option("--weights", required=True, help="A .safetensors weights file from `vitrestore train` (or a shipped name).")
+def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, weights) -> None:
+    """Run any trained model (e.g. a task defined in YAML) on images or folders.
+
+    Writes <stem>_<name>.<ext> beside each input, where <name> comes from the model's config.
+    """
+    _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels)
 
 
 @main.command()
@@ -117,14 +128,21 @@ def train(config, overrides, resume, device, quiet) -> None:
         overrides = (*overrides, f"train.out={resume}")
     elif config is None:
         _fail("missing CONFIG (a YAML file) or --resume RUN")
+    from .engine import distributed
+
+    info = distributed.DistInfo.from_env()
     try:
         trainer = train_from_config(str(config), list(overrides), get_task, device=str(tasks.model.pick_device(device)),
                                     resume=resume is not None, quiet=quiet)
         result = trainer.fit()
     except (ConfigError, KeyError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc).strip("'\""))
-    click.echo(f"finished at step {trainer.step}: {result}")
-    click.echo(f"weights: {trainer.out / 'weights.safetensors'}")
+        _fail(f"{str(exc).strip(chr(39) + chr(34))}" + (f" (rank {info.rank})" if info.world > 1 else ""))
+    finally:
+        distributed.teardown(info)
+    if info.main:
+        val = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step") or "no validation"
+        click.echo(f"finished at step {trainer.step}: {val}")
+        click.echo(f"weights: {trainer.out / 'weights.safetensors'}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,10 @@ class DataConfig:
     crop: int = 64
     batch: int = 16
     max_images: int = 0  # 0 = all
-    min_size: int = 0  # skip training images smaller than this on either side (0 = crop)
+    min_size: int = 0  # skip training images smaller than this on either side (0 = all must fit the crop)
+    input: str | None = None  # paired data: degraded inputs matched by name to the data.train targets
+    cache: bool = True  # decode the training images once into memory (false: decode at every draw)
+    workers: int = 0  # worker processes that build batches ahead of the model (0 = in the main process)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch default)
     out: str = "runs/default"
     init_weights: str | None = None  # start the generator from these weights (shipped name or file)
+    accumulate: int = 1  # gradient accumulation: data.batch is split into this many micro-batches
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only, CPU trains in fp32)
 
 
 @dataclass(frozen=True)

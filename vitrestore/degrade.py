@@ -87,3 +87,65 @@ class JPEG:
 def select(gen: torch.Generator, n: int, p: float) -> torch.Tensor:
     """Boolean (n,) mask: which images of a batch an op applies to, with probability p."""
     return torch.rand(n, generator=gen) < p
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Random brightness, contrast and saturation factors per image (faded or mis-exposed photos)."""
+
+    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.2
+    saturation: float = 0.3
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        b = shape[0]
+        return {name: _uniform(gen, b, 1 - amount, 1 + amount)
+                for name, amount in (("brightness", self.brightness), ("contrast", self.contrast),
+                                     ("saturation", self.saturation))}
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        def per_image(v):
+            return v.to(x).view(-1, 1, 1, 1)
+
+        x = x * per_image(p["brightness"])
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = mean + (x - mean) * per_image(p["contrast"])
+        if x.shape[1] == 3:
+            luma = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:])
+            x = luma + (x - luma) * per_image(p["saturation"])
+        return x.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Holes:
+    """Rectangular holes filled with `fill` (0-1); the pipeline reports them as a mask."""
+
+    count_min: int = 1
+    count_max: int = 4
+    size_min: float = 0.05  # side as a share of the image side
+    size_max: float = 0.3
+    fill: float = 0.0
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        b, h, w = shape[0], shape[-2], shape[-1]
+        n = self.count_max
+        active = torch.arange(n).view(1, n) < torch.randint(self.count_min, n + 1, (b, 1), generator=gen)
+        bh = (_uniform(gen, b * n, self.size_min, self.size_max) * h).view(b, n).clamp(min=1)
+        bw = (_uniform(gen, b * n, self.size_min, self.size_max) * w).view(b, n).clamp(min=1)
+        top = torch.rand(b, n, generator=gen) * (h - bh)
+        left = torch.rand(b, n, generator=gen) * (w - bw)
+        boxes = torch.stack([top, left, top + bh, left + bw], -1).round().long()  # (B, N, 4) y0 x0 y1 x1
+        return {"boxes": boxes, "active": active, "hw": (h, w)}
+
+    def mask(self, p: dict) -> torch.Tensor:
+        """(B, 1, H, W) 1 inside the holes."""
+        h, w = p["hw"]
+        ys, xs = torch.arange(h).view(1, 1, h, 1), torch.arange(w).view(1, 1, 1, w)
+        bx = p["boxes"].unsqueeze(-1).unsqueeze(-1)  # (B, N, 4, 1, 1)
+        inside = ((ys >= bx[:, :, 0]) & (ys < bx[:, :, 2]) & (xs >= bx[:, :, 1]) & (xs < bx[:, :, 3])
+                  & p["active"].view(*p["active"].shape, 1, 1))  # (B, N, H, W)
+        return inside.any(1, keepdim=True).float()
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        m = self.mask(p).to(x)
+        return x * (1 - m) + self.fill * m

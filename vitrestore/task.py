@@ -24,6 +24,16 @@ class Batch:
     cond: torch.Tensor | None = None  # extra conditioning channels, same H, W as input
     mask: torch.Tensor | None = None  # (B, 1, H, W) per-pixel loss weight, when the task has one
 
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None) for k, v in vars(self).items()})
+
+    def split(self, n: int) -> list["Batch"]:
+        """n micro-batches along the batch dimension (gradient accumulation)."""
+        if n == 1:
+            return [self]
+        parts = {k: (v.chunk(n) if v is not None else [None] * n) for k, v in vars(self).items()}
+        return [Batch(**{k: parts[k][i] for k in parts}) for i in range(n)]
+
 
 @dataclass(frozen=True)
 class NoOptions:
@@ -62,6 +72,20 @@ class Task:
 
     def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         return self.degrade(clean, gen)
+
+    def paired_batch(self, input: torch.Tensor, target: torch.Tensor) -> Batch:
+        """A batch from paired data (degraded input, clean target) instead of a degradation."""
+        return Batch(input=input, target=target, cond=self.condition(input))
+
+    @property
+    def scale(self) -> int:
+        """Output size / input size (super-resolution tasks override)."""
+        return 1
+
+    @property
+    def suffix(self) -> str:
+        """What output file names get: <stem>_<suffix>.<ext>."""
+        return self.output_suffix
 
     def disc_condition(self, batch: Batch) -> torch.Tensor:
         """What the discriminator sees beside the candidate, at the candidate's size."""

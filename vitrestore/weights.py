@@ -73,3 +73,25 @@ def load_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dic
     except (SafetensorsError, OSError) as exc:
         raise WeightsError(f"{path}: cannot read weights ({exc})") from None
     return state, config, card
+
+
+def render_card(name: str, config: dict, card: dict) -> str:
+    """A model card in Markdown from a weights file's config and card metadata."""
+    data = config.get("data", {})
+    val = card.get("validation") or {}
+    lines = [f"# Model card: `{name}`", "",
+             f"- task: {config.get('task')} {json.dumps(config.get('task_options') or {})}",
+             f"- parameters: {card.get('parameters', 0):,}",
+             f"- training data: {', '.join(data.get('train') or [])}"
+             + (f" (inputs paired from {data['input']})" if data.get("input") else "")
+             + (f" (held out: last {data['val_holdout']} files)" if data.get("val_holdout") else ""),
+             f"- command: `{card.get('command') or '(not recorded)'}`",
+             f"- steps: {card.get('steps')} (batch {data.get('batch')}, crops {data.get('crop')} px)",
+             "- final validation: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in val.items()) or "none")]
+    metrics = card.get("metrics") or []
+    if metrics:
+        lines += ["", "## Measured", ""] + [f"- {m}" for m in metrics]
+    if card.get("notes"):
+        lines += ["", card["notes"]]
+    return "\n".join(lines) + "\n"

@@ -1,17 +1,29 @@
 """Training loop: a pixel-loss stage, then an adversarial stage; EMA of the generator;
 validation PSNR/SSIM; atomic checkpoints with exact resume; JSONL metrics; progress bar.
 
-Everything random in step `s` comes from `step_generator(seed, s)`, and the learning rate is
-a pure function of the step, so resuming from a checkpoint reproduces the same steps exactly.
+Everything random in step `s` comes from `step_generator(seed, s, rank)`, and the learning
+rate is a pure function of the step, so resuming from a checkpoint reproduces the same steps
+exactly, and batches can be built ahead by worker processes.
+
+Distributed (torchrun): `data.batch` is the *global* batch. Each of N processes draws
+batch / N images per step (its own seeded stream) and DistributedDataParallel averages the
+gradients, so one optimiser step sees the same number of images with the same learning rate
+as a one-process run: more processes make a run faster, not different. `train.accumulate`
+splits each process's share further into micro-batches (same semantics, less memory).
+Rank 0 alone logs, validates and writes checkpoints.
 
 Run folder layout:
     <out>/config.yaml         the resolved config
     <out>/checkpoint.pt       latest full training state (atomic replace)
     <out>/weights.safetensors EMA generator + config + card (what inference loads)
+    <out>/MODEL_CARD.md       the card in words
     <out>/metrics.jsonl       one JSON object per log/validation event
+    <out>/samples/step_N.png  validation grids: input | output | target
+    <out>/tensorboard/        the same scalars, when tensorboard is installed
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -28,14 +40,19 @@ from tqdm import tqdm
 
 from ..augment import diff_augment
 from ..config import Config, config_to_dict, load_config
-from ..data import ImageBank, load_validation, split_paths, step_generator
+from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, match_pairs, split_paths,
+                    step_generator)
 from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_penalty, ms_ssim_loss,
                       pixel_loss, r1_penalty)
 from ..metrics import psnr, ssim
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
-from ..task import Task
-from ..weights import load_weights, save_weights
+from ..task import Batch, Task
+from ..weights import load_weights, render_card, save_weights
+from . import distributed as ddp
+from .preflight import check_training_setup
+from .samples import save_grid
+from .stream import TrainStream, batch_loader
 
 
 def build_generator(cfg: Config, task: Task) -> Generator:
@@ -66,12 +83,18 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 class Trainer:
     def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False):
-        self.cfg, self.task, self.device, self.quiet = cfg, task, torch.device(device), quiet
+        self.cfg, self.task = cfg, task
+        self.dist = ddp.DistInfo.from_env()
+        self.quiet = quiet or not self.dist.main
+        check_training_setup(cfg, task.scale, self.dist.world)
+        self.device = ddp.setup(self.dist, torch.device(device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.out = Path(cfg.train.out).expanduser()
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.total_steps = cfg.train.steps + cfg.train.adversarial_steps
+        self.rank_batch = cfg.data.batch // self.dist.world  # this process's share of the global batch
         torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
         self.G = build_generator(cfg, task).to(self.device)
         if cfg.train.init_weights and not resume:  # fine-tune: the weights must fit this generator
@@ -84,13 +107,41 @@ class Trainer:
             self.D = build_discriminator(cfg, task).to(self.device)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.train.lr_d, betas=(0.5, 0.99))
         self.lpips = LPIPSLoss(cfg.loss.lpips_net) if cfg.loss.lpips_weight > 0 else None
+        self._setup_precision()
         self.step = 0
-        self.best: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         if resume:
             self._load_checkpoint()
-        self.bank: ImageBank | None = None
+        # DDP wrappers for the passes whose gradients must be averaged; self.G / self.D stay the
+        # plain modules (state dicts, EMA, and the frozen-D pass of the generator step).
+        self.G_train, self.D_train = self.G, self.D
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = DDP(self.G, device_ids=ids)
+            if self.D is not None:
+                self.D_train = DDP(self.D, device_ids=ids)
         self._stop = False
+        self.command = ""  # how the run was started, for the model card
+
+    def _setup_precision(self) -> None:
+        prec = self.cfg.train.precision
+        self.amp_dtype = None
+        if prec != "fp32":
+            if self.device.type == "cuda":
+                self.amp_dtype = torch.bfloat16 if prec == "bf16" else torch.float16
+            elif self.dist.main:
+                print(f"notice: train.precision={prec} applies on CUDA only; training in fp32 on {self.device.type}",
+                      file=sys.stderr)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
     # --- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -100,6 +151,7 @@ class Trainer:
             "G": self.G.state_dict(), "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(),
             "D": self.D.state_dict() if self.D else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "last_val": self.last_val,
         }
 
@@ -114,18 +166,37 @@ class Trainer:
         if self.D is not None and st.get("D") is not None:
             self.D.load_state_dict(st["D"])
             self.opt_d.load_state_dict(st["opt_d"])
+        for name in ("scaler_g", "scaler_d"):
+            if st.get(name):
+                getattr(self, name).load_state_dict(st[name])
         self.step = st["step"]
         self.last_val = st.get("last_val", {})
 
+    def card(self) -> dict:
+        return {"task": self.task.name, "steps": self.step, "validation": self.last_val,
+                "data": list(self.cfg.data.train), "config_file": self.cfg.source,
+                "parameters": sum(p.numel() for p in self.G.parameters()), "command": self.command}
+
     def save(self) -> None:
+        """Checkpoint and EMA weights (rank 0 only), each written atomically."""
+        if not self.dist.main:
+            return
         _atomic_torch_save(self.state(), self.out / "checkpoint.pt")
-        card = {"task": self.task.name, "steps": self.step, "validation": self.last_val,
-                "data": list(self.cfg.data.train), "config_file": self.cfg.source}
-        save_weights(self.out / "weights.safetensors", self.ema.state_dict(), config_to_dict(self.cfg), card)
+        config, card = config_to_dict(self.cfg), self.card()
+        save_weights(self.out / "weights.safetensors", self.ema.state_dict(), config, card)
+        tmp = self.out / "MODEL_CARD.md.tmp"
+        tmp.write_text(render_card(self.out.name, config, card))
+        os.replace(tmp, self.out / "MODEL_CARD.md")
 
     def log(self, record: dict) -> None:
+        if not self.dist.main:
+            return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if getattr(self, "tb", None) is not None:
+            for k, v in record.items():
+                if k not in ("step", "time") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
 
     # --- steps -------------------------------------------------------------------------------
     def _set_lr(self) -> float:
@@ -154,117 +225,200 @@ class Trainer:
             loss, logs = loss + lc.lpips_weight * l_p, {**logs, **lg}
         return loss, logs
 
-    def train_step(self, bank: ImageBank) -> dict:
+    def _adversarial_losses(self, out, batch, gen) -> tuple[torch.Tensor, dict]:
+        """Generator-side GAN terms through the frozen plain D (no DDP sync needed)."""
+        lc = self.cfg.loss
+        cond = self.task.disc_condition(batch)
+        nc = cond.shape[1]
+        fake_in = diff_augment(torch.cat([cond, out], 1), lc.diffaugment, gen)
+        fake_logits, fake_feats = self.D(fake_in[:, :nc], fake_in[:, nc:])
+        l_adv, logs = g_adv_loss(fake_logits, lc.adversarial)
+        loss = lc.adversarial_weight * l_adv
+        if lc.feature_matching_weight:
+            real_in = diff_augment(torch.cat([cond, batch.target], 1), lc.diffaugment, gen)
+            with torch.no_grad():
+                _, real_feats = self.D(real_in[:, :nc], real_in[:, nc:])
+            l_fm, lg = feature_matching(real_feats, fake_feats)
+            loss = loss + lc.feature_matching_weight * l_fm
+            logs.update(lg)
+        return loss, logs
+
+    @staticmethod
+    def _sync(module, last: bool):
+        """DDP: all-reduce gradients only on the last micro-batch of a step."""
+        if last or not hasattr(module, "no_sync"):
+            return contextlib.nullcontext()
+        return module.no_sync()
+
+    def _optimiser_step(self, params, opt, scaler) -> None:
+        scaler.unscale_(opt)
+        if self.cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def stream(self, bank: ImageBank | PairBank) -> TrainStream:
+        c = self.cfg
+        return TrainStream(bank, self.task, c.train.seed, self.rank_batch, c.data.crop, self.dist.rank)
+
+    def train_step(self, data: Batch | ImageBank | PairBank) -> dict:
+        """One optimiser step on a Batch (or one drawn from a bank for the current step)."""
         cfg = self.cfg
-        gen = step_generator(cfg.train.seed, self.step)
-        clean = bank.sample(gen, cfg.data.batch, cfg.data.crop)
-        batch = self.task.degrade(clean, gen)
-        batch = type(batch)(**{k: (v.to(self.device) if v is not None else None) for k, v in vars(batch).items()})
+        batch = data if isinstance(data, Batch) else self.stream(data)[self.step]
+        micro = batch.to(self.device).split(cfg.train.accumulate)
+        gen = step_generator(cfg.train.seed, self.step, self.dist.rank, stream=1)
         lr = self._set_lr()
         self.G.train()
         logs: dict = {"lr": lr}
         adversarial = self.step >= cfg.train.steps and self.D is not None
         if adversarial:
-            logs.update(self._d_step(batch, gen))
-        out = self.G(batch.input, batch.cond)
-        loss, lg = self._pixel_losses(out, batch)
-        logs.update(lg)
-        if adversarial:
-            lc = cfg.loss
+            logs.update(self._d_step(micro, gen))
             self.D.requires_grad_(False)
-            cond = self.task.disc_condition(batch)
-            fake_in = diff_augment(torch.cat([cond, out], 1), lc.diffaugment, gen)
-            fake_logits, fake_feats = self.D(fake_in[:, : cond.shape[1]], fake_in[:, cond.shape[1]:])
-            l_adv, lg = g_adv_loss(fake_logits, lc.adversarial)
-            loss = loss + lc.adversarial_weight * l_adv
-            logs.update(lg)
-            if lc.feature_matching_weight:
-                real_in = diff_augment(torch.cat([cond, batch.target], 1), lc.diffaugment, gen)
-                with torch.no_grad():
-                    _, real_feats = self.D(real_in[:, : cond.shape[1]], real_in[:, cond.shape[1]:])
-                l_fm, lg = feature_matching(real_feats, fake_feats)
-                loss = loss + lc.feature_matching_weight * l_fm
-                logs.update(lg)
-            self.D.requires_grad_(True)
         self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.G.parameters(), cfg.train.grad_clip)
-        self.opt_g.step()
+        total = 0.0
+        for i, mb in enumerate(micro):
+            with self._sync(self.G_train, i == len(micro) - 1):
+                with self._autocast():
+                    out = self.G_train(mb.input, mb.cond)
+                    loss, lg = self._pixel_losses(out.float(), mb)
+                    if adversarial:
+                        l_adv, lg_adv = self._adversarial_losses(out.float(), mb, gen)
+                        loss, lg = loss + l_adv, {**lg, **lg_adv}
+                self.scaler_g.scale(loss / len(micro)).backward()
+            total += float(loss.detach()) / len(micro)
+            logs.update(lg)
+        if adversarial:
+            self.D.requires_grad_(True)
+        self._optimiser_step(self.G.parameters(), self.opt_g, self.scaler_g)
         self._update_ema()
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = total
         self.step += 1
         return logs
 
-    def _d_step(self, batch, gen: torch.Generator) -> dict:
+    def _d_step(self, micro: list[Batch], gen: torch.Generator) -> dict:
+        """One discriminator step. Real and fake go through D in one forward pass (DDP needs one
+        forward per backward); R1 is the gradient of the real logits w.r.t. the real input."""
         lc = self.cfg.loss
-        with torch.no_grad():
-            fake = self.G(batch.input, batch.cond)
-        cond = self.task.disc_condition(batch)
-        nc = cond.shape[1]
-        real_in = diff_augment(torch.cat([cond, batch.target], 1), lc.diffaugment, gen)
-        fake_in = diff_augment(torch.cat([cond, fake], 1), lc.diffaugment, gen)
         regularise = lc.r1_weight > 0 and self.step % max(1, lc.r1_every) == 0
-        real_cand = real_in[:, nc:].detach().requires_grad_(regularise and lc.adversarial != "wgan-gp")
-        real_logits, _ = self.D(real_in[:, :nc], real_cand)
-        fake_logits, _ = self.D(fake_in[:, :nc], fake_in[:, nc:])
-        loss, logs = d_loss(real_logits, fake_logits, lc.adversarial)
-        if regularise:
-            if lc.adversarial == "wgan-gp":
-                pen, lg = gradient_penalty(self.D, real_in[:, :nc], real_in[:, nc:], fake_in[:, nc:], gen)
-                loss = loss + lc.r1_weight * pen * lc.r1_every
-            else:
-                pen, lg = r1_penalty(real_logits, real_cand)
-                loss = loss + 0.5 * lc.r1_weight * pen * lc.r1_every
-            logs.update(lg)
         self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
+        logs: dict = {}
+        for i, mb in enumerate(micro):
+            with torch.no_grad(), self._autocast():
+                fake = self.G(mb.input, mb.cond).float()
+            cond = self.task.disc_condition(mb)
+            nc, b = cond.shape[1], cond.shape[0]
+            real_in = diff_augment(torch.cat([cond, mb.target], 1), lc.diffaugment, gen)
+            fake_in = diff_augment(torch.cat([cond, fake], 1), lc.diffaugment, gen)
+            real_cand = real_in[:, nc:].detach().requires_grad_(regularise and lc.adversarial != "wgan-gp")
+            last = i == len(micro) - 1
+            with self._sync(self.D_train, last):
+                with self._autocast():
+                    logits, _ = self.D_train(torch.cat([real_in[:, :nc], fake_in[:, :nc]]),
+                                             torch.cat([real_cand, fake_in[:, nc:]]))
+                logits = logits.float()
+                real_logits, fake_logits = logits[:b], logits[b:]
+                loss, lg = d_loss(real_logits, fake_logits, lc.adversarial)
+                if regularise:
+                    if lc.adversarial == "wgan-gp":
+                        pen, lg2 = gradient_penalty(self.D, real_in[:, :nc], real_in[:, nc:], fake_in[:, nc:], gen)
+                        loss = loss + lc.r1_weight * pen * lc.r1_every
+                    else:
+                        pen, lg2 = r1_penalty(real_logits, real_cand)
+                        loss = loss + 0.5 * lc.r1_weight * pen * lc.r1_every
+                    lg = {**lg, **lg2}
+                self.scaler_d.scale(loss / len(micro)).backward()
+            logs.update(lg)
+        self._optimiser_step(self.D.parameters(), self.opt_d, self.scaler_d)
         return logs
 
+    # --- validation --------------------------------------------------------------------------
+    def validation_batches(self, val_paths: list[Path]) -> list[Batch]:
+        """Fixed validation batches (degraded once with fixed seeds, or taken from pairs)."""
+        d = self.cfg.data
+        multiple = self.task.scale
+        if d.input:
+            pairs, _ = match_pairs(Path(d.input).expanduser(), Path(d.train[0]).expanduser())
+            keep = set(val_paths)
+            out = []
+            for inp, tgt in [pr for pr in pairs if pr[1] in keep][: d.val_limit]:
+                x, y = load_validation([inp], 1, 0)[0], load_validation([tgt], 1, 0)[0]
+                out.append(self.task.paired_batch(*centre_crop_pair(x, y, d.val_size, multiple)))
+            return out
+        images = load_validation(val_paths, d.val_limit, d.val_size, multiple)
+        return [self.task.validation_batch(clean, torch.Generator().manual_seed(10_000 + i))
+                for i, clean in enumerate(images)]
+
     @torch.no_grad()
-    def validate(self, images: list[torch.Tensor]) -> dict:
-        """EMA generator on the validation images (degraded with a fixed seed): PSNR/SSIM."""
-        ps, ss, ps_in = [], [], []
-        for i, clean in enumerate(images):
-            batch = self.task.validation_batch(clean, torch.Generator().manual_seed(10_000 + i))
+    def validate(self, batches: list[Batch], grid_path: Path | None = None) -> dict:
+        """EMA generator on the validation batches: PSNR/SSIM (and a sample grid PNG)."""
+        ps, ss, ps_in, rows = [], [], [], []
+        for batch in batches:
             out = self.ema(batch.input.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
             out = self.task.postprocess(out, batch.input.to(self.device)).cpu()
             ps.append(psnr(out, batch.target))
             ss.append(ssim(out, batch.target))
             if batch.input.shape == batch.target.shape:
                 ps_in.append(psnr(batch.input, batch.target))
+            if len(rows) < 4:
+                rows.append((batch.input, out, batch.target))
         res = {"val_psnr": sum(ps) / len(ps), "val_ssim": sum(ss) / len(ss)}
         if ps_in:
             res["val_psnr_input"] = sum(ps_in) / len(ps_in)
+        if grid_path is not None and rows:
+            save_grid(grid_path, rows)
         return res
 
     # --- loop --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
+    def _open_tensorboard(self) -> None:
+        self.tb = None
+        if not self.dist.main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    def _bank(self, train_paths: list[Path]) -> ImageBank | PairBank:
+        d = self.cfg.data
+        if d.input:
+            pairs, _ = match_pairs(Path(d.input).expanduser(), Path(d.train[0]).expanduser())
+            keep = set(train_paths)
+            return PairBank([pr for pr in pairs if pr[1] in keep], self.task.scale, d.cache)
+        return ImageBank(train_paths, min_size=d.min_size or d.crop, cache=d.cache)
+
     def fit(self) -> dict:
-        cfg = self.cfg
-        (self.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        d = cfg.data
+        cfg, d = self.cfg, self.cfg.data
+        if self.dist.main:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         train_paths, val_paths = split_paths(d.train, d.val, d.val_holdout, d.max_images)
-        bank = ImageBank(train_paths, min_size=d.min_size or d.crop)
-        val = load_validation(val_paths, d.val_limit, d.val_size)
+        bank = self._bank(train_paths)
+        val = self.validation_batches(val_paths) if self.dist.main else []
+        self._open_tensorboard()
         old = signal.signal(signal.SIGTERM, self._on_signal)
         last_ckpt = time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=self.quiet, dynamic_ncols=True,
                    desc=f"train {self.task.name}", file=sys.stderr)
         t0, s0 = time.time(), self.step
+        loader = batch_loader(self.stream(bank), self.step, self.total_steps, d.workers)
         try:
-            while self.step < self.total_steps and not self._stop:
-                logs = self.train_step(bank)
+            for batch in loader:
+                if ddp.any_true(self._stop, self.dist, self.device):
+                    break
+                logs = self.train_step(batch)
                 bar.update(1)
                 if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
                     rate = (self.step - s0) / max(1e-9, time.time() - t0)
-                    self.log({"step": self.step, "time": time.time(), "steps_per_s": rate, **logs})
-                    bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.1e}")
+                    logs = {"steps_per_s": rate, "patches_per_s": rate * d.batch, **logs}
+                    self.log({"step": self.step, "time": time.time(), **logs})
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.1e}",
+                                    patches_s=f"{logs['patches_per_s']:.1f}")
                 if val and (self.step % cfg.train.val_every == 0 or self.step == self.total_steps):
-                    self.last_val = {"step": self.step, **self.validate(val)}
+                    grid = self.out / "samples" / f"step_{self.step:07d}.png"
+                    self.last_val = {"step": self.step, **self.validate(val, grid)}
                     self.log(self.last_val)
                     bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_val.items() if k != "step"))
                 if time.time() - last_ckpt > cfg.train.checkpoint_minutes * 60:
@@ -274,14 +428,19 @@ class Trainer:
             bar.write("interrupted: saving checkpoint")
         finally:
             bar.close()
+            del loader
             signal.signal(signal.SIGTERM, old)
             self.save()
+            if getattr(self, "tb", None) is not None:
+                self.tb.close()
+            ddp.barrier(self.dist)
         return self.last_val
-
 
 def train_from_config(path: str | None, overrides: list[str], task_lookup, device: str = "cpu",
                       resume: bool = False, quiet: bool = False) -> Trainer:
     """Build a Trainer from a YAML file (or a run folder's config when resuming)."""
     cfg = load_config(path, overrides)
     task = task_lookup(cfg.task).from_config(cfg)
-    return Trainer(cfg, task, device=device, resume=resume, quiet=quiet)
+    trainer = Trainer(cfg, task, device=device, resume=resume, quiet=quiet)
+    trainer.command = " ".join(["vitrestore train", str(path)] + [f"--set {o}" for o in overrides])
+    return trainer

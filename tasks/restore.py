@@ -1,0 +1,92 @@
+"""A restoration task defined entirely in YAML: the degradation is a pipeline of registered,
+seeded ops (vitrestore/pipeline.py), losses come from the `loss:` section, and the
+conditioning is chosen by name. Trained weights carry the config, so
+
+    vitrestore restore photo.png --weights runs/my_deblur/weights.safetensors
+
+rebuilds the task and its network from the file alone.
+
+    task: restore
+    task_options:
+      name: deblur                 # what outputs are called: photo_deblur.png
+      condition: none              # none | mask (the pipeline's holes, as one channel)
+      pipeline:
+        - {op: motion_blur, p: 0.5, length_max: 15}
+        - {op: gaussian_noise, p: 1.0, sigma_max: 3}
+
+With paired data (data.input) the pipeline is not used: inputs come from the files.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vitrestore.config import ConfigError
+from vitrestore.pipeline import apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.registry import register
+from vitrestore.task import Batch, Task
+
+CONDITIONS = ("none", "mask")
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    name: str = "restored"
+    condition: str = "none"
+    pipeline: tuple[dict[str, Any], ...] = ()
+
+
+@register
+class Restore(Task):
+    name = "restore"
+    Options = RestoreOptions
+    description = "any restoration defined in YAML (a degradation pipeline), run with --weights"
+
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        super().__init__(options, source)
+        o: RestoreOptions = self.options
+        if o.condition not in CONDITIONS:
+            raise ConfigError(f"{source}: 'task_options.condition' must be one of {', '.join(CONDITIONS)}, "
+                              f"got {o.condition!r}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", o.name):
+            raise ConfigError(f"{source}: 'task_options.name' must be a short file-name word, got {o.name!r}")
+        self.steps = build_pipeline(o.pipeline, source)
+        if o.condition == "mask" and not any(s.name == "holes" for s in self.steps):
+            raise ConfigError(f"{source}: 'task_options.condition: mask' needs a 'holes' op in the pipeline")
+
+    @classmethod
+    def from_config(cls, cfg) -> "Restore":
+        task = cls(cfg.task_options, cfg.source)
+        if not task.steps and not cfg.data.input:
+            raise ConfigError(f"{cfg.source}: 'task_options.pipeline' is empty: declare degradation ops, "
+                              f"or give paired data with data.input")
+        return task
+
+    @property
+    def suffix(self) -> str:
+        return self.options.name
+
+    @property
+    def cond_channels(self) -> int:
+        return 1 if self.options.condition == "mask" else 0
+
+    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        draws = sample_pipeline(self.steps, gen, tuple(clean.shape))
+        degraded, mask = apply_pipeline(self.steps, draws, clean)
+        cond = mask if self.options.condition == "mask" else None
+        return Batch(input=degraded, target=clean, cond=cond)
+
+    def paired_batch(self, input: torch.Tensor, target: torch.Tensor) -> Batch:
+        if self.options.condition == "mask":
+            raise ConfigError("task_options.condition: mask cannot be used with paired data (no mask is known)")
+        return Batch(input=input, target=target)
+
+    def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any):
+        if self.options.condition != "mask":
+            return None
+        if mask is None:
+            raise ValueError("this model needs a mask of the area to restore")
+        return mask
