@@ -52,11 +52,17 @@ class Model:
     # --- tensors -----------------------------------------------------------------------------
     @torch.no_grad()
     def run_tensor(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float in [0, 1], tiled."""
+        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float in [0, 1], tiled.
+
+        The task's condition is built per tile, so memory stays bounded by the tile size.
+        """
         x = x.to(self.device, torch.float32)
-        cond = self.task.condition(x, **request)
-        if cond is not None:
-            cond = cond.to(self.device)
+        self.task.condition(x[:, :, :1, :1], **request)  # a bad request fails before any work
+
+        def cond(tile: torch.Tensor):
+            c = self.task.condition(tile, **request)
+            return None if c is None else c.to(self.device)
+
         out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale)
         return self.task.postprocess(out, x, **request)
 
@@ -75,6 +81,35 @@ class Model:
         return out
 
     # --- arrays ------------------------------------------------------------------------------
+    @staticmethod
+    def _peak(a: np.ndarray) -> float:
+        if a.dtype == np.uint8:
+            return 255.0
+        if a.dtype == np.uint16:
+            return 65535.0
+        if np.issubdtype(a.dtype, np.floating):
+            return 1.0
+        raise ValueError(f"unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+
+    def run_arrays(self, images: list[np.ndarray], **request: Any) -> list[np.ndarray]:
+        """Several (H, W, C) arrays of one shape and dtype in one batch -> the results, same dtype."""
+        first = images[0]
+        peak = self._peak(first)
+        if any(a.shape != first.shape or a.dtype != first.dtype for a in images):
+            raise ValueError("run_arrays needs arrays of one shape and dtype")
+        # (B, H, W, C) -> (B, C, H, W) float32 in [0, 1], one copy
+        x = torch.from_numpy(np.stack(images) if len(images) > 1 else first[None]).permute(0, 3, 1, 2)
+        x = x.float().div_(peak) if peak != 1.0 else x.float()
+        out = self.run_channels(x, **request)
+        del x
+        out = out.permute(0, 2, 3, 1)  # (B, sH, sW, C)
+        if peak == 1.0:
+            res = out.numpy().astype(first.dtype)
+        else:
+            res = out.mul_(peak).round_().clamp_(0, peak).to(torch.uint8 if peak == 255.0 else torch.int32).numpy()
+            res = res if peak == 255.0 else res.astype(np.uint16)
+        return list(res)
+
     def __call__(self, image: np.ndarray | torch.Tensor, **request: Any):
         if isinstance(image, torch.Tensor):
             batched = image.dim() == 4
@@ -82,23 +117,9 @@ class Model:
             out = self.run_channels(x.float(), **request)
             return out if batched else out[0]
         a = np.asarray(image)
-        if a.ndim == 2:
-            a = a[:, :, None]
-        if a.dtype == np.uint8:
-            peak = 255.0
-        elif a.dtype == np.uint16:
-            peak = 65535.0
-        elif np.issubdtype(a.dtype, np.floating):
-            peak = 1.0
-        else:
-            raise ValueError(f"unsupported array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
-        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / peak).permute(2, 0, 1)[None]
-        out = self.run_channels(x, **request)[0].permute(1, 2, 0).numpy()  # (sH, sW, C)
-        if peak == 1.0:
-            res = out.astype(a.dtype)
-        else:
-            res = np.clip(np.round(out * peak), 0, peak).astype(a.dtype)
-        return res[:, :, 0] if np.asarray(image).ndim == 2 else res
+        two_d = a.ndim == 2
+        res = self.run_arrays([a[:, :, None] if two_d else a], **request)[0]
+        return res[:, :, 0] if two_d else res
 
 
 def load_model(name_or_path: str | Path = "denoise", device: str = "auto", **kw: Any) -> Model:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError
+from .engine.batch import FORMATS
 from .io import DEFAULT_MAX_PIXELS
 from .weights import WeightsError, read_metadata, resolve, shipped_models
 
@@ -31,8 +32,15 @@ def main() -> None:
 
 
 def _common_run_options(f):
+    f = click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Write per-file results (done/skipped/failed and why) to this JSON file.")(f)
+    f = click.option("--shard", metavar="K/N",
+                     help="Process only share K of N of the files (split by path hash): for N parallel jobs.")(f)
+    f = click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)(f)
+    f = click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default=None,
+                     help="Output format (default: the input's).")(f)
     f = click.option("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
-                     help="Refuse larger images.")(f)
+                     help="Refuse larger images (decompression-bomb guard).")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
     f = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (default: skip them).")(f)
     f = click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")(f)
@@ -45,25 +53,56 @@ def _common_run_options(f):
     return f
 
 
+def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] | None, str]:
+    """--shard K/N, combined with torchrun's RANK/WORLD_SIZE when launched that way (each
+    process then takes its own share, on GPU LOCAL_RANK)."""
+    from .engine.batch import parse_shard
+    from .engine.distributed import DistInfo
+
+    try:
+        parsed = parse_shard(shard)
+    except ValueError as exc:
+        _fail(str(exc))
+    info = DistInfo.from_env()
+    if info.world <= 1:
+        return parsed, device
+    k, n = parsed or (1, 1)
+    if device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{info.local_rank}"
+    return ((k - 1) * info.world + info.rank + 1, n * info.world), device
+
+
 def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
-         **request) -> None:
-    from .engine.batch import plan_jobs, run_jobs
+         fmt, jpeg_quality, shard, report, **request) -> None:
+    import torch
+
+    from .engine.batch import RunOptions, plan_jobs, run_jobs
 
     tasks = _tasks()
+    shard_kn, device = _shard_and_device(shard, device)
     try:
         model = tasks.load_model(model_name, device=device, tile=tile)
+        model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
         _fail(str(exc).strip("'\""))
-    jobs, problems = plan_jobs(list(inputs), output, model.task.suffix, recursive)
+    jobs, problems = plan_jobs(list(inputs), output, model.task.suffix, recursive, fmt, shard_kn)
     if not jobs and not problems:
         _fail("no images found in the given inputs")
 
-    def process(img):
-        return model(img.pixels, **request)
+    def process(images):
+        return model.run_arrays([img.pixels for img in images], **request)
 
-    summary = run_jobs(jobs, process, overwrite=overwrite, quiet=quiet,
-                       max_pixels=int(max_megapixels * 1e6), problems=problems)
+    options = RunOptions(overwrite=overwrite, quiet=quiet, max_pixels=int(max_megapixels * 1e6),
+                         jpeg_quality=jpeg_quality)
+    summary = run_jobs(jobs, process, options, problems=problems)
     click.echo(summary.line(), err=True)
+    if report is not None:
+        summary.write_report(report)
+    if summary.interrupted:
+        sys.exit(130)
     if summary.failed:
         sys.exit(1)
 
@@ -74,24 +113,27 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
               help="Noise level (0-255 scale) if known; blind when omitted.")
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
-def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, sigma, model_name) -> None:
+def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+            report, sigma, model_name) -> None:
     """Remove noise from images or folders of images.
 
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
-    _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
-         sigma=sigma)
+    _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
+         shard, report, sigma=sigma)
 
 
 @main.command()
 @_common_run_options
 @click.option("--weights", required=True, help="A .safetensors weights file from `vitrestore train` (or a shipped name).")
-def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, weights) -> None:
+def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+            report, weights) -> None:
     """Run any trained model (e.g. a task defined in YAML) on images or folders.
 
     Writes <stem>_<name>.<ext> beside each input, where <name> comes from the model's config.
     """
-    _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels)
+    _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
+         shard, report)
 
 
 @main.command()

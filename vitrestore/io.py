@@ -1,14 +1,21 @@
 """Image files in and out.
 
-Reading keeps what the file holds: 8- or 16-bit samples, grayscale, alpha, with the EXIF
-orientation applied. Every failure raises ImageReadError with a one-line reason. Writing is
-atomic: the bytes go to a hidden temporary file beside the target, then a rename, so an
-interrupted run never leaves a half-written image.
+Reading keeps what the file holds: 8- or 16-bit samples, grayscale, alpha (palette and CMYK
+become RGB), with the EXIF orientation applied. The ICC profile and EXIF block are kept (EXIF
+with its orientation reset, since the pixels are now upright) and written back where the
+output format can hold them: PNG, JPEG, WebP, 8-bit TIFF. Every failure raises ImageReadError
+with a one-line reason; images larger than `max_pixels` are refused from the header, before
+any decoding (decompression bombs). Writing is atomic: the bytes go to a hidden temporary file
+beside the target (`.<name>.<random>.partial`), then a rename, so an interrupted run never
+leaves a half-written image.
 """
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,18 +38,41 @@ class ImageReadError(ValueError):
 class LoadedImage:
     pixels: np.ndarray  # (H, W, C): C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; uint8 or uint16
     path: Path
+    icc: bytes | None = None  # ICC colour profile, carried to the output
+    exif: bytes | None = None  # EXIF as TIFF bytes (no "Exif\0\0" header), orientation reset to 1
 
     @property
     def bit_depth(self) -> int:
         return 16 if self.pixels.dtype == np.uint16 else 8
 
 
-def _orientation(path: Path) -> int:
-    try:
-        with Image.open(path) as im:
-            return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001  (no or broken EXIF: no rotation)
-        return 1
+@dataclass
+class _Header:
+    width: int
+    height: int
+    mode: str
+    orientation: int = 1
+    icc: bytes | None = None
+    exif: bytes | None = None
+
+
+def _header(path: Path) -> _Header:
+    """Size, mode and metadata from the file header (no pixel decoding)."""
+    with warnings.catch_warnings(), Image.open(path) as im:
+        warnings.simplefilter("ignore")  # damaged tags: we report what matters ourselves
+        w, h = im.size
+        head = _Header(w, h, im.mode, icc=im.info.get("icc_profile") or None)
+        if "exif" in im.info:  # JPEG, PNG, WebP carry a separate EXIF block
+            try:
+                exif = im.getexif()
+                head.orientation = int(exif.get(0x0112, 1))
+                if 0x0112 in exif:
+                    exif[0x0112] = 1
+                raw = exif.tobytes()
+                head.exif = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+            except Exception:  # noqa: BLE001  (broken EXIF: dropped, no rotation)
+                head.orientation, head.exif = 1, None
+    return head
 
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
@@ -81,12 +111,14 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
     if size == 0:
         raise ImageReadError("empty file (0 bytes)")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        head = _header(path)
     except UnidentifiedImageError:
         raise ImageReadError("not an image (unrecognised format)") from None
-    except OSError as exc:
-        raise ImageReadError(f"cannot read ({exc})") from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        raise ImageReadError(f"cannot read header ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001  (hostile headers can raise anything inside the parser)
+        raise ImageReadError(f"cannot read header ({type(exc).__name__})") from None
+    w, h = head.width, head.height
     if w * h > max_pixels:
         raise ImageReadError(f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)")
     if min(w, h) < min_side:
@@ -97,7 +129,18 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         raise ImageReadError(f"cannot read ({exc.strerror})") from None
     if _looks_truncated(data):
         raise ImageReadError("truncated file (image data ends early)")
-    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        if head.mode == "CMYK":  # Pillow's CMYK -> RGB rounds better than OpenCV's (1 level)
+            import io as _io
+
+            with Image.open(_io.BytesIO(data)) as im:
+                a = np.asarray(im.convert("RGB"))[:, :, ::-1]  # as BGR, like OpenCV
+        else:
+            a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"cannot decode ({_reason(exc)})") from None
+    except cv2.error as exc:
+        raise ImageReadError(f"cannot decode ({str(exc).strip().splitlines()[-1][:120]})") from None
     if a is None:
         raise ImageReadError("cannot decode (corrupt or unsupported image data)")
     if a.dtype not in (np.uint8, np.uint16):
@@ -105,17 +148,81 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
             a = (np.clip(a, 0, 1) * 65535).round().astype(np.uint16)
         else:
             raise ImageReadError(f"unsupported sample type {a.dtype}")
+    if a.shape[:2] != (h, w):
+        raise ImageReadError(f"decoded size {a.shape[1]}x{a.shape[0]} does not match the header's {w}x{h}")
     if a.ndim == 2:
         a = a[:, :, None]
     elif a.shape[2] == 3:
         a = a[:, :, ::-1]  # BGR -> RGB
     elif a.shape[2] == 4:
         a = a[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
-    return LoadedImage(apply_orientation(np.ascontiguousarray(a), _orientation(path)), path)
+        if head.mode in ("LA", "La") and _is_gray(a):
+            a = a[:, :, [0, 3]]  # gray + alpha (OpenCV widens it to BGRA)
+    return LoadedImage(apply_orientation(np.ascontiguousarray(a), head.orientation), path, head.icc, head.exif)
 
 
-def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95) -> bytes:
-    """Encode an (H, W, C) RGB(A)/gray array in the format named by `suffix`."""
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _is_gray(a: np.ndarray) -> bool:
+    return bool((a[:, :, 0] == a[:, :, 1]).all() and (a[:, :, 1] == a[:, :, 2]).all())
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks right after IHDR (signature 8 bytes + IHDR chunk 25 bytes)."""
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif)
+    return png[:33] + extra + png[33:]
+
+
+def _jpeg_with_metadata(jpg: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Insert APP1 (Exif) and APP2 (ICC_PROFILE, split in 64 KB pieces) after SOI and APP0."""
+    segments = b""
+    if exif and len(exif) + 8 < 65536:
+        body = b"Exif\x00\x00" + exif
+        segments += b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    if icc:
+        pieces = [icc[i : i + 65519] for i in range(0, len(icc), 65519)]
+        for n, piece in enumerate(pieces, 1):
+            body = b"ICC_PROFILE\x00" + bytes([n, len(pieces)]) + piece
+            segments += b"\xff\xe2" + struct.pack(">H", len(body) + 2) + body
+    pos = 2
+    if jpg[2:4] == b"\xff\xe0":  # keep JFIF's APP0 first
+        pos = 4 + struct.unpack(">H", jpg[4:6])[0]
+    return jpg[:pos] + segments + jpg[pos:]
+
+
+def _encode_with_pillow(a: np.ndarray, suffix: str, quality: int, icc: bytes | None, exif: bytes | None) -> bytes:
+    """WebP and 8-bit TIFF through Pillow, which can embed ICC/EXIF there. a: (H, W, C) RGB(A)/gray uint8."""
+    import io as _io
+
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, mode)
+    if suffix == ".webp" and mode in ("L", "LA"):
+        im = im.convert("RGBA" if mode == "LA" else "RGB")
+    kw = {"icc_profile": icc} if icc else {}
+    if exif:
+        kw["exif"] = b"Exif\x00\x00" + exif
+    buf = _io.BytesIO()
+    if suffix == ".webp":
+        im.save(buf, "WEBP", lossless=True, **kw)
+    else:
+        im.save(buf, "TIFF", compression="tiff_deflate", **kw)
+    return buf.getvalue()
+
+
+def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95, icc: bytes | None = None,
+                 exif: bytes | None = None) -> bytes:
+    """Encode an (H, W, C) RGB(A)/gray array in the format named by `suffix`, with metadata where it fits."""
     suffix = suffix.lower()
     if suffix not in WRITABLE_SUFFIXES:
         raise ValueError(f"cannot write {suffix} files (writable: {', '.join(sorted(WRITABLE_SUFFIXES))})")
@@ -126,6 +233,8 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95) -> byt
         a = a[:, :, :1]
     if a.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         a = a[:, :, :3]
+    if suffix == ".webp" or (suffix in (".tif", ".tiff") and a.dtype == np.uint8 and (icc or exif)):
+        return _encode_with_pillow(np.ascontiguousarray(a), suffix, jpeg_quality, icc, exif)
     if a.shape[2] == 3:
         a = a[:, :, ::-1]
     elif a.shape[2] == 4:
@@ -134,18 +243,22 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95) -> byt
         g, al = a[:, :, 0], a[:, :, 1]
         a = np.stack([g, g, g, al], 2)
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix in (".jpg", ".jpeg") else []
-    if suffix == ".webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, 100]
     ok, buf = cv2.imencode(suffix, np.ascontiguousarray(a), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {suffix}")
-    return buf.tobytes()
+    data = buf.tobytes()
+    if suffix == ".png" and (icc or exif):
+        data = _png_with_metadata(data, icc, exif)
+    elif suffix in (".jpg", ".jpeg") and (icc or exif):
+        data = _jpeg_with_metadata(data, icc, exif)
+    return data
 
 
-def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95) -> None:
+def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95, icc: bytes | None = None,
+                exif: bytes | None = None) -> None:
     """Encode and write atomically: temporary file in the same folder, fsync, rename."""
     path = Path(path)
-    data = encode_image(pixels, path.suffix, jpeg_quality)
+    data = encode_image(pixels, path.suffix, jpeg_quality, icc, exif)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
@@ -160,3 +273,23 @@ def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95) ->
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_partials(folder: Path, names: set[str]) -> int:
+    """Delete temporary files a killed run left for these output names (`.<name>.*.partial`)."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for e in entries:
+        n = e.name
+        if n.startswith(".") and n.endswith(".partial"):
+            target = n[1:].rsplit(".", 2)[0]
+            if target in names:
+                try:
+                    os.unlink(e.path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed

@@ -1,20 +1,35 @@
 """Batch processing over files and folders, task-agnostic.
 
-`plan_jobs` turns the user's inputs into (source, destination) pairs and the problems found
-before any work starts; `run_jobs` processes them one by one with a progress bar, reports one
-line per failure, never writes over an input, and writes every output atomically.
+`plan_jobs` turns the user's inputs into (source, destination) jobs and the problems found
+before any work starts (missing paths, unreadable folders, symlink loops, outputs that would
+overwrite an input). `run_jobs` then overlaps the work: reader threads decode the next images,
+the model runs in the calling thread (same-sized small images together in one batch), and a
+writer thread encodes and writes each result atomically. One line per failure, a summary at the
+end, optionally a JSON report; inputs are never written to.
 
 Output naming:
     file, no -o            ->  <dir>/<stem>_<suffix><ext>        beside the input
     folder, no -o          ->  the same, beside each image (files already named *_<suffix> are skipped)
-    -o DIR                 ->  DIR/<path relative to the input folder>  (mirrors the structure)
+    -o DIR                 ->  DIR/<path relative to the input folder, with <ext>>  (mirrors the structure)
     one file, -o FILE.ext  ->  exactly FILE.ext
+<ext> is the input's unless a format is given. Two inputs that would get one output name (a.png
+and a.jpg with --format png) are both renamed to carry their own extension: a-png_..., a-jpg_...
+
+Sharding: `shard=(k, n)` keeps the jobs whose source path hashes to k-1 modulo n, so n processes
+(or machines, or a job array) split a folder without talking to each other.
 """
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +37,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import IMAGE_SUFFIXES
-from ..io import DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, read_image, write_image
+from ..io import DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, read_image, remove_stale_partials, write_image
+
+FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -32,28 +49,132 @@ class Job:
 
 
 @dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+class Result:
+    src: str
+    dst: str
+    status: str  # done | skipped | failed | interrupted
+    reason: str = ""
     seconds: float = 0.0
     megapixels: float = 0.0
 
+
+@dataclass
+class Summary:
+    results: list[Result] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def done(self) -> int:
+        return self.count("done")
+
+    @property
+    def skipped(self) -> int:
+        return self.count("skipped")
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return [(r.src, r.reason) for r in self.results if r.status == "failed"]
+
+    @property
+    def megapixels(self) -> float:
+        return sum(r.megapixels for r in self.results if r.status == "done")
+
     def line(self) -> str:
-        rate = f", {self.megapixels / self.seconds:.3f} MP/s" if self.seconds and self.megapixels else ""
-        return (f"done: {self.done} written, {self.skipped} skipped (output exists), {len(self.failed)} failed "
-                f"in {self.seconds:.1f} s{rate}")
+        rate = ""
+        if self.seconds and self.done:
+            rate = f", {self.done / self.seconds:.2f} img/s, {self.megapixels / self.seconds:.3f} MP/s"
+        left = f", {self.count('interrupted')} not started (interrupted; rerun to finish)" if self.interrupted else ""
+        return (f"done: {self.done} written, {self.skipped} skipped (output exists), {len(self.failed)} failed"
+                f"{left} in {self.seconds:.1f} s{rate}")
+
+    def write_report(self, path: Path) -> None:
+        data = {"summary": {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
+                            "interrupted": self.count("interrupted"), "seconds": round(self.seconds, 3)},
+                "files": [asdict(r) for r in self.results]}
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
 
 
-def _scan(folder: Path, recursive: bool, suffix: str, beside: bool) -> list[Path]:
-    pattern = folder.rglob("*") if recursive else folder.glob("*")
-    files = sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
-    if beside:  # outputs written beside inputs must not become inputs on a rerun
-        files = [p for p in files if not p.stem.endswith(f"_{suffix}")]
-    return files
+# --- planning ----------------------------------------------------------------------------------
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under `folder` (sorted) and the folders that could not be walked, with reasons.
+
+    Symlinked folders are followed once: a link back to a folder already seen is reported as a
+    loop and skipped.
+    """
+    problems: list[tuple[Path, str]] = []
+    files: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
+
+    def visit(d: Path) -> None:
+        try:
+            st = d.stat()
+        except OSError as exc:
+            problems.append((d, f"cannot read folder ({exc.strerror or exc})"))
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            problems.append((d, f"symlink loop: same folder as {seen[key]}; not followed"))
+            return
+        seen[key] = d
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append((d, f"cannot read folder ({exc.strerror or exc})"))
+            return
+        subdirs = []
+        for e in entries:
+            p = Path(e.path)
+            try:
+                if e.is_dir():  # follows symlinks
+                    subdirs.append(p)
+                elif _is_image(p) and e.is_file():
+                    files.append(p)
+            except OSError as exc:
+                problems.append((p, f"cannot access ({exc.strerror or exc})"))
+        if recursive:
+            for sub in subdirs:
+                visit(sub)
+
+    visit(folder)
+    return files, problems
+
+
+def _out_suffix(src: Path, fmt: str | None) -> str:
+    return FORMATS[fmt.lower().lstrip(".")] if fmt else src.suffix
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'K/N' (1 <= K <= N) -> (K, N)."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/8), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def in_shard(src: Path, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    k, n = shard
+    return zlib.crc32(str(src).encode()) % n == k - 1
 
 
 def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, recursive: bool = False,
+              fmt: str | None = None, shard: tuple[int, int] | None = None,
               ) -> tuple[list[Job], list[tuple[Path, str]]]:
     """(jobs, problems) for the given inputs; problems are (path, reason) found up front."""
     jobs: list[Job] = []
@@ -66,62 +187,222 @@ def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, 
     for raw in inputs:
         src = Path(raw).expanduser()
         if not src.exists():
-            problems.append((src, "no such file or folder"))
+            problems.append((src, "no such file or folder" + (" (broken symlink)" if src.is_symlink() else "")))
             continue
         if src.is_dir():
-            for f in _scan(src, recursive, suffix, beside=out is None):
-                dst = (out / f.relative_to(src)) if out else f.with_name(f"{f.stem}_{suffix}{f.suffix}")
+            files, bad = walk_images(src, recursive)
+            problems += bad
+            for f in files:
+                if out is None and f.stem.endswith(f"_{suffix}"):
+                    continue  # outputs written beside inputs must not become inputs on a rerun
+                ext = _out_suffix(f, fmt)
+                rel = f.relative_to(src)
+                dst = (out / rel).with_suffix(ext) if out else f.with_name(f"{f.stem}_{suffix}{ext}")
                 jobs.append(Job(f, dst))
             continue
+        ext = _out_suffix(src, fmt)
         if single_file_target:
             dst = out
         elif out is not None:
-            dst = out / src.name
+            dst = out / (src.stem + ext)
         else:
-            dst = src.with_name(f"{src.stem}_{suffix}{src.suffix}")
+            dst = src.with_name(f"{src.stem}_{suffix}{ext}")
         jobs.append(Job(src, dst))
-    seen: dict[Path, Path] = {}
+    jobs = _resolve_collisions(jobs, problems)
     sources = {j.src.resolve() for j in jobs}
     kept = []
     for j in jobs:
-        key = j.dst.resolve()
-        if key in sources:
+        if j.dst.resolve() in sources:
             problems.append((j.src, f"output {j.dst} would overwrite an input; choose another -o"))
-        elif key in seen:
-            problems.append((j.src, f"output {j.dst} is also the output of {seen[key]}; rename one of them"))
-        else:
-            seen[key] = j.src
+        elif in_shard(j.src, shard):
             kept.append(j)
-    return kept, problems
+    return kept, [(p, r) for p, r in problems if in_shard(p, shard) or shard is None]
 
 
-def run_jobs(jobs: list[Job], process: Callable[[LoadedImage], np.ndarray], overwrite: bool = False,
-             quiet: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+def _resolve_collisions(jobs: list[Job], problems: list[tuple[Path, str]]) -> list[Job]:
+    """Jobs whose outputs would share a name get their input's extension in the output name."""
+    by_dst: dict[Path, list[Job]] = {}
+    for j in jobs:
+        by_dst.setdefault(j.dst.resolve(), []).append(j)
+    out, taken = [], set()
+    for j in jobs:
+        group = by_dst[j.dst.resolve()]
+        if len(group) == 1:
+            out.append(j)
+            taken.add(j.dst.resolve())
+            continue
+        tag = j.src.suffix.lstrip(".").lower()
+        stem = j.dst.stem
+        # photo_denoised.png -> photo-jpg_denoised.png (the tag goes before the task suffix)
+        base, sep, rest = stem.rpartition("_")
+        new_stem = f"{base}-{tag}{sep}{rest}" if base else f"{stem}-{tag}"
+        dst = j.dst.with_name(new_stem + j.dst.suffix)
+        if dst.resolve() in taken or sum(g.src.suffix.lower() == j.src.suffix.lower() for g in group) > 1:
+            problems.append((j.src, f"output {j.dst} is also the output of "
+                                    f"{', '.join(str(g.src) for g in group if g is not j)}; rename one of them"))
+            continue
+        taken.add(dst.resolve())
+        out.append(Job(j.src, dst))
+    return out
+
+
+# --- running -----------------------------------------------------------------------------------
+Process = Callable[[list[LoadedImage]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    overwrite: bool = False
+    quiet: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_quality: int = 95
+    batch: int = 8  # images per model call when they share a size
+    batch_max_pixels: int = 512 * 512  # only images this small are batched together
+    readers: int = 2  # decoding threads
+    prefetch: int = 4  # decoded images waiting for the model at most
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Stop:
+    """Turns SIGTERM into a graceful stop (finish writing, report, exit)."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
+def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions(),
              problems: list[tuple[Path, str]] | None = None) -> Summary:
     """Process every job; one 'error: <path>: <reason>' line per failure on stderr."""
-    summary = Summary(failed=list(problems or []))
-    for path, reason in summary.failed:
+    o = options
+    summary = Summary()
+    for path, reason in problems or []:
+        summary.results.append(Result(str(path), "", "failed", reason))
         print(f"error: {path}: {reason}", file=sys.stderr)
+    by_folder: dict[Path, set[str]] = {}
+    for j in jobs:
+        by_folder.setdefault(j.dst.parent, set()).add(j.dst.name)
+    for folder, names in by_folder.items():  # temporary files a killed earlier run left behind
+        remove_stale_partials(folder, names)
+
+    todo = []
+    for j in jobs:
+        if j.dst.exists() and not o.overwrite:
+            summary.results.append(Result(str(j.src), str(j.dst), "skipped"))
+        else:
+            todo.append(j)
     start = time.time()
-    bar = tqdm(jobs, disable=quiet or len(jobs) < 2, unit="img", dynamic_ncols=True, file=sys.stderr)
-    for job in bar:
-        if job.dst.exists() and not overwrite:
-            summary.skipped += 1
-            continue
+    bar = tqdm(total=len(todo), disable=o.quiet or len(todo) < 2, unit="img", dynamic_ncols=True, file=sys.stderr)
+
+    def fail(job: Job, reason: str) -> None:
+        summary.results.append(Result(str(job.src), str(job.dst), "failed", reason))
+        tqdm.write(f"error: {job.src}: {reason}", file=sys.stderr)
+
+    readers = ThreadPoolExecutor(max(1, o.readers), thread_name_prefix="read")
+    writer = ThreadPoolExecutor(1, thread_name_prefix="write")
+    pending_reads: deque[tuple[Job, Future]] = deque()
+    pending_writes: deque[tuple[Job, Future, float, float]] = deque()
+    next_job = 0
+
+    def fill() -> None:
+        nonlocal next_job
+        while next_job < len(todo) and len(pending_reads) < o.prefetch:
+            job = todo[next_job]
+            pending_reads.append((job, readers.submit(read_image, job.src, o.max_pixels)))
+            next_job += 1
+
+    def drain_writes(block: bool) -> None:
+        while pending_writes and (block or pending_writes[0][1].done()):
+            job, fut, t0, mp = pending_writes.popleft()
+            try:
+                fut.result()
+                summary.results.append(Result(str(job.src), str(job.dst), "done", seconds=time.time() - t0,
+                                              megapixels=mp))
+            except (ValueError, OSError) as exc:
+                fail(job, _reason(exc))
+            bar.update(1)
+
+    interrupted = False
+    with _Stop() as stop:
         try:
-            img = read_image(job.src, max_pixels=max_pixels)
-            result = process(img)
-            write_image(job.dst, result)
-        except ImageReadError as exc:
-            summary.failed.append((job.src, str(exc)))
-            tqdm.write(f"error: {job.src}: {exc}", file=sys.stderr)
-            continue
-        except (ValueError, RuntimeError, OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            summary.failed.append((job.src, reason))
-            tqdm.write(f"error: {job.src}: {reason}", file=sys.stderr)
-            continue
-        summary.done += 1
-        summary.megapixels += img.pixels.shape[0] * img.pixels.shape[1] / 1e6
+            fill()
+            while pending_reads:
+                if stop.flag:
+                    raise KeyboardInterrupt
+                group: list[tuple[Job, LoadedImage]] = []
+                t0 = time.time()
+                while pending_reads:  # gather images of one small size into a batch
+                    job, fut = pending_reads[0]
+                    try:
+                        img = fut.result()
+                    except ImageReadError as exc:
+                        pending_reads.popleft()
+                        fail(job, str(exc))
+                        bar.update(1)
+                        fill()
+                        continue
+                    except (ValueError, OSError) as exc:
+                        pending_reads.popleft()
+                        fail(job, _reason(exc))
+                        bar.update(1)
+                        fill()
+                        continue
+                    shape = (img.pixels.shape, img.pixels.dtype)
+                    small = img.pixels.shape[0] * img.pixels.shape[1] <= o.batch_max_pixels
+                    if group and (not small or shape != (group[0][1].pixels.shape, group[0][1].pixels.dtype)):
+                        break
+                    pending_reads.popleft()
+                    group.append((job, img))
+                    fill()
+                    if not small or len(group) >= o.batch:
+                        break
+                if not group:
+                    continue
+                try:
+                    outputs = process([img for _, img in group])
+                except (ValueError, RuntimeError, OSError) as exc:
+                    for job, _ in group:
+                        fail(job, _reason(exc))
+                        bar.update(1)
+                    continue
+                for (job, img), result in zip(group, outputs):
+                    mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
+                    fut = writer.submit(write_image, job.dst, result, o.jpeg_quality, img.icc, img.exif)
+                    pending_writes.append((job, fut, t0, mp))
+                del group, outputs
+                drain_writes(block=len(pending_writes) > 2)  # bound the results waiting in memory
+        except KeyboardInterrupt:
+            interrupted = True
+            tqdm.write("interrupted: finishing the outputs already computed; rerun the same command to go on",
+                       file=sys.stderr)
+        finally:
+            for _, fut in pending_reads:
+                fut.cancel()
+            readers.shutdown(wait=True, cancel_futures=True)
+            drain_writes(block=True)
+            writer.shutdown(wait=True)
+            bar.close()
+    done = {r.src for r in summary.results}
+    for j in todo:
+        if str(j.src) not in done:
+            summary.results.append(Result(str(j.src), str(j.dst), "interrupted"))
+    summary.interrupted = interrupted
     summary.seconds = time.time() - start
     return summary

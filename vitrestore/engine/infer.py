@@ -12,6 +12,17 @@ from typing import Callable
 import torch
 
 Net = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+# conditioning: a tensor sliced like the input, or a function that builds it for each tile (so a
+# full-size condition map never has to exist for a huge image)
+Cond = torch.Tensor | Callable[[torch.Tensor], torch.Tensor | None] | None
+
+
+def _cond_for(cond: Cond, x: torch.Tensor, sl: tuple[slice, slice]) -> torch.Tensor | None:
+    if cond is None:
+        return None
+    if callable(cond):
+        return cond(x)
+    return cond[:, :, sl[0], sl[1]]
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -38,15 +49,16 @@ def _ramp(length: int, overlap: int, fade_start: bool, fade_end: bool, device) -
 
 
 @torch.no_grad()
-def tiled_forward(net: Net, x: torch.Tensor, cond: torch.Tensor | None = None, tile: int = 512,
+def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
                   overlap: int = 32, scale: int = 1) -> torch.Tensor:
     """net(x_tile, cond_tile) over tiles of x (B, C, H, W) -> (B, C_out, scale*H, scale*W).
 
-    tile <= 0, or an image that fits in one tile, runs in one pass.
+    tile <= 0, or an image that fits in one tile, runs in one pass. Memory beyond one tile's
+    activations: the output and a one-channel weight map.
     """
     b, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
-        return net(x, cond)
+        return net(x, _cond_for(cond, x, (slice(None), slice(None))))
     overlap = max(0, min(overlap, tile // 2))
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     out = None
@@ -55,7 +67,7 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: torch.Tensor | None = None, t
         for x0 in xs:
             th, tw = min(tile, h - y0), min(tile, w - x0)
             xt = x[:, :, y0 : y0 + th, x0 : x0 + tw]
-            ct = None if cond is None else cond[:, :, y0 : y0 + th, x0 : x0 + tw]
+            ct = _cond_for(cond, xt, (slice(y0, y0 + th), slice(x0, x0 + tw)))
             yt = net(xt, ct)  # (B, C_out, scale*th, scale*tw)
             if out is None:
                 out = torch.zeros(b, yt.shape[1], h * scale, w * scale, device=x.device, dtype=yt.dtype)
@@ -66,4 +78,4 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: torch.Tensor | None = None, t
             sl = (slice(None), slice(None), slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
             out[sl] += yt * wt.to(yt.dtype)
             weight[sl] += wt
-    return out / weight.to(out.dtype)
+    return out.div_(weight.to(out.dtype))
