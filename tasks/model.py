@@ -52,22 +52,23 @@ class Model:
     # --- tensors -----------------------------------------------------------------------------
     @torch.no_grad()
     def run_tensor(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, 3, sH, sW) float in [0, 1], tiled.
+        """(B, 3, H, W) float in [0, 1] (or uint8/uint16) -> (B, 3, sH, sW) float in [0, 1], tiled.
 
-        The task's condition is built per tile, so memory stays bounded by the tile size.
+        The input stays where it is and in its dtype; tiles are converted and moved to the
+        model's device one at a time, and the task's condition is built per tile, so memory
+        stays bounded by the tile size plus the output.
         """
-        x = x.to(self.device, torch.float32)
-        self.task.condition(x[:, :, :1, :1], **request)  # a bad request fails before any work
+        self.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails before any work
 
         def cond(tile: torch.Tensor):
-            c = self.task.condition(tile, **request)
-            return None if c is None else c.to(self.device)
+            return self.task.condition(tile, **request)
 
-        out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale)
+        out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale, self.device)
         return self.task.postprocess(out, x, **request)
 
     def run_channels(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
-        """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] -> same layout."""
+        """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] (or uint8/uint16)
+        -> same layout, float in [0, 1]."""
         c = x.shape[1]
         if c not in (1, 2, 3, 4):
             raise ValueError(f"expected 1-4 channels, got {c}")
@@ -77,7 +78,8 @@ class Model:
         if color.shape[1] == 1:
             out = out.mean(1, keepdim=True)
         if alpha.shape[1]:
-            out = torch.cat([out, self.task.alpha(alpha.cpu(), self.scale)], 1)
+            peak = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(alpha.dtype, 1.0)
+            out = torch.cat([out, self.task.alpha(alpha.float().div_(peak), self.scale)], 1)
         return out
 
     # --- arrays ------------------------------------------------------------------------------
@@ -97,9 +99,11 @@ class Model:
         peak = self._peak(first)
         if any(a.shape != first.shape or a.dtype != first.dtype for a in images):
             raise ValueError("run_arrays needs arrays of one shape and dtype")
-        # (B, H, W, C) -> (B, C, H, W) float32 in [0, 1], one copy
-        x = torch.from_numpy(np.stack(images) if len(images) > 1 else first[None]).permute(0, 3, 1, 2)
-        x = x.float().div_(peak) if peak != 1.0 else x.float()
+        # (B, H, W, C) -> (B, C, H, W), a view in the array's own dtype (converted tile by tile)
+        a = np.ascontiguousarray(np.stack(images) if len(images) > 1 else first[None])
+        x = torch.from_numpy(a).permute(0, 3, 1, 2)
+        if peak == 1.0:
+            x = x.float()
         out = self.run_channels(x, **request)
         del x
         out = out.permute(0, 2, 3, 1)  # (B, sH, sW, C)

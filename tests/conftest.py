@@ -67,3 +67,18 @@ def tiny_weights(image_dir, tmp_path_factory) -> Path:
     trainer = Trainer(cfg, get_task("denoise").from_config(cfg), quiet=True)
     trainer.fit()
     return out / "weights.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_upscale_weights(image_dir, tmp_path_factory) -> Path:
+    """A tiny x2 super-resolution model trained for a few steps (mechanics only, not quality)."""
+    import vitrestore.tasks  # noqa: F401
+    from vitrestore.engine.train import Trainer
+    from vitrestore.registry import get_task
+
+    out = tmp_path_factory.mktemp("tinyup")
+    raw = {**TINY, "task": "upscale", "task_options": {"scale": 2},
+           "data": {**TINY["data"], "train": [str(image_dir)]}, "train": {**TINY["train"], "steps": 4, "out": str(out)}}
+    cfg = load_config(raw=raw)
+    Trainer(cfg, get_task("upscale").from_config(cfg), quiet=True).fit()
+    return out / "weights.safetensors"

@@ -134,3 +134,10 @@ def test_paired_data_trains_and_validates_on_pairs(tiny_cfg, image_dir, tmp_path
     t = make_trainer(cfg)
     result = t.fit()
     assert result["val_psnr_input"] < 40 and "val_psnr" in result
+
+
+def test_tensorboard_scalars_when_installed(tiny_cfg):
+    pytest.importorskip("tensorboard")
+    t = make_trainer(tiny_cfg())
+    t.fit()
+    assert list((t.out / "tensorboard").glob("events.out.tfevents.*"))

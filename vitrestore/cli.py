@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 2) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vitrestore")
 def main() -> None:
-    """Restore photos with a conditional ViT-GAN: denoise, or any model trained from a YAML config."""
+    """Restore photos with a conditional ViT-GAN: denoise, upscale, or any model trained from a YAML config."""
 
 
 def _common_run_options(f):
@@ -76,7 +76,9 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
 
 
 def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
-         fmt, jpeg_quality, shard, report, **request) -> None:
+         fmt, jpeg_quality, shard, report, suffix: str | None = None, finish=None, check=None, **request) -> None:
+    """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
+    `check(model)` may reject a loaded model with a message before any work."""
     import torch
 
     from .engine.batch import RunOptions, plan_jobs, run_jobs
@@ -86,14 +88,17 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
     try:
         model = tasks.load_model(model_name, device=device, tile=tile)
         model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
+        if check is not None:
+            check(model)
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
         _fail(str(exc).strip("'\""))
-    jobs, problems = plan_jobs(list(inputs), output, model.task.suffix, recursive, fmt, shard_kn)
+    jobs, problems = plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt, shard_kn)
     if not jobs and not problems:
         _fail("no images found in the given inputs")
 
     def process(images):
-        return model.run_arrays([img.pixels for img in images], **request)
+        results = model.run_arrays([img.pixels for img in images], **request)
+        return [finish(r, img) for r, img in zip(results, images)] if finish else results
 
     options = RunOptions(overwrite=overwrite, quiet=quiet, max_pixels=int(max_megapixels * 1e6),
                          jpeg_quality=jpeg_quality)
@@ -134,6 +139,50 @@ def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
     """
     _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
          shard, report)
+
+
+@main.command()
+@_common_run_options
+@click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Upscaling factor of the network [4].")
+@click.option("--model", "kind", default="classic", show_default=True,
+              help="classic (sharp, for clean images), real (noisy/JPEG'd real photos), or a .safetensors file.")
+@click.option("--outscale", type=click.FloatRange(0.05, 16), default=None,
+              help="Final size as a factor of the input (the network output is resized to it).")
+def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+            report, scale, kind, outscale) -> None:
+    """Enlarge images x2 or x4 (super-resolution).
+
+    Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).
+    """
+    import cv2
+    import numpy as np
+
+    if kind in ("classic", "real"):
+        scale = scale or "4"
+        if kind == "real" and scale != "4":
+            _fail("--model real is x4 only (use --outscale for other sizes)")
+        name = f"upscale-x{scale}" + ("-real" if kind == "real" else "")
+    else:
+        name = kind
+
+    def check(model) -> None:
+        if model.scale == 1:
+            raise ValueError(f"{kind}: not a super-resolution model (it keeps the size)")
+        if scale is not None and model.scale != int(scale):
+            raise ValueError(f"{kind}: this model enlarges x{model.scale}, not x{scale}")
+
+    def finish(result, image):
+        if outscale is None:
+            return result
+        h, w = image.pixels.shape[:2]
+        size = (max(1, round(w * outscale)), max(1, round(h * outscale)))  # cv2 wants (W, H)
+        shrink = size[0] < result.shape[1]
+        out = cv2.resize(result, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        return out[:, :, None] if out.ndim == 2 else np.ascontiguousarray(out)
+
+    suffix = f"x{outscale:g}" if outscale is not None else None
+    _run(name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+         report, suffix=suffix, finish=finish, check=check)
 
 
 @main.command()

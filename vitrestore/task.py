@@ -107,4 +107,5 @@ class Task:
         return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
-        return output.clamp(0, 1)
+        """The final output from the network's (owned by the caller: may be changed in place)."""
+        return output.clamp_(0, 1)

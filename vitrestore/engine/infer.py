@@ -50,32 +50,49 @@ def _ramp(length: int, overlap: int, fade_start: bool, fade_end: bool, device) -
 
 @torch.no_grad()
 def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
-                  overlap: int = 32, scale: int = 1) -> torch.Tensor:
-    """net(x_tile, cond_tile) over tiles of x (B, C, H, W) -> (B, C_out, scale*H, scale*W).
+                  overlap: int = 32, scale: int = 1, device: torch.device | None = None) -> torch.Tensor:
+    """net(x_tile, cond_tile) over tiles of x (B, C, H, W) -> (B, C_out, scale*H, scale*W) float32.
 
-    tile <= 0, or an image that fits in one tile, runs in one pass. Memory beyond one tile's
-    activations: the output and a one-channel weight map.
+    x may be uint8/uint16 (scaled to [0, 1] tile by tile) and may live on the CPU while the
+    network runs on `device`: memory beyond one tile's activations is the float32 output alone.
+    Tiles form a regular grid, so the summed feathering weights factor into a row profile times
+    a column profile (no full-size weight map). tile <= 0, or an image that fits in one tile,
+    runs in one pass.
     """
+    device = device or x.device
+    peak = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(x.dtype, 1.0)
+
+    def prepare(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device, torch.float32)
+        return t.div_(peak) if peak != 1.0 else t
+
     b, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
-        return net(x, _cond_for(cond, x, (slice(None), slice(None))))
+        xt = prepare(x)
+        return net(xt, _cond_for(cond, xt, (slice(None), slice(None))))
     overlap = max(0, min(overlap, tile // 2))
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    o = overlap * scale
+    row_w = torch.zeros(h * scale, device=device)  # summed weights along y (same for every column)
+    col_w = torch.zeros(w * scale, device=device)
+    for y0 in ys:
+        th = min(tile, h - y0)
+        row_w[y0 * scale : (y0 + th) * scale] += _ramp(th * scale, o, y0 > 0, y0 + th < h, device)
+    for x0 in xs:
+        tw = min(tile, w - x0)
+        col_w[x0 * scale : (x0 + tw) * scale] += _ramp(tw * scale, o, x0 > 0, x0 + tw < w, device)
     out = None
-    weight = torch.zeros(1, 1, h * scale, w * scale, device=x.device)
     for y0 in ys:
         for x0 in xs:
             th, tw = min(tile, h - y0), min(tile, w - x0)
-            xt = x[:, :, y0 : y0 + th, x0 : x0 + tw]
+            xt = prepare(x[:, :, y0 : y0 + th, x0 : x0 + tw])
             ct = _cond_for(cond, xt, (slice(y0, y0 + th), slice(x0, x0 + tw)))
-            yt = net(xt, ct)  # (B, C_out, scale*th, scale*tw)
+            yt = net(xt, ct).float()  # (B, C_out, scale*th, scale*tw)
             if out is None:
-                out = torch.zeros(b, yt.shape[1], h * scale, w * scale, device=x.device, dtype=yt.dtype)
-            o = overlap * scale
-            wy = _ramp(th * scale, o, y0 > 0, y0 + th < h, x.device)
-            wx = _ramp(tw * scale, o, x0 > 0, x0 + tw < w, x.device)
-            wt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, s*th, s*tw)
-            sl = (slice(None), slice(None), slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
-            out[sl] += yt * wt.to(yt.dtype)
-            weight[sl] += wt
-    return out.div_(weight.to(out.dtype))
+                out = torch.zeros(b, yt.shape[1], h * scale, w * scale, device=device)
+            wy = _ramp(th * scale, o, y0 > 0, y0 + th < h, device)
+            wx = _ramp(tw * scale, o, x0 > 0, x0 + tw < w, device)
+            yt *= (wy[:, None] * wx[None, :])[None, None]  # (1, 1, s*th, s*tw) feathering
+            out[:, :, y0 * scale : (y0 + th) * scale, x0 * scale : (x0 + tw) * scale] += yt
+    out.div_(row_w.view(1, 1, -1, 1))
+    return out.div_(col_w.view(1, 1, 1, -1))

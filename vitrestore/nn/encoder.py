@@ -11,22 +11,23 @@ from torch import nn
 
 
 class ImageEncoder(nn.Module):
-    """(B, C_in, H, W) -> stem features (B, C_stem, H, W) and tokens (B, C_tok, H/2, W/2).
+    """(B, C_in, H, W) -> stem features (B, C_stem, H, W) and tokens (B, C_tok, H/s, W/s).
 
-    The patch embedding is a stride-2 3x3 convolution: neighbouring patches overlap by one
-    pixel on each side, which avoids the block artefacts of non-overlapping ViT patches.
+    The patch embedding is a stride-s 3x3 convolution (s = 2 by default): neighbouring patches
+    overlap, which avoids the block artefacts of non-overlapping ViT patches. s = 1 keeps one
+    token per pixel (super-resolution inputs are small and every pixel counts).
     """
 
-    def __init__(self, in_channels: int, stem_channels: int, token_channels: int):
+    def __init__(self, in_channels: int, stem_channels: int, token_channels: int, stride: int = 2):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(stem_channels, stem_channels, 3, padding=1),
         )
-        self.patch_embed = nn.Conv2d(stem_channels, token_channels, 3, stride=2, padding=1)
+        self.patch_embed = nn.Conv2d(stem_channels, token_channels, 3, stride=stride, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stem = self.stem(x)  # (B, C_stem, H, W)
-        tokens = self.patch_embed(stem)  # (B, C_tok, H/2, W/2)
+        tokens = self.patch_embed(stem)  # (B, C_tok, H/stride, W/stride)
         return stem, tokens

@@ -1,0 +1,147 @@
+"""Super-resolution (`vitrestore upscale`): x2 / x4, from the low-resolution input's own tokens
+(the generator's head upsamples with pixel shuffle; the input is never bicubic-enlarged first).
+
+Two degradation families, both seeded and replayable from one torch.Generator:
+
+classic   MATLAB-compatible antialiased bicubic downscale (vitrestore/resize.py), quantised to
+          8 bits: what Set5/Set14 numbers are measured with. For PSNR-oriented models.
+real      a second-order pipeline in the spirit of Real-ESRGAN / BSRGAN, run batched in torch:
+              [blur (isotropic or anisotropic) -> random resize -> Gaussian or Poisson noise -> JPEG]
+              then, with probability `second_order_prob`, the same again with milder strengths,
+              then a resize to the final low resolution (random interpolation) and a last JPEG,
+              the two in random order. For the GAN model that handles real photos.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vitrestore.blur import GaussianBlur
+from vitrestore.config import ConfigError
+from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, select
+from vitrestore.registry import register
+from vitrestore.resize import imresize
+from vitrestore.task import Batch, Task
+
+DEGRADATIONS = ("classic", "real")
+_MODES = ("area", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    scale: int = 4
+    degradation: str = "classic"
+    # real-world pipeline (first order; the second order uses milder ranges)
+    blur_sigma_max: float = 3.0
+    resize_min: float = 0.15
+    resize_max: float = 1.5
+    noise_sigma_max: float = 25.0
+    poisson_prob: float = 0.4
+    poisson_gain_max: float = 0.02
+    jpeg_quality_min: int = 30
+    jpeg_quality_max: int = 95
+    second_order_prob: float = 0.8
+
+
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit levels (a low-resolution image is a saved file)."""
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The classic degradation: MATLAB imresize(x, 1/scale), quantised."""
+    return quantise(imresize(x, 1 / scale)).to(x.dtype)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if mode == "area":
+        return F.interpolate(x, size=size, mode="area") if size[0] < x.shape[-2] else \
+            F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def _pick(gen: torch.Generator, options: tuple[str, ...]) -> str:
+    return options[int(torch.randint(0, len(options), (1,), generator=gen))]
+
+
+def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: torch.Generator) -> torch.Tensor:
+    """(B, 3, H, W) clean -> (B, 3, H/scale, W/scale) low-resolution input with real-world damage."""
+    b, _, h, w = clean.shape
+    x = clean
+    for order, strength in ((1, 1.0), (2, 0.5)):
+        if order == 2 and not bool(torch.rand(1, generator=gen) < o.second_order_prob):
+            break
+        blur = GaussianBlur(0.2, max(0.3, o.blur_sigma_max * (0.5 if order == 2 else 1.0)), 0.5, 21)
+        x = blur.apply(x, blur.sample(gen, tuple(x.shape)))
+        lo, hi = (o.resize_min, o.resize_max) if order == 1 else (0.3, 1.2)
+        r = lo + (hi - lo) * float(torch.rand(1, generator=gen))
+        size = (max(8, round(x.shape[-2] * r)), max(8, round(x.shape[-1] * r)))
+        x = _resize(x, size, _pick(gen, _MODES))
+        gauss = GaussianNoise(1.0, o.noise_sigma_max * strength)
+        pg = PoissonGaussianNoise(o.poisson_gain_max * strength, 2.0)
+        gp, pp = gauss.sample(gen, tuple(x.shape)), pg.sample(gen, tuple(x.shape))
+        use_pg = select(gen, b, o.poisson_prob).view(-1, 1, 1, 1)
+        x = torch.where(use_pg, pg.apply(x, pp), gauss.apply(x, gp)).clamp(0, 1)
+        if order == 1:
+            jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
+            x = jpeg.apply(x, jpeg.sample(gen, tuple(x.shape)))
+    final = (h // scale, w // scale)
+    jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
+    jp = jpeg.sample(gen, (b,))
+    if bool(torch.rand(1, generator=gen) < 0.5):  # resize, then JPEG
+        x = jpeg.apply(_resize(x, final, _pick(gen, _MODES)).clamp(0, 1), jp)
+    else:  # JPEG, then resize
+        x = _resize(jpeg.apply(x.clamp(0, 1), jp), final, _pick(gen, _MODES))
+    return quantise(x)
+
+
+@register
+class Upscale(Task):
+    name = "upscale"
+    Options = UpscaleOptions
+    description = "super-resolution x2 / x4 (classic bicubic, or real-world photos)"
+
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        super().__init__(options, source)
+        o: UpscaleOptions = self.options
+        if o.scale not in (2, 3, 4, 8):
+            raise ConfigError(f"{source}: 'task_options.scale' must be 2, 3, 4 or 8, got {o.scale}")
+        if o.degradation not in DEGRADATIONS:
+            raise ConfigError(f"{source}: 'task_options.degradation' must be one of {', '.join(DEGRADATIONS)}, "
+                              f"got {o.degradation!r}")
+
+    @property
+    def scale(self) -> int:
+        return self.options.scale
+
+    @property
+    def suffix(self) -> str:
+        return f"x{self.options.scale}"
+
+    def generator_config(self, cfg):
+        return dataclasses.replace(super().generator_config(cfg), upscale=self.options.scale)
+
+    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        s = self.options.scale
+        h, w = clean.shape[-2:]
+        clean = clean[..., : h - h % s, : w - w % s]
+        if self.options.degradation == "real":
+            return Batch(input=real_degradation(clean, s, self.options, gen), target=clean)
+        return Batch(input=bicubic_down(clean, s), target=clean)
+
+    def disc_condition(self, batch: Batch) -> torch.Tensor:
+        """The discriminator sees the low-resolution input enlarged to the candidate's size."""
+        return F.interpolate(batch.input, size=batch.target.shape[-2:], mode="bicubic", align_corners=False)
+
+    def disc_in_channels(self, gcfg) -> int:
+        return 2 * gcfg.out_channels
+
+
+def output_size(h: int, w: int, outscale: float) -> tuple[int, int]:
+    """(H, W) of an --outscale result: round(outscale x input), at least 1."""
+    return max(1, math.floor(h * outscale + 0.5)), max(1, math.floor(w * outscale + 0.5))
