@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -72,14 +71,26 @@ def pipeline(model, src: Path, dst: Path, batch: int = 8) -> float:
 
 
 def peak_rss_mb(args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of a child process."""
+    """(peak RSS in MB, seconds) of a child process, from its own VmHWM.
+
+    Not getrusage: a child's ru_maxrss starts from the high-water mark of the (large) parent it
+    was forked from, which would inflate small results.
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    hwm = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = max(hwm, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.05)
     seconds = time.perf_counter() - t0
-    if status != 0:
+    if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss / 1024, seconds
+    return hwm / 1024, seconds
 
 
 def main() -> None:

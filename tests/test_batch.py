@@ -221,3 +221,26 @@ def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_wei
     code, text = run("denoise", d, "-o", out, "--model", tiny_weights, "-q")
     assert code == 0 and f"{len(written)} skipped" in text
     assert len(list(out.glob("*.png"))) == 40
+
+
+def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch):
+    from vitrestore.cli import _shard_and_device
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _shard_and_device(None, "cpu") == ((2, 2), "cpu")
+    assert _shard_and_device("2/3", "cpu") == ((4, 6), "cpu")  # share 2 of 3, second of 2 processes
+    monkeypatch.delenv("WORLD_SIZE")
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(10):
+        Image.fromarray(rgb(i, 24, 32)).save(d / f"f{i}.png")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "vitrestore", "denoise", str(d), "-o", str(tmp_path / "out"), "--model",
+                           str(tiny_weights), "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"f{i}.png" for i in range(10))
+    written = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("done:")]
+    assert len(written) == 2 and sum(written) == 10 and all(written)  # each process did its own share
