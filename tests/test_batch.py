@@ -162,11 +162,13 @@ def test_stale_partials_removed_and_report_written(tmp_path, tiny_weights):
     (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".good.png.k3j9x.partial"
+    stale = out / ".good.png.999999999-k3j9x.partial"  # left by a killed process (pid gone)
     stale.write_bytes(b"half an image")
+    live = out / f".bad.png.{os.getpid()}-abc.partial"  # a live writer's (ours): kept
+    live.write_bytes(b"in progress")
     code, text = run("denoise", d, "-o", out, "--model", tiny_weights, "--report", tmp_path / "r.json", "-q")
     assert code == 1  # one file failed
-    assert not stale.exists() and (out / "good.png").is_file()
+    assert not stale.exists() and live.exists() and (out / "good.png").is_file()
     report = json.loads((tmp_path / "r.json").read_text())
     status = {os.path.basename(f["src"]): f["status"] for f in report["files"]}
     assert status == {"good.png": "done", "bad.png": "failed"} and report["summary"]["failed"] == 1
@@ -244,3 +246,27 @@ def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"f{i}.png" for i in range(10))
     written = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("done:")]
     assert len(written) == 2 and sum(written) == 10 and all(written)  # each process did its own share
+
+
+def test_kill_9_leaves_only_complete_outputs(tmp_path, tiny_weights):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(30):
+        Image.fromarray(rgb(i, 96, 128)).save(d / f"k{i:02d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model",
+                             str(tiny_weights), "-q", "--tile", "32"], cwd=tmp_path, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 3):
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=30)
+    written = sorted(out.glob("*.png"))
+    assert 3 <= len(written) < 30
+    for p in written:  # every visible output is a whole image
+        assert read_image(p).pixels.shape == (96, 128, 3)
+    leftovers = list(out.glob(".*"))
+    assert not leftovers or all(p.name.endswith(".partial") for p in leftovers)
+    code, text = run("denoise", d, "-o", out, "--model", tiny_weights, "-q")
+    assert code == 0 and not list(out.glob(".*")) and len(list(out.glob("*.png"))) == 30

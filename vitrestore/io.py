@@ -6,8 +6,9 @@ with its orientation reset, since the pixels are now upright) and written back w
 output format can hold them: PNG, JPEG, WebP, 8-bit TIFF. Every failure raises ImageReadError
 with a one-line reason; images larger than `max_pixels` are refused from the header, before
 any decoding (decompression bombs). Writing is atomic: the bytes go to a hidden temporary file
-beside the target (`.<name>.<random>.partial`), then a rename, so an interrupted run never
-leaves a half-written image.
+beside the target: an unnamed O_TMPFILE on Linux, which a kill -9 cannot leave behind, else
+`.<name>.<pid>-<random>.partial`, removed by the next run), then a rename, so an interrupted
+run never leaves a half-written image.
 """
 from __future__ import annotations
 
@@ -254,18 +255,55 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95, icc: b
     return data
 
 
+def _write_unnamed(folder: Path, data: bytes) -> int | None:
+    """Write into an unnamed file in `folder` (Linux O_TMPFILE): a kill -9 leaves nothing behind.
+    Returns its descriptor, or None where the OS or file system cannot do it."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None:
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY, 0o644)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(os.dup(fd), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95, icc: bytes | None = None,
                 exif: bytes | None = None) -> None:
-    """Encode and write atomically: temporary file in the same folder, fsync, rename."""
+    """Encode and write atomically: the bytes go to an unnamed file (or a hidden temporary one
+    where unnamed files are not supported), which is then given its name by a rename."""
     path = Path(path)
     data = encode_image(pixels, path.suffix, jpeg_quality, icc, exif)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd = _write_unnamed(path.parent, data)
+    if fd is not None:
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{fd}.partial"
+        try:
+            os.link(f"/proc/self/fd/{fd}", tmp, follow_symlinks=True)  # name it, then rename over
+            os.replace(tmp, path)
+            return
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -275,8 +313,28 @@ def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95, ic
         raise
 
 
-def remove_stale_partials(folder: Path, names: set[str]) -> int:
-    """Delete temporary files a killed run left for these output names (`.<name>.*.partial`)."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path, names: set[str], max_age_s: float = 86400.0) -> int:
+    """Delete temporary files a killed run left for these output names
+    (`.<name>.<pid>-<random>.partial`): those whose process is gone, or older than `max_age_s`
+    (a writer on another machine sharing the folder). A live writer's file is left alone."""
+    import time
+
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -284,12 +342,17 @@ def remove_stale_partials(folder: Path, names: set[str]) -> int:
         return 0
     for e in entries:
         n = e.name
-        if n.startswith(".") and n.endswith(".partial"):
-            target = n[1:].rsplit(".", 2)[0]
-            if target in names:
-                try:
-                    os.unlink(e.path)
-                    removed += 1
-                except OSError:
-                    pass
+        if not (n.startswith(".") and n.endswith(".partial")):
+            continue
+        target, _, token = n[1 : -len(".partial")].rpartition(".")
+        if target not in names:
+            continue
+        pid = token.split("-", 1)[0]
+        try:
+            stale = (pid.isdigit() and not _alive(int(pid))) or time.time() - e.stat().st_mtime > max_age_s
+            if stale:
+                os.unlink(e.path)
+                removed += 1
+        except OSError:
+            pass
     return removed
