@@ -58,10 +58,14 @@ class Model:
         model's device one at a time, and the task's condition is built per tile, so memory
         stays bounded by the tile size plus the output.
         """
-        self.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails before any work
+        def sliced(sl: tuple[slice, slice]) -> dict:
+            """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
+            return {k: (v[..., sl[0], sl[1]] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in request.items()}
 
-        def cond(tile: torch.Tensor):
-            return self.task.condition(tile, **request)
+        self.task.condition(x[..., :8, :8], **sliced((slice(0, 8), slice(0, 8))))  # a bad request fails first
+
+        def cond(tile: torch.Tensor, sl: tuple[slice, slice]):
+            return self.task.condition(tile, **sliced(sl))
 
         out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale, self.device)
         return self.task.postprocess(out, x, **request)

@@ -35,6 +35,12 @@ class Batch:
         return [Batch(**{k: parts[k][i] for k in parts}) for i in range(n)]
 
 
+def as_unit(t: torch.Tensor) -> torch.Tensor:
+    """A float tensor in [0, 1] from float, uint8 or uint16 pixels (inference inputs keep their dtype)."""
+    peak = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(t.dtype)
+    return t.float().div_(peak) if peak else t.float()
+
+
 @dataclass(frozen=True)
 class NoOptions:
     pass
@@ -105,6 +111,10 @@ class Task:
         if scale == 1:
             return alpha
         return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The final output for a training/validation batch (what validation metrics see)."""
+        return self.postprocess(output, batch.input)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
         """The final output from the network's (owned by the caller: may be changed in place)."""

@@ -12,17 +12,18 @@ from typing import Callable
 import torch
 
 Net = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-# conditioning: a tensor sliced like the input, or a function that builds it for each tile (so a
-# full-size condition map never has to exist for a huge image)
-Cond = torch.Tensor | Callable[[torch.Tensor], torch.Tensor | None] | None
+# conditioning: a tensor sliced like the input, or a function cond(tile, (rows, cols)) that builds
+# it for the tile at those input coordinates (so a full-size condition map never has to exist)
+Cond = torch.Tensor | Callable[[torch.Tensor, tuple[slice, slice]], torch.Tensor | None] | None
 
 
 def _cond_for(cond: Cond, x: torch.Tensor, sl: tuple[slice, slice]) -> torch.Tensor | None:
     if cond is None:
         return None
     if callable(cond):
-        return cond(x)
-    return cond[:, :, sl[0], sl[1]]
+        c = cond(x, sl)
+        return None if c is None else c.to(x.device, x.dtype)
+    return cond[:, :, sl[0], sl[1]].to(x.device, x.dtype)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:

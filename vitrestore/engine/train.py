@@ -354,7 +354,7 @@ class Trainer:
         ps, ss, ps_in, rows = [], [], [], []
         for batch in batches:
             out = self.ema(batch.input.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
-            out = self.task.postprocess(out, batch.input.to(self.device)).cpu()
+            out = self.task.finish_batch(out, batch.to(self.device)).cpu()
             ps.append(psnr(out, batch.target))
             ss.append(ssim(out, batch.target))
             if batch.input.shape == batch.target.shape:
