@@ -11,11 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vitrestore.masks import MaskMix, batch_masks
 from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
+
+
+WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,33 @@ class Inpaint(Task):
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.postprocess(output, batch.input, mask=batch.cond)
 
+    def infer(self, run: Any, image: torch.Tensor, tile: int, mask: torch.Tensor | None = None,
+              **request: Any) -> torch.Tensor:
+        """Every hole pixel must see enough context. An image up to WHOLE_SIDE px runs in one
+        pass. A larger one runs twice: whole at reduced resolution (the coarse fill sees all of
+        every hole), and in tiles at full resolution; pixels near the hole's edge (within a
+        quarter tile of known pixels, where a tile sees enough) take the full-resolution result,
+        deeper ones blend to the coarse fill, smoothly."""
+        if mask is None:
+            raise ValueError("inpainting needs a mask (--mask or --mask-color)")
+        h, w = image.shape[-2:]
+        if max(h, w) <= WHOLE_SIDE or tile <= 0:
+            return run(image, 0, mask=mask, **request)
+        s = WHOLE_SIDE / max(h, w)
+        small = F.interpolate(as_unit(image), scale_factor=s, mode="area")  # (B, 3, h', w')
+        small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
+        coarse = run(small, 0, mask=small_mask, **request)
+        coarse = self.postprocess(coarse, small, mask=small_mask)
+        fine = run(image, tile, mask=mask, **request)  # (B, 3, H, W)
+        reach = max(8.0, tile / 4)
+        hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
+        for b in range(fine.shape[0]):
+            depth = cv2.distanceTransform(hole[b], cv2.DIST_L2, 3)  # px to the nearest known pixel
+            keep_fine = torch.from_numpy(np.clip(1.5 - depth / reach, 0.0, 1.0)).to(fine)  # 1 near the edge
+            up = F.interpolate(coarse[b : b + 1], size=(h, w), mode="bicubic", align_corners=False)[0]
+            fine[b] = fine[b] * keep_fine + up.to(fine) * (1 - keep_fine)
+        return fine
+
     def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
         """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""
         if mask is None:
@@ -69,3 +102,49 @@ class Inpaint(Task):
             return output
         m = mask.to(output)
         return output.mul_(m).add_(as_unit(image).to(output).mul_(1 - m))
+
+
+# --- masks given by the user ----------------------------------------------------------------------
+def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) bool hole mask from a mask image (H, W, C), 8 or 16 bit: 1 = fill.
+
+    With an alpha channel that is not fully opaque, the opaque (alpha >= 50%) pixels are the
+    hole; otherwise the bright (luminance >= 50%) pixels are. Soft masks are thresholded at 50%.
+    """
+    peak = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    a = pixels.astype(np.float32) / peak
+    c = a.shape[2]
+    if c in (2, 4) and a[:, :, -1].min() < 1.0:
+        return a[:, :, -1] >= 0.5
+    color = a[:, :, :3] if c >= 3 else a[:, :, :1]
+    luma = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[:, :, 0]
+    return luma >= 0.5
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'255,0,255' or '#ff00ff' -> (R, G, B)."""
+    t = text.strip()
+    try:
+        if t.startswith("#") and len(t) == 7:
+            return tuple(int(t[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        parts = tuple(int(v) for v in t.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= v <= 255 for v in parts):
+        raise ValueError(f"--mask-color must be R,G,B (0-255) or #rrggbb, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def color_key_mask(pixels: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 0) -> np.ndarray:
+    """(H, W) bool: pixels of the image within `tolerance` (0-255 scale) of the key colour."""
+    a = pixels[:, :, :3] if pixels.shape[2] >= 3 else np.repeat(pixels[:, :, :1], 3, 2)
+    a = a.astype(np.int32) // (257 if pixels.dtype == np.uint16 else 1)
+    return (np.abs(a - np.array(rgb, np.int32)) <= tolerance).all(2)
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the hole by `pixels` (a disk), e.g. to cover a halo around a scratch or an object."""
+    if pixels <= 0:
+        return mask
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)

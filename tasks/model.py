@@ -32,6 +32,11 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
+    """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
+    return {k: (v[..., sl[0], sl[1]] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in request.items()}
+
+
 class Model:
     def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
                  tile: int = 512, overlap: int = 32):
@@ -56,19 +61,20 @@ class Model:
 
         The input stays where it is and in its dtype; tiles are converted and moved to the
         model's device one at a time, and the task's condition is built per tile, so memory
-        stays bounded by the tile size plus the output.
+        stays bounded by the tile size plus the output. A task may run the network its own way
+        (`Task.infer`, e.g. inpainting's coarse-to-fine pass for large holes).
         """
-        def sliced(sl: tuple[slice, slice]) -> dict:
-            """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
-            return {k: (v[..., sl[0], sl[1]] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in request.items()}
-
-        self.task.condition(x[..., :8, :8], **sliced((slice(0, 8), slice(0, 8))))  # a bad request fails first
-
-        def cond(tile: torch.Tensor, sl: tuple[slice, slice]):
-            return self.task.condition(tile, **sliced(sl))
-
-        out = tiled_forward(self.generator, x, cond, self.tile, self.overlap, self.scale, self.device)
+        self.task.condition(x[..., :8, :8], **_sliced(request, (slice(0, 8), slice(0, 8))))  # bad request: fail first
+        out = self.task.infer(self._tiled, x, self.tile, **request)
         return self.task.postprocess(out, x, **request)
+
+    @torch.no_grad()
+    def _tiled(self, x: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
+        """The network over x in tiles of `tile` (0 = whole), the condition built per tile."""
+        def cond(t: torch.Tensor, sl: tuple[slice, slice]):
+            return self.task.condition(t, **_sliced(request, sl))
+
+        return tiled_forward(self.generator, x, cond, tile, self.overlap, self.scale, self.device)
 
     def run_channels(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
         """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] (or uint8/uint16)

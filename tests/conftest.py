@@ -82,3 +82,18 @@ def tiny_upscale_weights(image_dir, tmp_path_factory) -> Path:
     cfg = load_config(raw=raw)
     Trainer(cfg, get_task("upscale").from_config(cfg), quiet=True).fit()
     return out / "weights.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_weights(image_dir, tmp_path_factory) -> Path:
+    """A tiny inpainting model trained for a few steps (mechanics only, not quality)."""
+    import vitrestore.tasks  # noqa: F401
+    from vitrestore.engine.train import Trainer
+    from vitrestore.registry import get_task
+
+    out = tmp_path_factory.mktemp("tinyinpaint")
+    raw = {**TINY, "task": "inpaint", "data": {**TINY["data"], "train": [str(image_dir)]},
+           "train": {**TINY["train"], "steps": 4, "out": str(out)}}
+    cfg = load_config(raw=raw)
+    Trainer(cfg, get_task("inpaint").from_config(cfg), quiet=True).fit()
+    return out / "weights.safetensors"

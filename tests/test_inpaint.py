@@ -72,3 +72,101 @@ def test_training_lowers_the_hole_loss(tiny_cfg, image_dir):
     for _ in range(60):
         t.train_step(bank)
     assert hole_loss() < 0.8 * before
+
+
+# --- masks from the user, through the CLI ------------------------------------------------------
+import cv2  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from conftest import smooth_image  # noqa: E402
+from vitrestore.cli import main  # noqa: E402
+from vitrestore.io import read_image  # noqa: E402
+from vitrestore.tasks.inpaint import color_key_mask, dilate, mask_from_pixels, parse_color  # noqa: E402
+
+
+def run(*args):
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def test_mask_conventions():
+    soft = np.zeros((4, 4, 1), np.uint8)
+    soft[0, 0], soft[0, 1] = 200, 100  # soft mask: thresholded at 50%
+    assert mask_from_pixels(soft).tolist()[0][:2] == [True, False]
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[1, 1, 3] = 255  # opaque pixel on a transparent mask = fill (colour ignored)
+    assert mask_from_pixels(rgba).sum() == 1 and mask_from_pixels(rgba)[1, 1]
+    deep = np.full((4, 4, 3), 65535, np.uint16)
+    assert mask_from_pixels(deep).all()
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[2, 3] = (255, 0, 255)
+    img[0, 0] = (250, 5, 250)
+    assert color_key_mask(img, parse_color("#ff00ff")).sum() == 1
+    assert color_key_mask(img, parse_color("255,0,255"), tolerance=5).sum() == 2
+    assert dilate(color_key_mask(img, (255, 0, 255)), 1).sum() > 1
+    with pytest.raises(ValueError, match="R,G,B"):
+        parse_color("red")
+
+
+def test_cli_keeps_known_pixels_and_reports_bad_masks(tmp_path, tiny_inpaint_weights):
+    img = smooth_image(np.random.default_rng(4), 40, 48)
+    d, masks = tmp_path / "damaged", tmp_path / "masks"
+    d.mkdir()
+    masks.mkdir()
+    for name in ("a", "b", "c", "d"):
+        cv2.imwrite(str(d / f"{name}.png"), img[:, :, ::-1])
+    hole = np.zeros((40, 48), np.uint8)
+    hole[10:20, 12:30] = 255
+    cv2.imwrite(str(masks / "a.png"), hole)
+    cv2.imwrite(str(masks / "b.png"), np.zeros((40, 48), np.uint8))  # all black: nothing to fill
+    cv2.imwrite(str(masks / "c.png"), hole[:30])  # wrong size
+    code, out = run("inpaint", d, "--mask", masks, "-o", tmp_path / "out", "--model", tiny_inpaint_weights, "-q")
+    assert code == 1
+    assert "b.png: mask" in out and "empty" in out
+    assert "c.png: mask" in out and "48x30 but the image is 48x40" in out
+    assert "d.png: no mask named d.* in" in out
+    res = read_image(tmp_path / "out" / "a.png").pixels
+    keep = hole == 0
+    assert np.array_equal(res[keep], img[keep])  # outside the hole: the input, exactly
+    assert not (tmp_path / "out" / "b.png").exists()
+
+
+def test_cli_colour_key_and_argument_errors(tmp_path, tiny_inpaint_weights):
+    img = smooth_image(np.random.default_rng(5), 32, 32)
+    img[5:15, 5:15] = (255, 0, 255)
+    cv2.imwrite(str(tmp_path / "scan.png"), img[:, :, ::-1])
+    code, out = run("inpaint", tmp_path / "scan.png", "--mask-color", "255,0,255", "--model", tiny_inpaint_weights,
+                    "-q")
+    assert code == 0, out
+    res = read_image(tmp_path / "scan_inpainted.png").pixels
+    assert not (res[5:15, 5:15] == (255, 0, 255)).all(-1).any()  # the key colour is gone
+    assert np.array_equal(res[20:], img[20:])
+    code, out = run("inpaint", tmp_path / "scan.png", "--model", tiny_inpaint_weights)
+    assert code != 0 and "exactly one of --mask" in out
+    code, out = run("inpaint", tmp_path / "scan.png", "--mask-color", "1,2", "--model", tiny_inpaint_weights)
+    assert code != 0 and "R,G,B" in out
+
+
+def test_large_image_large_hole_runs_coarse_to_fine(tiny_cfg, monkeypatch):
+    """Above WHOLE_SIDE the hole's interior comes from a whole-image pass at reduced size, its
+    edge from full-resolution tiles; known pixels stay exact."""
+    import vitrestore.tasks.inpaint as ip
+
+    monkeypatch.setattr(ip, "WHOLE_SIDE", 64)
+    cfg = tiny_cfg("task=inpaint")
+    task = get_task("inpaint").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for p in t.G.head.parameters():  # a non-trivial fill
+        torch.nn.init.normal_(p, std=0.05)
+    model = Model(task, t.G, {}, torch.device("cpu"), tile=48, overlap=8)
+    calls = []
+    real = model._tiled
+    monkeypatch.setattr(model, "_tiled", lambda x, tile, **r: calls.append((tuple(x.shape[-2:]), tile)) or real(x, tile, **r))
+    img = torch.rand(1, 3, 150, 200)
+    mask = torch.zeros(1, 1, 150, 200)
+    mask[..., 30:120, 40:170] = 1  # a hole far larger than a tile's reach
+    out = model.run_tensor(img, mask=mask)
+    assert calls == [((48, 64), 0), ((150, 200), 48)]  # coarse whole pass, then full-size tiles
+    assert out.shape == img.shape and torch.isfinite(out).all()
+    keep = mask.expand_as(out) == 0
+    assert torch.equal(out[keep], img[keep])

@@ -112,6 +112,11 @@ class Task:
             return alpha
         return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
+    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
+        """How inference runs the network: `run(x, tile, **request)` is the tiled network.
+        Default: tiles of the user's size over the whole image."""
+        return run(image, tile, **request)
+
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The final output for a training/validation batch (what validation metrics see)."""
         return self.postprocess(output, batch.input)
