@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--methods", default="noisy,nlm,cbm3d,vitrestore,vitrestore-sigma")
     ap.add_argument("--tune-on", type=Path, help="clean training images for tuning NLM's h")
     ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--ensemble", type=int, default=1, help="test-time flips/rotations averaged (1, 2, 4, 8)")
     ap.add_argument("--json", type=Path, help="write results here")
     ap.add_argument("--save-dir", type=Path, help="save vitrestore / CBM3D outputs of the first image per set here")
     args = ap.parse_args()
@@ -91,7 +92,8 @@ def main() -> None:
 
     from vitrestore.tasks import load_model
 
-    model = load_model(args.model, device="cpu", tile=args.tile)
+    model = load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble)
+    model_x2 = load_model(args.model, device="cpu", tile=args.tile, ensemble=2) if "vitrestore-x2" in methods else None
     bm3d = None
     if "cbm3d" in methods:
         try:
@@ -128,6 +130,8 @@ def main() -> None:
                         out = model.run_tensor(to_tensor(noisy))
                     elif m == "vitrestore-sigma":
                         out = model.run_tensor(to_tensor(noisy), sigma=sigma)
+                    elif m == "vitrestore-x2":  # --ensemble 2: the image and its mirror, averaged
+                        out = model_x2.run_tensor(to_tensor(noisy))
                     else:
                         raise SystemExit(f"unknown method {m}")
                     acc[m]["sec"] += time.perf_counter() - t0
@@ -149,7 +153,8 @@ def main() -> None:
                       f"{row['sec_per_mp']:>9.2f}  {len(paths)}", flush=True)
     card_lines = [f"{r['set']} sigma {r['sigma']:g} ({r['images']} images): PSNR {r['psnr']:.2f} dB, "
                   f"SSIM {r['ssim']:.4f}, {r['sec_per_mp']:.2f} s/MP (CPU, {torch.get_num_threads()} threads)"
-                  for r in results if r["method"] == "vitrestore"]
+                  + ("" if r["method"] == "vitrestore" else f" [{r['method']}]")
+                  for r in results if r["method"].startswith("vitrestore")]
     print()
     print(markdown_table(results, methods))
     if args.json:

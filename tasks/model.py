@@ -32,6 +32,23 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _is_map(v: Any) -> bool:
+    return torch.is_tensor(v) and v.dim() >= 2
+
+
+def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """Transform k of the 8 flips/rotations of (..., H, W) (0 = identity, 1 = horizontal flip,
+    2-3 = vertical flip, both; 4-7 = the same after a transpose), or its inverse."""
+    if k == 0:
+        return t
+    flips = [d for d, on in ((-1, k & 1), (-2, k & 2)) if on]
+    if inverse:
+        t = t.flip(flips) if flips else t
+        return t.transpose(-2, -1) if k & 4 else t
+    t = t.transpose(-2, -1) if k & 4 else t
+    return t.flip(flips) if flips else t
+
+
 def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
     """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
     return {k: (v[..., sl[0], sl[1]] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in request.items()}
@@ -39,9 +56,12 @@ def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
 
 class Model:
     def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
-                 tile: int = 512, overlap: int = 32):
+                 tile: int = 512, overlap: int = 32, ensemble: int = 1):
         self.task, self.generator, self.card, self.device = task, generator.eval().to(device), card, device
         self.tile, self.overlap = tile, overlap
+        if ensemble not in (1, 2, 4, 8):
+            raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flips/rotations averaged), got {ensemble}")
+        self.ensemble = ensemble
         self.scale = generator.cfg.upscale
 
     @classmethod
@@ -65,7 +85,14 @@ class Model:
         (`Task.infer`, e.g. inpainting's coarse-to-fine pass for large holes).
         """
         self.task.condition(x[..., :8, :8], **_sliced(request, (slice(0, 8), slice(0, 8))))  # bad request: fail first
-        out = self.task.infer(self._tiled, x, self.tile, **request)
+        out = None
+        for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
+            xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if _is_map(v) else v) for n, v in request.items()}
+            y = _dihedral(self.task.infer(self._tiled, xt, self.tile, **rt), k, inverse=True)
+            out = y if out is None else out.add_(y)
+            del y
+        if self.ensemble > 1:
+            out.div_(self.ensemble)
         return self.task.postprocess(out, x, **request)
 
     @torch.no_grad()

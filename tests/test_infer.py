@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from vitrestore.config import GeneratorConfig
@@ -34,3 +35,15 @@ def test_tiled_upscale_shape():
                                   window=4, mlp_ratio=1.0, upscale=2)).eval()
     y = tiled_forward(g, torch.rand(1, 3, 70, 45), None, tile=32, overlap=8, scale=2)
     assert y.shape == (1, 3, 140, 90)
+
+
+def test_ensemble_averages_flips_and_rotations(tiny_weights):
+    from vitrestore.tasks import load_model
+
+    x = torch.rand(1, 3, 30, 44)
+    one = load_model(tiny_weights, device="cpu").run_tensor(x)
+    eight = load_model(tiny_weights, device="cpu", ensemble=8).run_tensor(x)
+    assert eight.shape == one.shape and not torch.equal(one, eight)
+    assert (eight - one).abs().mean() < 0.05  # the same model, averaged: close to a single pass
+    with pytest.raises(ValueError, match="ensemble"):
+        load_model(tiny_weights, device="cpu", ensemble=3)

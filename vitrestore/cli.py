@@ -32,6 +32,8 @@ def main() -> None:
 
 
 def _common_run_options(f):
+    f = click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+                     help="Average the model over this many flips/rotations (N times slower, a little better).")(f)
     f = click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
                      help="Write per-file results (done/skipped/failed and why) to this JSON file.")(f)
     f = click.option("--shard", metavar="K/N",
@@ -76,7 +78,7 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
 
 
 def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
-         fmt, jpeg_quality, shard, report, suffix: str | None = None, finish=None, check=None, per_image=None,
+         fmt, jpeg_quality, shard, report, ensemble, suffix: str | None = None, finish=None, check=None, per_image=None,
          **request) -> None:
     """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
@@ -88,7 +90,7 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
     tasks = _tasks()
     shard_kn, device = _shard_and_device(shard, device)
     try:
-        model = tasks.load_model(model_name, device=device, tile=tile)
+        model = tasks.load_model(model_name, device=device, tile=tile, ensemble=int(ensemble))
         if per_image is None:
             model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
         if check is not None:
@@ -128,26 +130,26 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
 def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, sigma, model_name) -> None:
+            report, ensemble, sigma, model_name) -> None:
     """Remove noise from images or folders of images.
 
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
     _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, sigma=sigma)
+         shard, report, ensemble, sigma=sigma)
 
 
 @main.command()
 @_common_run_options
 @click.option("--weights", required=True, help="A .safetensors weights file from `vitrestore train` (or a shipped name).")
 def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, weights) -> None:
+            report, ensemble, weights) -> None:
     """Run any trained model (e.g. a task defined in YAML) on images or folders.
 
     Writes <stem>_<name>.<ext> beside each input, where <name> comes from the model's config.
     """
     _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report)
+         shard, report, ensemble)
 
 
 @main.command()
@@ -158,7 +160,7 @@ def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 @click.option("--outscale", type=click.FloatRange(0.05, 16), default=None,
               help="Final size as a factor of the input (the network output is resized to it).")
 def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, scale, kind, outscale) -> None:
+            report, ensemble, scale, kind, outscale) -> None:
     """Enlarge images x2 or x4 (super-resolution).
 
     Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).
@@ -191,7 +193,7 @@ def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 
     suffix = f"x{outscale:g}" if outscale is not None else None
     _run(name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-         report, suffix=suffix, finish=finish, check=check)
+         report, ensemble, suffix=suffix, finish=finish, check=check)
 
 
 @main.command()
@@ -206,7 +208,7 @@ def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 @click.option("--model", "model_name", default="inpaint", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
 def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, mask_path, mask_color, tolerance, dilate, model_name) -> None:
+            report, ensemble, mask_path, mask_color, tolerance, dilate, model_name) -> None:
     """Fill holes: the white (or opaque) pixels of a mask, or every pixel of a key colour.
 
     Writes <stem>_inpainted.<ext> beside each input. Pixels outside the hole are kept exactly.
@@ -263,7 +265,7 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None]}
 
     _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, per_image=mask_for)
+         shard, report, ensemble, per_image=mask_for)
 
 
 @main.command()
