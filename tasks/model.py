@@ -20,7 +20,7 @@ from vitrestore.config import load_config
 from vitrestore.engine.infer import tiled_forward
 from vitrestore.nn.generator import Generator
 from vitrestore.registry import get_task
-from vitrestore.task import Task
+from vitrestore.task import Task, as_unit
 from vitrestore.weights import load_weights
 
 
@@ -51,7 +51,7 @@ def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
 
 def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
     """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
-    return {k: (v[..., sl[0], sl[1]] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in request.items()}
+    return {k: (v[..., sl[0], sl[1]] if _is_map(v) else v) for k, v in request.items()}
 
 
 class Model:
@@ -115,8 +115,7 @@ class Model:
         if color.shape[1] == 1:
             out = out.mean(1, keepdim=True)
         if alpha.shape[1]:
-            peak = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(alpha.dtype, 1.0)
-            out = torch.cat([out, self.task.alpha(alpha.float().div_(peak), self.scale)], 1)
+            out = torch.cat([out, self.task.alpha(as_unit(alpha), self.scale)], 1)
         return out
 
     # --- arrays ------------------------------------------------------------------------------

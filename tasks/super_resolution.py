@@ -14,7 +14,6 @@ real      a second-order pipeline in the spirit of Real-ESRGAN / BSRGAN, run bat
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 
 from vitrestore.blur import GaussianBlur
 from vitrestore.config import ConfigError
-from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, select
+from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, select
 from vitrestore.registry import register
 from vitrestore.resize import imresize
 from vitrestore.task import Batch, Task
@@ -65,10 +64,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
-def _pick(gen: torch.Generator, options: tuple[str, ...]) -> str:
-    return options[int(torch.randint(0, len(options), (1,), generator=gen))]
-
-
 def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: torch.Generator) -> torch.Tensor:
     """(B, 3, H, W) clean -> (B, 3, H/scale, W/scale) low-resolution input with real-world damage."""
     b, _, h, w = clean.shape
@@ -81,7 +76,7 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
         lo, hi = (o.resize_min, o.resize_max) if order == 1 else (0.3, 1.2)
         r = lo + (hi - lo) * float(torch.rand(1, generator=gen))
         size = (max(8, round(x.shape[-2] * r)), max(8, round(x.shape[-1] * r)))
-        x = _resize(x, size, _pick(gen, _MODES))
+        x = _resize(x, size, pick(gen, _MODES))
         gauss = GaussianNoise(1.0, o.noise_sigma_max * strength)
         pg = PoissonGaussianNoise(o.poisson_gain_max * strength, 2.0)
         gp, pp = gauss.sample(gen, tuple(x.shape)), pg.sample(gen, tuple(x.shape))
@@ -94,9 +89,9 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
     jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
     jp = jpeg.sample(gen, (b,))
     if bool(torch.rand(1, generator=gen) < 0.5):  # resize, then JPEG
-        x = jpeg.apply(_resize(x, final, _pick(gen, _MODES)).clamp(0, 1), jp)
+        x = jpeg.apply(_resize(x, final, pick(gen, _MODES)).clamp(0, 1), jp)
     else:  # JPEG, then resize
-        x = _resize(jpeg.apply(x.clamp(0, 1), jp), final, _pick(gen, _MODES))
+        x = _resize(jpeg.apply(x.clamp(0, 1), jp), final, pick(gen, _MODES))
     return quantise(x)
 
 
@@ -141,7 +136,3 @@ class Upscale(Task):
     def disc_in_channels(self, gcfg) -> int:
         return 2 * gcfg.out_channels
 
-
-def output_size(h: int, w: int, outscale: float) -> tuple[int, int]:
-    """(H, W) of an --outscale result: round(outscale x input), at least 1."""
-    return max(1, math.floor(h * outscale + 0.5)), max(1, math.floor(w * outscale + 0.5))

@@ -200,19 +200,26 @@ def test_small_images_of_one_size_are_batched_and_match_single_runs(tmp_path, ti
         assert np.abs(single.astype(int) - batched.astype(int)).max() <= 1
 
 
-def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_weights):
+def start_denoise_and_wait(tmp_path, weights, n: int, prefix: str, written: int) -> tuple[subprocess.Popen, Path, Path]:
+    """`vitrestore denoise` on n generated 96x128 images in a subprocess, returned once `written`
+    outputs exist: (process, input folder, output folder)."""
     d = tmp_path / "in"
     d.mkdir()
-    for i in range(40):
-        Image.fromarray(rgb(i, 96, 128)).save(d / f"p{i:02d}.png")
+    for i in range(n):
+        Image.fromarray(rgb(i, 96, 128)).save(d / f"{prefix}{i:02d}.png")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model", str(tiny_weights), "-q",
+    cmd = [sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model", str(weights), "-q",
            "--tile", "32"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 2):
-        time.sleep(0.05)
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= written):
+        time.sleep(0.02)
+    return proc, d, out
+
+
+def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_weights):
+    proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 40, "p", 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     written = sorted(out.glob("*.png"))
@@ -249,17 +256,7 @@ def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch)
 
 
 def test_kill_9_leaves_only_complete_outputs(tmp_path, tiny_weights):
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(30):
-        Image.fromarray(rgb(i, 96, 128)).save(d / f"k{i:02d}.png")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model",
-                             str(tiny_weights), "-q", "--tile", "32"], cwd=tmp_path, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 3):
-        time.sleep(0.02)
+    proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 30, "k", 3)
     proc.kill()
     proc.wait(timeout=30)
     written = sorted(out.glob("*.png"))

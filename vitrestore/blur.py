@@ -12,7 +12,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from .degrade import _uniform
+from .degrade import _uniform, pick
 
 
 def _grid(k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,8 +54,15 @@ def apply_kernels(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return kornia.filters.filter2d(x, kernels.to(x), border_type="reflect")
 
 
+class _KernelBlur:
+    """Blurs whose `sample` draws per-image kernels: applying them is the same for all."""
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        return apply_kernels(x, p["kernels"])
+
+
 @dataclass(frozen=True)
-class GaussianBlur:
+class GaussianBlur(_KernelBlur):
     """Gaussian blur; anisotropic (random second sigma and angle) with probability `aniso_prob`."""
 
     sigma_min: float = 0.2
@@ -72,12 +79,9 @@ class GaussianBlur:
         sy = torch.where(aniso, sy, sx)
         return {"kernels": gaussian_kernels(sx, sy, theta, self.kernel)}
 
-    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        return apply_kernels(x, p["kernels"])
-
 
 @dataclass(frozen=True)
-class MotionBlur:
+class MotionBlur(_KernelBlur):
     """Linear motion blur of a random length (pixels) and direction."""
 
     length_min: float = 3.0
@@ -90,12 +94,9 @@ class MotionBlur:
         theta = _uniform(gen, b, 0.0, math.pi)
         return {"kernels": motion_kernels(length, theta, self.kernel)}
 
-    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        return apply_kernels(x, p["kernels"])
-
 
 @dataclass(frozen=True)
-class DefocusBlur:
+class DefocusBlur(_KernelBlur):
     """Out-of-focus (disk) blur of a random radius (pixels)."""
 
     radius_min: float = 1.0
@@ -104,9 +105,6 @@ class DefocusBlur:
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         return {"kernels": disk_kernels(_uniform(gen, shape[0], self.radius_min, self.radius_max), self.kernel)}
-
-    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        return apply_kernels(x, p["kernels"])
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class Resample:
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         return {"scale": float(_uniform(gen, 1, self.scale_min, self.scale_max)),
-                "mode": self.modes[int(torch.randint(0, len(self.modes), (1,), generator=gen))]}
+                "mode": pick(gen, self.modes)}
 
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         h, w = x.shape[-2:]

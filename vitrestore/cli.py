@@ -220,7 +220,7 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
     """
     import torch
 
-    from .data import IMAGE_SUFFIXES
+    from .data import list_images
     from .io import ImageReadError, read_image
 
     tasks = _tasks()
@@ -237,9 +237,8 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         _fail(f"{mask_path}: mask not found")
     by_stem: dict[str, list[Path]] = {}
     if mask_path is not None and mask_path.is_dir():
-        for m in sorted(mask_path.rglob("*")):
-            if m.suffix.lower() in IMAGE_SUFFIXES and m.is_file():
-                by_stem.setdefault(m.stem, []).append(m)
+        for m in list_images(mask_path):
+            by_stem.setdefault(m.stem, []).append(m)
 
     def mask_for(img) -> dict:
         h, w = img.pixels.shape[:2]

@@ -84,6 +84,11 @@ class JPEG:
         return torch.stack(out).to(x)
 
 
+def pick(gen: torch.Generator, options: tuple):
+    """One of `options`, uniformly."""
+    return options[int(torch.randint(0, len(options), (1,), generator=gen))]
+
+
 def select(gen: torch.Generator, n: int, p: float) -> torch.Tensor:
     """Boolean (n,) mask: which images of a batch an op applies to, with probability p."""
     return torch.rand(n, generator=gen) < p

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import IMAGE_SUFFIXES
-from ..io import DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, read_image, remove_stale_partials, write_image
+from ..io import DEFAULT_MAX_PIXELS, LoadedImage, read_image, remove_stale_partials, write_image
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
 
@@ -352,13 +352,7 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
                     job, fut = pending_reads[0]
                     try:
                         img = fut.result()
-                    except ImageReadError as exc:
-                        pending_reads.popleft()
-                        fail(job, str(exc))
-                        bar.update(1)
-                        fill()
-                        continue
-                    except (ValueError, OSError) as exc:
+                    except (ValueError, OSError) as exc:  # ImageReadError included
                         pending_reads.popleft()
                         fail(job, _reason(exc))
                         bar.update(1)

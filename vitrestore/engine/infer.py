@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from ..task import as_unit
+
 Net = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 # conditioning: a tensor sliced like the input, or a function cond(tile, (rows, cols)) that builds
 # it for the tile at those input coordinates (so a full-size condition map never has to exist)
@@ -61,11 +63,8 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
     runs in one pass.
     """
     device = device or x.device
-    peak = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(x.dtype, 1.0)
-
     def prepare(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(device, torch.float32)
-        return t.div_(peak) if peak != 1.0 else t
+        return as_unit(t.to(device))
 
     b, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
