@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -332,15 +333,20 @@ class Trainer:
         return logs
 
     # --- validation --------------------------------------------------------------------------
+    @functools.cached_property
+    def pairs(self) -> list[tuple[Path, Path]]:
+        """(input, target) files of paired data (data.input), matched once per run."""
+        d = self.cfg.data
+        return match_pairs(Path(d.input).expanduser(), Path(d.train[0]).expanduser())[0]
+
     def validation_batches(self, val_paths: list[Path]) -> list[Batch]:
         """Fixed validation batches (degraded once with fixed seeds, or taken from pairs)."""
         d = self.cfg.data
         multiple = self.task.scale
         if d.input:
-            pairs, _ = match_pairs(Path(d.input).expanduser(), Path(d.train[0]).expanduser())
             keep = set(val_paths)
             out = []
-            for inp, tgt in [pr for pr in pairs if pr[1] in keep][: d.val_limit]:
+            for inp, tgt in [pr for pr in self.pairs if pr[1] in keep][: d.val_limit]:
                 x, y = load_validation([inp], 1, 0)[0], load_validation([tgt], 1, 0)[0]
                 out.append(self.task.paired_batch(*centre_crop_pair(x, y, d.val_size, multiple)))
             return out
@@ -385,9 +391,8 @@ class Trainer:
     def _bank(self, train_paths: list[Path]) -> ImageBank | PairBank:
         d = self.cfg.data
         if d.input:
-            pairs, _ = match_pairs(Path(d.input).expanduser(), Path(d.train[0]).expanduser())
             keep = set(train_paths)
-            return PairBank([pr for pr in pairs if pr[1] in keep], self.task.scale, d.cache)
+            return PairBank([pr for pr in self.pairs if pr[1] in keep], self.task.scale, d.cache)
         return ImageBank(train_paths, min_size=d.min_size or d.crop, cache=d.cache)
 
     def fit(self) -> dict:
