@@ -141,3 +141,28 @@ def test_tensorboard_scalars_when_installed(tiny_cfg):
     t = make_trainer(tiny_cfg())
     t.fit()
     assert list((t.out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_time_budget_stretches_the_schedule_and_ends_the_run(tiny_cfg):
+    """train.minutes: the run ends when the budget is spent, long before its nominal steps; the
+    learning-rate schedule and the adversarial switch follow the budget's share, the final
+    weights are validated and the spent time is checkpointed for --resume."""
+    cfg = tiny_cfg("train.steps=100000", "train.adversarial_steps=100000", "train.minutes=0.1",
+                   "loss.adversarial=nonsaturating", "train.val_every=100000")
+    t = make_trainer(cfg)
+    t.fit()
+    assert 0 < t.step < 100000
+    assert t.sched >= t.total_steps - 1 and t.seconds >= 6.0
+    records = [json.loads(line) for line in (t.out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert "d_loss" in str(records) or any("d_" in k for r in records for k in r)  # the GAN stage ran
+    assert lrs[-1] == pytest.approx(cfg.train.lr * 0.25)  # adversarial stage rate
+    assert records[-1]["step"] == t.step and "val_psnr" in records[-1]
+    st = torch.load(t.out / "checkpoint.pt", weights_only=False)
+    assert st["seconds"] == pytest.approx(t.seconds)
+
+
+def test_negative_time_budget_is_a_config_error(tiny_cfg):
+    from vitrestore.config import ConfigError
+    with pytest.raises(ConfigError, match="train.minutes"):
+        make_trainer(tiny_cfg("train.minutes=-1"))

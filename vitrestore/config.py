@@ -106,6 +106,7 @@ class TrainConfig:
     init_weights: str | None = None  # start the generator from these weights (shipped name or file)
     accumulate: int = 1  # gradient accumulation: data.batch is split into this many micro-batches
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only, CPU trains in fp32)
+    minutes: float = 0.0  # wall-clock budget: the step schedule is stretched over it (0 = steps only)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,16 @@ def setup(info: DistInfo, device: torch.device) -> torch.device:
 
 def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank when `flag` is true on any (stop requests must be agreed on)."""
+    return bool(agree_max([1.0 if flag else 0.0], info, device)[0])
+
+
+def agree_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Element-wise maximum over all ranks, in one all-reduce (identity in one process)."""
     if info.world <= 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return t.tolist()
 
 
 def barrier(info: DistInfo) -> None:

@@ -65,6 +65,8 @@ def check_training_setup(cfg: Config, scale: int = 1, world: int = 1) -> None:
     if d.batch % (world * cfg.train.accumulate):
         raise ConfigError(f"{src}: data.batch={d.batch} must be divisible by processes x train.accumulate "
                           f"= {world} x {cfg.train.accumulate}")
+    if cfg.train.minutes < 0:
+        raise ConfigError(f"{src}: train.minutes must be >= 0 (0 = no time budget), got {cfg.train.minutes}")
     if cfg.train.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"{src}: train.precision must be fp32, bf16 or fp16, got {cfg.train.precision!r}")
     if d.input:

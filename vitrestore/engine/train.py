@@ -110,6 +110,8 @@ class Trainer:
         self.lpips = LPIPSLoss(cfg.loss.lpips_net) if cfg.loss.lpips_weight > 0 else None
         self._setup_precision()
         self.step = 0
+        self.seconds = 0.0  # training wall time so far, over all sessions (for train.minutes)
+        self.sched = 0  # position in the schedule: the step, or the budget's share of it
         self.last_val: dict[str, float] = {}
         if resume:
             self._load_checkpoint()
@@ -148,7 +150,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "config": config_to_dict(self.cfg),
-            "step": self.step,
+            "step": self.step, "seconds": self.seconds,
             "G": self.G.state_dict(), "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(),
             "D": self.D.state_dict() if self.D else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
@@ -170,7 +172,8 @@ class Trainer:
         for name in ("scaler_g", "scaler_d"):
             if st.get(name):
                 getattr(self, name).load_state_dict(st[name])
-        self.step = st["step"]
+        self.step = self.sched = st["step"]
+        self.seconds = st.get("seconds", 0.0)
         self.last_val = st.get("last_val", {})
 
     def card(self) -> dict:
@@ -201,7 +204,7 @@ class Trainer:
 
     # --- steps -------------------------------------------------------------------------------
     def _set_lr(self) -> float:
-        lr = learning_rate(self.cfg, self.step)
+        lr = learning_rate(self.cfg, self.sched)
         for group in self.opt_g.param_groups:
             group["lr"] = lr
         return lr
@@ -271,7 +274,7 @@ class Trainer:
         lr = self._set_lr()
         self.G.train()
         logs: dict = {"lr": lr}
-        adversarial = self.step >= cfg.train.steps and self.D is not None
+        adversarial = self.sched >= cfg.train.steps and self.D is not None
         if adversarial:
             logs.update(self._d_step(micro, gen))
             self.D.requires_grad_(False)
@@ -294,6 +297,8 @@ class Trainer:
         self._update_ema()
         logs["loss"] = total
         self.step += 1
+        if not cfg.train.minutes:
+            self.sched = self.step
         return logs
 
     def _d_step(self, micro: list[Batch], gen: torch.Generator) -> dict:
@@ -395,6 +400,13 @@ class Trainer:
             return PairBank([pr for pr in self.pairs if pr[1] in keep], self.task.scale, d.cache)
         return ImageBank(train_paths, min_size=d.min_size or d.crop, cache=d.cache)
 
+    def _schedule_position(self) -> int:
+        """With train.minutes, the schedule advances with the larger of steps done and time spent:
+        warm-up, cosine decay and the adversarial switch land at the same fractions of the budget."""
+        budget = self.cfg.train.minutes * 60
+        by_time = int(self.seconds / budget * self.total_steps) if budget else 0
+        return max(self.step, by_time)
+
     def fit(self) -> dict:
         cfg, d = self.cfg, self.cfg.data
         if self.dist.main:
@@ -407,11 +419,20 @@ class Trainer:
         last_ckpt = time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=self.quiet, dynamic_ncols=True,
                    desc=f"train {self.task.name}", file=sys.stderr)
-        t0, s0 = time.time(), self.step
+        t0, s0, seconds0 = time.time(), self.step, self.seconds
         loader = batch_loader(self.stream(bank), self.step, self.total_steps, d.workers)
         try:
             for batch in loader:
-                if ddp.any_true(self._stop, self.dist, self.device):
+                self.seconds = seconds0 + time.time() - t0
+                stop, sched = ddp.agree_max([float(self._stop), self._schedule_position()], self.dist, self.device)
+                if stop:
+                    break
+                self.sched = int(sched)
+                if self.sched >= self.total_steps:  # the time budget is spent
+                    if val and self.last_val.get("step") != self.step:
+                        self.last_val = {"step": self.step, **self.validate(val)}
+                        self.log(self.last_val)
+                    bar.write(f"time budget of {cfg.train.minutes:g} min spent at step {self.step}")
                     break
                 logs = self.train_step(batch)
                 bar.update(1)
