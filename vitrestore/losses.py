@@ -76,9 +76,14 @@ def g_adv_loss(fake: torch.Tensor, kind: str) -> tuple[torch.Tensor, Logs]:
 
 
 def r1_penalty(logits: torch.Tensor, real_input: torch.Tensor) -> tuple[torch.Tensor, Logs]:
-    """R1: E[||grad_x D(x)||^2] on real inputs (real_input must require grad)."""
+    """R1: E[||grad_x D(x)||^2] on real inputs (real_input must require grad), per logit.
+
+    A PatchGAN has one logit per patch: the gradient of their sum is divided by the number of
+    logits per image (squared norm / P), i.e. the mean squared gradient of one patch logit when
+    patches see disjoint pixels. Without it the penalty grows with the crop size (x1024 at 256 px
+    with 8 px patches) and pins the discriminator to a constant."""
     (grad,) = torch.autograd.grad(logits.sum(), real_input, create_graph=True)
-    pen = grad.pow(2).flatten(1).sum(1).mean()
+    pen = grad.pow(2).flatten(1).sum(1).mean() / logits[0].numel()
     return pen, {"r1": float(pen.detach())}
 
 
