@@ -32,7 +32,17 @@ def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.25) -> torch.
     return x * mask
 
 
-AUGMENTS = {"translation": translation, "cutout": cutout}
+def crop(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+    """A random ratio * size window of each image (B, C, h, w): the discriminator judges a part
+    of every picture, at a fraction of the cost (its patches are local anyway)."""
+    b, _, h, w = x.shape
+    ch, cw = max(1, int(h * ratio)), max(1, int(w * ratio))
+    top = torch.randint(0, h - ch + 1, (b,), generator=gen).tolist()
+    left = torch.randint(0, w - cw + 1, (b,), generator=gen).tolist()
+    return torch.stack([x[i, :, top[i] : top[i] + ch, left[i] : left[i] + cw] for i in range(b)])
+
+
+AUGMENTS = {"translation": translation, "cutout": cutout, "crop": crop}
 
 
 def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:

@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 2) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vitrestore")
 def main() -> None:
-    """Restore photos with a conditional ViT-GAN: denoise, upscale, or any model trained from a YAML config."""
+    """Restore and restyle photos with a conditional ViT-GAN: denoise, upscale, inpaint, stylize, or any model trained from a YAML config."""
 
 
 def _common_run_options(f, ensemble: str = "1"):
@@ -270,6 +270,36 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 
     _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
          shard, report, ensemble, per_image=mask_for)
+
+
+@main.command()
+@_common_run_options
+@click.option("--style", required=True,
+              help="A shipped style (see `vitrestore models`: starry-night, great-wave, the-scream) or a "
+                   ".safetensors file trained with configs/stylize.yaml.")
+@click.option("--strength", type=click.FloatRange(0, 1), default=None,
+              help="Blend: 0 = the photo, 1 = fully stylised [the model's default, 1].")
+def stylize(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+            report, ensemble, style, strength) -> None:
+    """Repaint photos in the style of a painting.
+
+    Writes <stem>_<style>.<ext> beside each input (e.g. photo_starry-night.png).
+    """
+    from .data import IMAGE_SUFFIXES
+
+    path = Path(style).expanduser()
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        _fail(f"{style}: is an image, not a style model; learn it first: vitrestore train configs/stylize.yaml "
+              f"--set task_options.style_image={style} --set train.out=runs/{path.stem}")
+    name = style if path.suffix == ".safetensors" or path.exists() else f"style-{style}"
+
+    def check(model) -> None:
+        if model.task.name != "stylize":
+            raise ValueError(f"{style}: not a style model (it is a {model.task.name} model)")
+
+    request = {} if strength is None else {"strength": strength}
+    _run(name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
+         report, ensemble, check=check, **request)
 
 
 @main.command()

@@ -36,7 +36,7 @@ class GeneratorConfig:
     window: int = 8
     mlp_ratio: float = 2.0
     upscale: int = 1  # output / input size (super-resolution)
-    patch_stride: int = 2  # tokens at 1/2 of the input resolution (2), or at full resolution (1)
+    patch_stride: int = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
     residual: bool = True
 
 

@@ -67,3 +67,80 @@ def ssim(x: torch.Tensor, y: torch.Tensor, border: int = 0, y_channel: bool = Fa
     x, y = _prepare(x, y, border, y_channel)
     x, y = (x * 255).round().float() / 255, (y * 255).round().float() / 255
     return float(ssim_map(x, y, data_range=1.0)[0].double().mean())
+
+
+# --- texture and structure statistics (no pretrained network) --------------------------------------
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luminance in [0, 1] (BT.601 weights); 1 channel passes."""
+    if x.shape[1] == 1:
+        return x
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def edge_map(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Sobel gradient magnitude of the (Gaussian-smoothed) luminance: (B, 1, H, W)."""
+    y = luminance(x)
+    if sigma > 0:
+        size = 2 * int(3 * sigma) + 1
+        g = _gaussian_1d(size, sigma, y.dtype, y.device)
+        y = _blur(F.pad(y, [size // 2] * 4, mode="replicate"), g)
+    kx = y.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3) / 8
+    yp = F.pad(y, [1, 1, 1, 1], mode="replicate")
+    gx, gy = F.conv2d(yp, kx), F.conv2d(yp, kx.transpose(-1, -2))
+    return torch.sqrt(gx * gx + gy * gy + 1e-12)
+
+
+def random_patches(x: torch.Tensor, size: int, count: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """`count` random size x size patches of x (B, C, H, W), flattened: (count, C * size * size)."""
+    b, c, h, w = x.shape
+    n = torch.randint(0, b, (count,), generator=gen)
+    top = torch.randint(0, h - size + 1, (count,), generator=gen)
+    left = torch.randint(0, w - size + 1, (count,), generator=gen)
+    dy, dx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    rows = (top.view(-1, 1, 1) + dy).to(x.device)  # (count, size, size)
+    cols = (left.view(-1, 1, 1) + dx).to(x.device)
+    picked = x.permute(0, 2, 3, 1)[n.to(x.device).view(-1, 1, 1), rows, cols]  # (count, size, size, C)
+    return picked.reshape(count, -1)
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 64,
+                       gen: torch.Generator | None = None) -> torch.Tensor:
+    """Sliced 1-Wasserstein distance between point sets a (N, D) and b (M, D): the mean over
+    random unit directions of the L1 distance between the sorted projections (quantiles matched
+    when N != M). Differentiable in both sets."""
+    d = a.shape[1]
+    dirs = torch.randn(d, projections, generator=gen).to(a)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, _ = torch.sort(a @ dirs, dim=0)  # (N, P)
+    pb, _ = torch.sort(b @ dirs, dim=0)  # (M, P)
+    if pa.shape[0] != pb.shape[0]:
+        q = torch.linspace(0, 1, pa.shape[0], device=a.device)
+        idx = (q * (pb.shape[0] - 1)).round().long()
+        pb = pb[idx]
+    return (pa - pb).abs().mean()
+
+
+def patch_swd(x: torch.Tensor, y: torch.Tensor, size: int = 7, scales: int = 3, count: int = 4096,
+              projections: int = 128, seed: int = 0) -> float:
+    """Style distance between images x and y (B, 3, H, W) that needs no pretrained network:
+    sliced Wasserstein distance between their distributions of size x size RGB patches, at
+    `scales` levels of a 2x area pyramid, averaged over the levels. Seeded, so repeatable."""
+    gen = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for level in range(scales):
+        if level:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        s = min(size, x.shape[-1], x.shape[-2], y.shape[-1], y.shape[-2])
+        px, py = random_patches(x.double(), s, count, gen), random_patches(y.double(), s, count, gen)
+        total += float(sliced_wasserstein(px, py, projections, gen))
+    return total / scales
+
+
+def edge_ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.0) -> float:
+    """Structure kept: SSIM between the luminance edge maps of x and y, each scaled to [0, 1]
+    by its own 99th percentile (a global contrast change is not penalised)."""
+    ex, ey = edge_map(x.double(), sigma), edge_map(y.double(), sigma)
+    ex = (ex / ex.flatten(1).quantile(0.99, dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)).clamp(0, 1)
+    ey = (ey / ey.flatten(1).quantile(0.99, dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)).clamp(0, 1)
+    return float(ssim_map(ex, ey)[0].mean())

@@ -73,6 +73,9 @@ class Task:
         return dataclasses.replace(cfg, cond_channels=self.cond_channels)
 
     # --- training ----------------------------------------------------------------------------
+    def check_training(self, source: str) -> None:
+        """Raise ConfigError for task options that cannot train (before any model is built)."""
+
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         raise NotImplementedError
 
@@ -92,6 +95,22 @@ class Task:
     def suffix(self) -> str:
         """What output file names get: <stem>_<suffix>.<ext>."""
         return self.output_suffix
+
+    def generator_losses(self, output: torch.Tensor, batch: Batch,
+                         gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict] | None:
+        """The generator's non-adversarial loss and its log entries, for tasks without a pixel
+        target (style transfer); None = the configured pixel losses against batch.target.
+        `gen` seeds any sampling (the step's generator, so a resumed run repeats it)."""
+        return None
+
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Validation metrics of a finished output (names without the val_ prefix)."""
+        from .metrics import psnr, ssim
+
+        res = {"psnr": psnr(output, batch.target), "ssim": ssim(output, batch.target)}
+        if batch.input.shape == batch.target.shape:
+            res["psnr_input"] = psnr(batch.input, batch.target)
+        return res
 
     def disc_condition(self, batch: Batch) -> torch.Tensor:
         """What the discriminator sees beside the candidate, at the candidate's size."""

@@ -45,7 +45,6 @@ from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, matc
                     step_generator)
 from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_penalty, ms_ssim_loss,
                       pixel_loss, r1_penalty)
-from ..metrics import psnr, ssim
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Batch, Task
@@ -88,6 +87,7 @@ class Trainer:
         self.dist = ddp.DistInfo.from_env()
         self.quiet = quiet or not self.dist.main
         check_training_setup(cfg, task.scale, self.dist.world)
+        task.check_training(cfg.source)
         self.device = ddp.setup(self.dist, torch.device(device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -217,8 +217,11 @@ class Trainer:
             for e, b in zip(self.ema.buffers(), self.G.buffers()):
                 e.copy_(b)
 
-    def _pixel_losses(self, out, batch) -> tuple[torch.Tensor, dict]:
+    def _pixel_losses(self, out, batch, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         lc = self.cfg.loss
+        custom = self.task.generator_losses(out, batch, gen)
+        if custom is not None:  # a task without a pixel target (style transfer)
+            return custom
         loss, logs = pixel_loss(out, batch.target, lc.pixel, batch.mask)
         loss = loss * lc.pixel_weight
         if lc.msssim_weight:
@@ -284,7 +287,7 @@ class Trainer:
             with self._sync(self.G_train, i == len(micro) - 1):
                 with self._autocast():
                     out = self.G_train(mb.input, mb.cond)
-                    loss, lg = self._pixel_losses(out.float(), mb)
+                    loss, lg = self._pixel_losses(out.float(), mb, gen)
                     if adversarial:
                         l_adv, lg_adv = self._adversarial_losses(out.float(), mb, gen)
                         loss, lg = loss + l_adv, {**lg, **lg_adv}
@@ -361,23 +364,20 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, batches: list[Batch], grid_path: Path | None = None) -> dict:
-        """EMA generator on the validation batches: PSNR/SSIM (and a sample grid PNG)."""
-        ps, ss, ps_in, rows = [], [], [], []
+        """EMA generator on the validation batches: the task's metrics, averaged (PSNR/SSIM for
+        tasks with a target), and a sample grid PNG."""
+        sums: dict[str, float] = {}
+        rows = []
         for batch in batches:
             out = self.ema(batch.input.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
             out = self.task.finish_batch(out, batch.to(self.device)).cpu()
-            ps.append(psnr(out, batch.target))
-            ss.append(ssim(out, batch.target))
-            if batch.input.shape == batch.target.shape:
-                ps_in.append(psnr(batch.input, batch.target))
+            for k, v in self.task.metrics(out, batch).items():
+                sums[k] = sums.get(k, 0.0) + v
             if len(rows) < 4:
                 rows.append((batch.input, out, batch.target))
-        res = {"val_psnr": sum(ps) / len(ps), "val_ssim": sum(ss) / len(ss)}
-        if ps_in:
-            res["val_psnr_input"] = sum(ps_in) / len(ps_in)
         if grid_path is not None and rows:
             save_grid(grid_path, rows)
-        return res
+        return {f"val_{k}": v / len(batches) for k, v in sums.items()}
 
     # --- loop --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -430,7 +430,8 @@ class Trainer:
                 self.sched = int(sched)
                 if self.sched >= self.total_steps:  # the time budget is spent
                     if val and self.last_val.get("step") != self.step:
-                        self.last_val = {"step": self.step, **self.validate(val)}
+                        grid = self.out / "samples" / f"step_{self.step:07d}.png"
+                        self.last_val = {"step": self.step, **self.validate(val, grid)}
                         self.log(self.last_val)
                     bar.write(f"time budget of {cfg.train.minutes:g} min spent at step {self.step}")
                     break

@@ -13,9 +13,10 @@ from torch import nn
 class ImageEncoder(nn.Module):
     """(B, C_in, H, W) -> stem features (B, C_stem, H, W) and tokens (B, C_tok, H/s, W/s).
 
-    The patch embedding is a stride-s 3x3 convolution (s = 2 by default): neighbouring patches
-    overlap, which avoids the block artefacts of non-overlapping ViT patches. s = 1 keeps one
-    token per pixel (super-resolution inputs are small and every pixel counts).
+    The patch embedding is a stride-s convolution (s = 2 by default, 3x3; s = 4 uses 7x7):
+    neighbouring patches overlap, which avoids the block artefacts of non-overlapping ViT
+    patches. s = 1 keeps one token per pixel (super-resolution inputs are small and every pixel
+    counts); s = 4 is for tasks that change texture rather than pixel detail (style transfer).
     """
 
     def __init__(self, in_channels: int, stem_channels: int, token_channels: int, stride: int = 2):
@@ -25,7 +26,8 @@ class ImageEncoder(nn.Module):
             nn.GELU(),
             nn.Conv2d(stem_channels, stem_channels, 3, padding=1),
         )
-        self.patch_embed = nn.Conv2d(stem_channels, token_channels, 3, stride=stride, padding=1)
+        k = 3 if stride <= 2 else 2 * stride - 1
+        self.patch_embed = nn.Conv2d(stem_channels, token_channels, k, stride=stride, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stem = self.stem(x)  # (B, C_stem, H, W)

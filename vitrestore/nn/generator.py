@@ -2,10 +2,10 @@
 
     input (B, C_in, H, W) + condition (B, C_cond, H, W)
       -> pad to a multiple of s * 2^(levels-1) * window (reflect), crop back at the end
-      -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/s, W/s)   (s = patch_stride, 2 or 1)
+      -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/s, W/s)   (s = patch_stride: 1, 2 or 4)
       -> encoder stages at 1/s, 1/2s, ..., bottleneck (shifted-window attention)
       -> decoder stages back up to 1/s with skip connections
-      -> head: tokens -> pixels (pixel shuffle x2 when s = 2, plus stem skip) -> x upscale (pixel shuffle)
+      -> head: tokens -> pixels (pixel shuffle xs when s > 1, plus stem skip) -> x upscale (pixel shuffle)
       -> + global residual (the input, bilinearly resized when upscale > 1)
 
 Attention only ever runs inside (window x window) token windows at 1/2 resolution or lower, so
@@ -29,8 +29,8 @@ class Generator(nn.Module):
         if not (len(cfg.heads) == len(cfg.enc_depths) == levels and len(cfg.dec_depths) == levels - 1):
             raise ValueError("generator: dims, heads, enc_depths need one entry per level, dec_depths one fewer")
         self.cfg = cfg
-        if cfg.patch_stride not in (1, 2):
-            raise ValueError(f"generator: patch_stride must be 1 or 2, got {cfg.patch_stride}")
+        if cfg.patch_stride not in (1, 2, 4):
+            raise ValueError(f"generator: patch_stride must be 1, 2 or 4, got {cfg.patch_stride}")
         self.multiple = cfg.patch_stride * 2 ** (levels - 1) * cfg.window  # input pad multiple
         self.encoder = ImageEncoder(cfg.in_channels + cfg.cond_channels, cfg.stem_channels, cfg.dims[0],
                                     cfg.patch_stride)
@@ -45,7 +45,7 @@ class Generator(nn.Module):
         )
         self.norm = LayerNorm2d(cfg.dims[0])
         # tokens -> pixel features at the input resolution
-        self.to_pixels = (Upsample(cfg.dims[0], cfg.stem_channels) if cfg.patch_stride == 2
+        self.to_pixels = (Upsample(cfg.dims[0], cfg.stem_channels, cfg.patch_stride) if cfg.patch_stride > 1
                           else nn.Conv2d(cfg.dims[0], cfg.stem_channels, 3, padding=1))
         self.head = nn.Sequential(
             nn.Conv2d(2 * cfg.stem_channels, cfg.stem_channels, 3, padding=1),

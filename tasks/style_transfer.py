@@ -1,0 +1,193 @@
+"""Style transfer: repaint a photo in the style of one painting, keeping its structure.
+
+One model per painting. Training pairs nothing with nothing: a batch is content crops (photos,
+the generator's input) and, as `target`, crops of the painting taken at several sizes with
+flips and quarter turns (one painting is little data). The losses:
+
+- adversarial: the PatchGAN ViT discriminator sees only candidates (no condition) and judges
+  each patch of a stylised photo against patches of the painting; this is what draws strokes;
+- content: L1 between the luminance edge maps (Sobel of a slightly smoothed luminance, each
+  normalised by its mean) of the output and the photo: objects keep their outlines while tone
+  and colour are free to change;
+- statistics: sliced Wasserstein distances between the output's and the painting's colours and
+  3 x 3 RGB patches at two scales (no pretrained network anywhere).
+
+The generator is residual (it starts as the identity). `strength` in [0, 1] blends the photo
+and the stylised output at inference; tiles are feathered by the shared tiler and the network
+has no global normalisation, so a style cannot drift from tile to tile.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vitrestore.config import ConfigError
+from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
+from vitrestore.registry import register
+from vitrestore.task import Batch, Task, as_unit
+
+
+POOL = 65536  # samples of the painting's colours and patches kept for the statistics losses
+SAMPLES = 4096  # samples per batch and statistic
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    style_image: str = ""  # the painting (needed to train; recorded in the model card)
+    style_name: str = ""  # output file suffix, e.g. starry-night (default: the image's stem)
+    style_sides: tuple[int, int] = (256, 512)  # the painting's short side when crops are taken
+    content_weight: float = 1.0
+    color_weight: float = 1.0
+    texture_weight: float = 1.0
+    strength: float = 1.0  # default blend at inference
+
+
+def read_style_image(path: str | Path) -> torch.Tensor:
+    """The painting as (1, 3, H, W) floats in [0, 1]; a clear error when it cannot be used."""
+    from vitrestore.io import ImageReadError, read_image
+
+    p = Path(path).expanduser()
+    if not str(path):
+        raise ValueError("task_options.style_image is not set: name the painting to learn")
+    if not p.is_file():
+        raise ValueError(f"{p}: style image not found")
+    try:
+        img = read_image(p, min_side=64)
+    except ImageReadError as exc:
+        raise ValueError(f"{p}: cannot use as a style image: {exc}") from None
+    x = as_unit(torch.from_numpy(img.pixels).permute(2, 0, 1)[None])
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x[:, :3].contiguous()
+
+
+def normalised_edges(x: torch.Tensor) -> torch.Tensor:
+    """Edge map scaled by its per-image mean, so a global contrast change costs nothing."""
+    e = edge_map(x, sigma=1.5)
+    return e / (e.mean(dim=(1, 2, 3), keepdim=True) + 1e-4)
+
+
+@register
+class StyleTransfer(Task):
+    name = "stylize"
+    Options = StyleOptions
+    output_suffix = "stylized"
+    description = "repaint photos in the style of a painting"
+
+    @property
+    def suffix(self) -> str:
+        o = self.options
+        return o.style_name or (Path(o.style_image).stem.replace("_", "-") if o.style_image else self.output_suffix)
+
+    # --- the painting, at several sizes ---------------------------------------------------------
+    @functools.cached_property
+    def style_pyramid(self) -> list[torch.Tensor]:
+        """The painting resized so its short side spans style_sides (4 sizes), each (1, 3, h, w)."""
+        img = read_style_image(self.options.style_image)
+        lo, hi = self.options.style_sides
+        short = min(img.shape[-2:])
+        out = []
+        for i in range(4):
+            side = lo + (hi - lo) * i / 3
+            s = side / short
+            size = (max(1, round(img.shape[-2] * s)), max(1, round(img.shape[-1] * s)))
+            out.append(F.interpolate(img, size=size, mode="area" if s < 1 else "bicubic", align_corners=None
+                                     if s < 1 else False).clamp(0, 1))
+        return out
+
+    def style_crops(self, n: int, crop: int, gen: torch.Generator) -> torch.Tensor:
+        """n random crop x crop pieces of the painting (B, 3, crop, crop): random size from the
+        pyramid, random place, random flip and quarter turn."""
+        out = []
+        for _ in range(n):
+            level = self.style_pyramid[int(torch.randint(0, 4, (1,), generator=gen))]
+            h, w = level.shape[-2:]
+            if min(h, w) < crop:  # a small painting: enlarge this level to fit the crop
+                s = crop / min(h, w)
+                level = F.interpolate(level, size=(max(crop, round(h * s)), max(crop, round(w * s))),
+                                      mode="bicubic", align_corners=False).clamp(0, 1)
+                h, w = level.shape[-2:]
+            top = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
+            left = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
+            piece = level[0, :, top : top + crop, left : left + crop]
+            piece = torch.rot90(piece, int(torch.randint(0, 4, (1,), generator=gen)), dims=(1, 2))
+            if bool(torch.randint(0, 2, (1,), generator=gen)):
+                piece = piece.flip(-1)
+            out.append(piece)
+        return torch.stack(out)
+
+    # --- training -------------------------------------------------------------------------------
+    def check_training(self, source: str) -> None:
+        """The painting must be readable before any work starts."""
+        try:
+            self.style_pyramid
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        """Content crops (B, 3, c, c) in, painting crops of the same size as the 'real' side."""
+        return Batch(input=clean, target=self.style_crops(clean.shape[0], clean.shape[-1], gen))
+
+    def disc_condition(self, batch: Batch) -> torch.Tensor:
+        """Nothing: the discriminator judges patches of paint, not a translation of a photo."""
+        return batch.input[:, :0]
+
+    def disc_in_channels(self, gcfg) -> int:
+        return gcfg.out_channels
+
+    @functools.cached_property
+    def style_pool(self) -> tuple[torch.Tensor, ...]:
+        """The painting's statistics as fixed samples (seeded): colours (N, 3) and 3 x 3 RGB
+        patches (N, 27) at full and half size, drawn from every level of the pyramid. The losses
+        compare each batch with these, not with the batch's few crops (a crop of sky and a crop
+        of a face have very different colours: that target would be noise)."""
+        gen = torch.Generator().manual_seed(1234)
+        per = POOL // len(self.style_pyramid)
+        colours, full, half = [], [], []
+        for level in self.style_pyramid:
+            colours.append(random_patches(level, 1, per, gen))
+            full.append(random_patches(level, 3, per, gen))
+            half.append(random_patches(F.avg_pool2d(level, 2), 3, per, gen))
+        return torch.cat(colours), torch.cat(full), torch.cat(half)
+
+    def generator_losses(self, output: torch.Tensor, batch: Batch, gen: torch.Generator | None = None):
+        o = self.options
+        content = F.l1_loss(normalised_edges(output), normalised_edges(batch.input))
+        pool = [p.to(output.device) for p in self.style_pool]
+
+        def from_pool(t: torch.Tensor) -> torch.Tensor:
+            return t[torch.randint(0, t.shape[0], (SAMPLES,), generator=gen).to(t.device)]
+
+        color = sliced_wasserstein(random_patches(output, 1, SAMPLES, gen), from_pool(pool[0]), 32, gen)
+        texture = (sliced_wasserstein(random_patches(output, 3, SAMPLES, gen), from_pool(pool[1]), 64, gen)
+                   + sliced_wasserstein(random_patches(F.avg_pool2d(output, 2), 3, SAMPLES, gen), from_pool(pool[2]),
+                                        64, gen)) / 2
+        loss = o.content_weight * content + o.color_weight * color + o.texture_weight * texture
+        logs = {"content": content, "color_swd": color, "texture_swd": texture}
+        return loss, {k: float(v.detach()) for k, v in logs.items()}
+
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Content kept (edge SSIM with the photo) and style distance (patch SWD to the painting
+        crops), with the photo's own style distance for reference."""
+        return {"content_edge_ssim": edge_ssim(output, batch.input),
+                "style_swd": patch_swd(output, batch.target),
+                "style_swd_input": patch_swd(batch.input, batch.target)}
+
+    def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        return self.degrade(clean, gen)
+
+    # --- inference ------------------------------------------------------------------------------
+    def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
+                    **request: Any) -> torch.Tensor:
+        """strength 0 = the photo, 1 = the stylised output, linear in between."""
+        s = self.options.strength if strength is None else float(strength)
+        if not 0.0 <= s <= 1.0 or math.isnan(s):
+            raise ValueError(f"strength must be in [0, 1], got {s}")
+        output = output.clamp_(0, 1)
+        return output if s == 1.0 else torch.lerp(as_unit(image).to(output), output, s)

@@ -1,0 +1,150 @@
+"""Style transfer: shapes and dtypes kept, strength 0 returns the photo, tiles agree with the
+whole image, the discriminator learns the painting, the statistics losses move patch
+statistics toward it, and bad styles are clear errors before any work."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import vitrestore.tasks  # noqa: F401
+from vitrestore.cli import main
+from vitrestore.config import ConfigError
+from vitrestore.data import ImageBank, list_images
+from vitrestore.engine.train import Trainer
+from vitrestore.metrics import patch_swd
+from vitrestore.registry import get_task
+from vitrestore.tasks.model import Model
+
+from conftest import smooth_image
+
+
+def painting(path: Path) -> Path:
+    """A generated 'painting': saturated diagonal stripes with a blue-orange palette."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    stripes = ((xx + yy) // 6) % 2
+    img = np.where(stripes[..., None] == 1, [30, 60, 200], [240, 150, 20]).astype(np.uint8)  # RGB
+    cv2.imwrite(str(path), img[:, :, ::-1].copy())
+    return path
+
+
+STYLE = ["task=stylize", "generator.patch_stride=4", "discriminator.patch=8", "loss.adversarial=nonsaturating",
+         "loss.feature_matching_weight=0", "loss.diffaugment=crop", "train.steps=0", "train.adversarial_steps=10",
+         "task_options.style_sides=[32,64]"]
+
+
+@pytest.fixture
+def style_cfg(tiny_cfg, tmp_path):
+    def make(*more):
+        return tiny_cfg(*STYLE, f"task_options.style_image={painting(tmp_path / 'stripes.png')}", *more)
+    return make
+
+
+def test_trainer_and_model_keep_shape_dtype_and_strength_zero_is_the_photo(style_cfg):
+    cfg = style_cfg()
+    task = get_task("stylize").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for _ in range(3):  # move the weights off the identity
+        t.train_step(ImageBank([Path(cfg.task_options["style_image"])], min_size=32))
+    model = Model(task, t.G, {}, torch.device("cpu"), tile=0)
+    rgb = smooth_image(np.random.default_rng(1), 45, 61)
+    out = model.run_arrays([rgb])[0]
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, rgb)
+    assert np.array_equal(model.run_arrays([rgb], strength=0.0)[0], rgb)
+    half = model.run_arrays([rgb], strength=0.5)[0].astype(int)
+    assert np.abs(half - (rgb.astype(int) + out.astype(int)) / 2).max() <= 1.0
+    deep = (rgb.astype(np.uint16) * 257)
+    out16 = model.run_arrays([deep])[0]
+    assert out16.dtype == np.uint16 and out16.shape == deep.shape
+    with pytest.raises(ValueError, match="strength"):
+        model.run_arrays([rgb], strength=1.5)
+
+
+def test_tiles_agree_with_the_whole_image(style_cfg):
+    cfg = style_cfg()
+    task = get_task("stylize").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for _ in range(3):
+        t.train_step(ImageBank([Path(cfg.task_options["style_image"])], min_size=32))
+    rgb = smooth_image(np.random.default_rng(2), 150, 170)
+    whole = Model(task, t.G, {}, torch.device("cpu"), tile=0).run_arrays([rgb])[0].astype(int)
+    tiled = Model(task, t.G, {}, torch.device("cpu"), tile=96, overlap=32).run_arrays([rgb])[0].astype(int)
+    assert np.abs(whole - tiled).mean() < 1.5
+
+
+def _trained(style_cfg, image_dir, *overrides):
+    cfg = style_cfg("train.adversarial_steps=60", "train.lr=4e-3", "train.lr_d=5e-4", "train.warmup=1",
+                    "data.crop=32", *overrides)
+    task = get_task("stylize").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    bank = ImageBank(list_images(image_dir), min_size=32)
+    for _ in range(60):
+        t.train_step(bank)
+    gen = torch.Generator().manual_seed(5)
+    photos, style = bank.sample(gen, 8, 32), task.style_crops(8, 32, gen)
+    with torch.no_grad():
+        out = t.G(photos).clamp(0, 1)
+    return t, photos, style, out
+
+
+def test_discriminator_learns_the_painting_from_photos(style_cfg, image_dir):
+    """GAN and content losses alone: after 60 tiny steps the discriminator scores painting
+    crops above photos. (It still scores the stylised photos below the photos at this size:
+    the generator's side of the game needs far more steps; see the issue notes.)"""
+    t, photos, style, out = _trained(style_cfg, image_dir, "loss.adversarial_weight=1.0",
+                                     "task_options.color_weight=0", "task_options.texture_weight=0")
+    with torch.no_grad():
+        score = {name: float(t.D(x[:, :0], x)[0].mean()) for name, x in
+                 (("style", style), ("photo", photos), ("out", out))}
+    assert score["style"] > score["photo"] + 0.2
+    assert not torch.equal(out, photos.clamp(0, 1))  # the generator moved off the identity
+
+
+def test_statistics_losses_move_patch_statistics_toward_the_painting(style_cfg, image_dir):
+    _, photos, style, out = _trained(style_cfg, image_dir, "loss.adversarial_weight=0")
+    assert patch_swd(out, style, size=3, scales=2) < 0.9 * patch_swd(photos, style, size=3, scales=2)
+
+
+def test_missing_or_unreadable_style_image_fails_before_training(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(*STYLE, f"task_options.style_image={tmp_path / 'nope.jpg'}")
+    with pytest.raises(ConfigError, match="style image not found"):
+        Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    cfg = tiny_cfg(*STYLE, f"task_options.style_image={bad}")
+    with pytest.raises(ConfigError, match="bad.jpg"):
+        Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
+    cfg = tiny_cfg(*STYLE)
+    with pytest.raises(ConfigError, match="style_image is not set"):
+        Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
+
+
+def test_cli_trains_a_style_and_applies_it_with_strength(style_cfg, image_dir, tmp_path, tiny_weights):
+    cfg_file = tmp_path / "style.yaml"
+    import yaml
+
+    from vitrestore.config import config_to_dict
+    cfg = style_cfg("train.adversarial_steps=4", f"train.out={tmp_path / 'run'}")
+    cfg_file.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", str(cfg_file), "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    weights = tmp_path / "run" / "weights.safetensors"
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), smooth_image(np.random.default_rng(3), 40, 56)[:, :, ::-1].copy())
+    res = runner.invoke(main, ["stylize", str(photo), "--style", str(weights), "--strength", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "photo_stripes.png"  # suffix: the painting's name
+    assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(photo)))
+    # bad styles: an image instead of a model, an unknown name, a model of another task
+    res = runner.invoke(main, ["stylize", str(photo), "--style", str(tmp_path / "stripes.png")])
+    assert res.exit_code == 2 and "is an image, not a style model" in res.output
+    res = runner.invoke(main, ["stylize", str(photo), "--style", "no-such-style"])
+    assert res.exit_code == 2 and "unknown model 'style-no-such-style'" in res.output
+    res = runner.invoke(main, ["stylize", str(photo), "--style", str(tiny_weights)])
+    assert res.exit_code == 2 and "not a style model" in res.output
+    res = runner.invoke(main, ["stylize", str(photo), "--style", str(weights), "--strength", "2"])
+    assert res.exit_code == 2
