@@ -275,8 +275,8 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
 @main.command()
 @_common_run_options
 @click.option("--style", required=True,
-              help="A shipped style (see `vitrestore models`: starry-night, great-wave, the-scream) or a "
-                   ".safetensors file trained with configs/stylize.yaml.")
+              help="A shipped style name (`vitrestore models` lists style-NAME models) or a .safetensors "
+                   "file trained with configs/stylize.yaml.")
 @click.option("--strength", type=click.FloatRange(0, 1), default=None,
               help="Blend: 0 = the photo, 1 = fully stylised [the model's default, 1].")
 def stylize(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
