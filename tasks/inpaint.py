@@ -67,9 +67,13 @@ class Inpaint(Task):
         pass. A larger one runs twice: whole at reduced resolution (the coarse fill sees all of
         every hole), and in tiles at full resolution; pixels near the hole's edge (within a
         quarter tile of known pixels, where a tile sees enough) take the full-resolution result,
-        deeper ones blend to the coarse fill, smoothly."""
+        deeper ones blend to the coarse fill, smoothly.
+
+        The network sees the hole as it was trained to, set to 0: whatever the image holds there
+        (damage, an object, a key colour) never reaches it."""
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
+        image = image.masked_fill((mask > 0.5).to(image.device), 0)  # same dtype; known pixels untouched
         h, w = image.shape[-2:]
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
             return run(image, 0, mask=mask, **request)
@@ -101,7 +105,7 @@ class Inpaint(Task):
         if mask is None:
             return output
         m = mask.to(output)
-        return output.mul_(m).add_(as_unit(image).to(output).mul_(1 - m))
+        return output.mul_(m).add_(as_unit(image).to(output).mul(1 - m))  # not in place: image may be the caller's
 
 
 # --- masks given by the user ----------------------------------------------------------------------
