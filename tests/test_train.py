@@ -148,7 +148,7 @@ def test_time_budget_stretches_the_schedule_and_ends_the_run(tiny_cfg):
     learning-rate schedule and the adversarial switch follow the budget's share, the final
     weights are validated and the spent time is checkpointed for --resume."""
     cfg = tiny_cfg("train.steps=100000", "train.adversarial_steps=100000", "train.minutes=0.1",
-                   "loss.adversarial=nonsaturating", "train.val_every=100000")
+                   "loss.adversarial=nonsaturating", "train.val_every=100000", "train.log_every=1")
     t = make_trainer(cfg)
     t.fit()
     assert 0 < t.step < 100000
