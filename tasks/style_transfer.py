@@ -156,10 +156,16 @@ class StyleTransfer(Task):
             half.append(random_patches(F.avg_pool2d(level, 2), 3, per, gen))
         return torch.cat(colours), torch.cat(full), torch.cat(half)
 
+    def pool_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """style_pool on the training device, moved there once (not every step)."""
+        if self.style_pool[0].device != device:
+            self.style_pool = tuple(p.to(device) for p in self.style_pool)
+        return self.style_pool
+
     def generator_losses(self, output: torch.Tensor, batch: Batch, gen: torch.Generator | None = None):
         o = self.options
         content = F.l1_loss(normalised_edges(output), normalised_edges(batch.input))
-        pool = [p.to(output.device) for p in self.style_pool]
+        pool = self.pool_on(output.device)
 
         def from_pool(t: torch.Tensor) -> torch.Tensor:
             return t[torch.randint(0, t.shape[0], (SAMPLES,), generator=gen).to(t.device)]
@@ -178,9 +184,6 @@ class StyleTransfer(Task):
         return {"content_edge_ssim": edge_ssim(output, batch.input),
                 "style_swd": patch_swd(output, batch.target),
                 "style_swd_input": patch_swd(batch.input, batch.target)}
-
-    def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
-        return self.degrade(clean, gen)
 
     # --- inference ------------------------------------------------------------------------------
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,

@@ -407,6 +407,13 @@ class Trainer:
         by_time = int(self.seconds / budget * self.total_steps) if budget else 0
         return max(self.step, by_time)
 
+    def _validate_and_log(self, val: list[Batch], bar) -> None:
+        """Validate at the current step: sample grid, metrics log, one progress line."""
+        grid = self.out / "samples" / f"step_{self.step:07d}.png"
+        self.last_val = {"step": self.step, **self.validate(val, grid)}
+        self.log(self.last_val)
+        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_val.items() if k != "step"))
+
     def fit(self) -> dict:
         cfg, d = self.cfg, self.cfg.data
         if self.dist.main:
@@ -430,9 +437,7 @@ class Trainer:
                 self.sched = int(sched)
                 if self.sched >= self.total_steps:  # the time budget is spent
                     if val and self.last_val.get("step") != self.step:
-                        grid = self.out / "samples" / f"step_{self.step:07d}.png"
-                        self.last_val = {"step": self.step, **self.validate(val, grid)}
-                        self.log(self.last_val)
+                        self._validate_and_log(val, bar)
                     bar.write(f"time budget of {cfg.train.minutes:g} min spent at step {self.step}")
                     break
                 logs = self.train_step(batch)
@@ -444,10 +449,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.1e}",
                                     patches_s=f"{logs['patches_per_s']:.1f}")
                 if val and (self.step % cfg.train.val_every == 0 or self.step == self.total_steps):
-                    grid = self.out / "samples" / f"step_{self.step:07d}.png"
-                    self.last_val = {"step": self.step, **self.validate(val, grid)}
-                    self.log(self.last_val)
-                    bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_val.items() if k != "step"))
+                    self._validate_and_log(val, bar)
                 if time.time() - last_ckpt > cfg.train.checkpoint_minutes * 60:
                     self.save()
                     last_ckpt = time.time()
