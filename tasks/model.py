@@ -21,7 +21,7 @@ from vitrestore.engine.infer import tiled_forward
 from vitrestore.nn.generator import Generator
 from vitrestore.registry import get_task
 from vitrestore.task import Task, as_unit
-from vitrestore.weights import load_weights
+from vitrestore.weights import WeightsError, load_weights, split_task_state
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -71,7 +71,12 @@ class Model:
         cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
         task = get_task(cfg.task).from_config(cfg)
         gen = Generator(task.generator_config(cfg.generator))
+        state, task_state = split_task_state(state)
         gen.load_state_dict(state)
+        try:
+            task.load_state(task_state)
+        except ValueError as exc:
+            raise WeightsError(f"{name_or_path}: {exc}") from None
         return cls(task, gen, card, pick_device(device), **kw)
 
     # --- tensors -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class Batch:
     target: torch.Tensor  # what it should produce
     cond: torch.Tensor | None = None  # extra conditioning channels, same H, W as input
     mask: torch.Tensor | None = None  # (B, 1, H, W) per-pixel loss weight, when the task has one
+    source: torch.Tensor | None = None  # the picture before the task's pre-processing, when that differs from input
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None) for k, v in vars(self).items()})
@@ -119,6 +120,16 @@ class Task:
 
     def disc_in_channels(self, gcfg: GeneratorConfig) -> int:
         return gcfg.in_channels + self.cond_channels + gcfg.out_channels
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors the task derives from its training data that inference needs (saved in the
+        weights file beside the generator's, under 'task.'), e.g. a painting's colour quantiles."""
+        return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `state` saved (the keys without the 'task.' prefix)."""
+        if state:
+            raise ValueError(f"task {self.name} keeps no state, the weights carry {', '.join(state)}")
 
     # --- inference ---------------------------------------------------------------------------
     def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:

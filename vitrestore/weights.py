@@ -31,6 +31,16 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: dict,
     os.replace(tmp, path)
 
 
+TASK_PREFIX = "task."  # weights-file keys of the task's state (the rest are the generator's)
+
+
+def split_task_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A weights file's tensors -> (the generator's, the task's without the prefix)."""
+    n = len(TASK_PREFIX)
+    return ({k: v for k, v in state.items() if not k.startswith(TASK_PREFIX)},
+            {k[n:]: v for k, v in state.items() if k.startswith(TASK_PREFIX)})
+
+
 def shipped_dir():
     return resources.files("vitrestore") / "shipped"
 

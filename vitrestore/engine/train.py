@@ -48,7 +48,7 @@ from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Batch, Task
-from ..weights import load_weights, render_card, save_weights
+from ..weights import TASK_PREFIX, load_weights, render_card, save_weights, split_task_state
 from . import distributed as ddp
 from .preflight import check_training_setup
 from .samples import save_grid
@@ -99,7 +99,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
         self.G = build_generator(cfg, task).to(self.device)
         if cfg.train.init_weights and not resume:  # fine-tune: the weights must fit this generator
-            self.G.load_state_dict(load_weights(cfg.train.init_weights)[0])
+            self.G.load_state_dict(split_task_state(load_weights(cfg.train.init_weights)[0])[0])
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.AdamW(self.G.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
                                        weight_decay=cfg.train.weight_decay)
@@ -187,7 +187,8 @@ class Trainer:
             return
         _atomic_torch_save(self.state(), self.out / "checkpoint.pt")
         config, card = config_to_dict(self.cfg), self.card()
-        save_weights(self.out / "weights.safetensors", self.ema.state_dict(), config, card)
+        state = {**self.ema.state_dict(), **{TASK_PREFIX + k: v for k, v in self.task.state().items()}}
+        save_weights(self.out / "weights.safetensors", state, config, card)
         tmp = self.out / "MODEL_CARD.md.tmp"
         tmp.write_text(render_card(self.out.name, config, card))
         os.replace(tmp, self.out / "MODEL_CARD.md")
