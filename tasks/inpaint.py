@@ -1,7 +1,10 @@
 """Inpainting: fill the holes of an image plausibly.
 
-The generator sees the image with its holes set to 0 and the hole mask as one conditioning
-channel (1 = fill); the discriminator sees the same plus the candidate. Training masks come
+Coarse to fine: the hole is first filled by a classical method (OpenCV Telea by default, from
+the known pixels only), and the generator refines that fill: it sees the pre-filled image and
+the hole mask as one conditioning channel (1 = fill), and, being residual with a zero-initialised
+head, starts out as the classical fill and learns what to change. The discriminator sees the
+same plus the candidate. Training masks come
 from `vitrestore.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
 scratches). The pixel loss weighs hole pixels `hole_weight` times more than the rest; the
 output outside the hole is the input's, exactly (composited back in `postprocess`).
@@ -16,12 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vitrestore.config import ConfigError
 from vitrestore.masks import MaskMix, batch_masks
 from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
 
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
+PREFILLS = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS, "zero": None}
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class InpaintOptions:
     large: float = 0.3
     boxes: float = 0.1
     scratches: float = 0.1
+    prefill: str = "telea"  # the coarse fill the generator refines: telea | navier-stokes | zero
+    prefill_radius: float = 3.0  # cv2.inpaint's inpaintRadius, px
 
 
 @register
@@ -41,6 +48,12 @@ class Inpaint(Task):
     output_suffix = "inpainted"
     description = "fill holes given by a mask (or a key colour)"
 
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        super().__init__(options, source)
+        if self.options.prefill not in PREFILLS:
+            raise ConfigError(f"{source}: 'task_options.prefill' must be one of {', '.join(PREFILLS)}, "
+                              f"got {self.options.prefill!r}")
+
     @property
     def cond_channels(self) -> int:
         return 1
@@ -49,8 +62,27 @@ class Inpaint(Task):
         o = self.options
         return MaskMix(o.thin, o.thick, o.large, o.boxes, o.scratches)
 
+    def prefill(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) 1 = fill -> the image with each hole
+        filled classically from the known pixels only (8-bit; cv2.inpaint takes 3-channel 8-bit);
+        known pixels are the input's exactly. A new tensor: the caller's image is not touched."""
+        hole = mask > 0.5  # (B, 1, H, W)
+        out = image.masked_fill(hole, 0)
+        flag = PREFILLS[self.options.prefill]
+        if flag is None:
+            return out
+        u8 = (out.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        holes = hole[:, 0].to(torch.uint8).mul(255).cpu().numpy()  # (B, H, W)
+        for b in range(out.shape[0]):
+            if not holes[b].any():
+                continue
+            filled = cv2.inpaint(np.ascontiguousarray(u8[b]), holes[b], self.options.prefill_radius, flag)
+            fill = torch.from_numpy(filled).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # (3, H, W)
+            out[b] = torch.where(hole[b], fill, out[b])
+        return out
+
     def with_holes(self, clean: torch.Tensor, mask: torch.Tensor) -> Batch:
-        holed = clean * (1 - mask)
+        holed = self.prefill(clean, mask)
         weight = 1 + (self.options.hole_weight - 1) * mask
         return Batch(input=holed, target=clean, cond=mask, mask=weight)
 
@@ -69,11 +101,11 @@ class Inpaint(Task):
         quarter tile of known pixels, where a tile sees enough) take the full-resolution result,
         deeper ones blend to the coarse fill, smoothly.
 
-        The network sees the hole as it was trained to, set to 0: whatever the image holds there
-        (damage, an object, a key colour) never reaches it."""
+        The network sees the hole as it was trained to, pre-filled from the known pixels:
+        whatever the image holds there (damage, an object, a key colour) never reaches it."""
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
-        image = image.masked_fill((mask > 0.5).to(image.device), 0)  # same dtype; known pixels untouched
+        image = self.prefill(as_unit(image), mask.to(image.device))  # a new float tensor
         h, w = image.shape[-2:]
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
             return run(image, 0, mask=mask, **request)
