@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--methods", default="reinhard,histogram,cv-stylization,vitrestore")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--gallery", type=Path, help="PNG: content | painting | each method, 2 photos per style")
+    ap.add_argument("--gallery", type=Path, help="PNG: content | painting | each method, the first photo per style, whole and a 1:1 crop")
     args = ap.parse_args()
     from vitrestore.tasks import load_model
 
@@ -110,7 +110,7 @@ def main() -> None:
                 c_t, o_t = as_tensor(content), as_tensor(out)
                 edge.append(edge_ssim(o_t, c_t))
                 dist.append(patch_swd(o_t, p_t))
-                if args.gallery and i < 2:
+                if args.gallery and i == 0:
                     gallery_rows.append((name, i, method, content, painting, out))
             row = {"style": name, "method": method, "images": len(photos), "content_edge_ssim": float(np.mean(edge)),
                    "style_swd": float(np.mean(dist)), "s_per_mp": secs / mp}
@@ -125,9 +125,11 @@ def main() -> None:
         mine = [r for r in rows if r["style"] == name and r["method"] == "vitrestore"]
         if mine:
             r = mine[0]
-            card_lines.append(f"content_photos ({r['images']} photos, <= {MAX_SIDE} px): content edge-SSIM "
+            card_lines.append(f"{name}: content_photos ({r['images']} photos, <= {MAX_SIDE} px): content edge-SSIM "
                               f"{r['content_edge_ssim']:.3f}, style SWD {r['style_swd']:.4f} (photo {d0:.4f}), "
-                              f"{r['s_per_mp']:.2f} s/MP (benchmarks/bench_stylize.py)")
+                              f"{r['s_per_mp']:.2f} s/MP (benchmarks/bench_stylize.py); "
+                              + "; ".join(f"{o['method']} {o['content_edge_ssim']:.3f} / {o['style_swd']:.4f}"
+                                          for o in rows if o["style"] == name and o["method"] in classic))
 
     print("\n| style | method | content edge-SSIM | style SWD (lower = nearer) | s / MP |\n|---|---|---|---|---|")
     for r in rows:
@@ -139,8 +141,10 @@ def main() -> None:
         save_gallery(args.gallery, gallery_rows, methods)
 
 
-def save_gallery(path: Path, items, methods, cell: int = 200) -> None:
-    """One row per (style, photo): content | painting | each method's output, labelled."""
+def save_gallery(path: Path, items, methods, cell: int = 240) -> None:
+    """Per style, a row of content | painting | each method's output (the first photo, fitted
+    to cell x cell px, labelled) and a row of 1:1 centre crops of the same, where texture can
+    be judged."""
     def fit(img):
         h, w = img.shape[:2]
         s = cell / max(h, w)
@@ -148,6 +152,14 @@ def save_gallery(path: Path, items, methods, cell: int = 200) -> None:
         canvas = np.full((cell, cell, 3), 255, np.uint8)
         y, x = (cell - small.shape[0]) // 2, (cell - small.shape[1]) // 2
         canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+        return canvas
+
+    def zoom(img):
+        h, w = img.shape[:2]
+        y, x = max(0, (h - cell) // 2), max(0, (w - cell) // 2)
+        piece = img[y : y + cell, x : x + cell]
+        canvas = np.full((cell, cell, 3), 255, np.uint8)
+        canvas[: piece.shape[0], : piece.shape[1]] = piece
         return canvas
 
     grouped: dict[tuple, dict] = {}
@@ -158,7 +170,10 @@ def save_gallery(path: Path, items, methods, cell: int = 200) -> None:
     header = np.full((24, cell * len(cols), 3), 255, np.uint8)
     for j, c in enumerate(cols):
         cv2.putText(header, c, (j * cell + 6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    rows = [header] + [np.concatenate([fit(g[c]) for c in cols], 1) for g in grouped.values()]
+    rows = [header]
+    for g in grouped.values():
+        rows.append(np.concatenate([fit(g[c]) for c in cols], 1))
+        rows.append(np.concatenate([zoom(g[c]) for c in cols], 1))
     grid = np.concatenate(rows, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid[:, :, ::-1].copy(), [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -23,13 +23,16 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--command", required=True, help="the command that trained it")
     ap.add_argument("--results", type=Path, help="benchmark JSON (lines under 'card_lines')")
+    ap.add_argument("--only", default="", help="keep only the benchmark lines that start with this text "
+                    "(one results file for several models, e.g. styles)")
     ap.add_argument("--notes", default="")
     args = ap.parse_args()
     state, config, card = load_weights(args.run / "weights.safetensors")
     params = sum(v.numel() for v in state.values())
     lines = []
     if args.results and args.results.is_file():
-        lines = json.loads(args.results.read_text()).get("card_lines", [])
+        lines = [line for line in json.loads(args.results.read_text()).get("card_lines", [])
+                 if line.startswith(args.only)]
     val = card.get("validation", {})
     if val and not lines:
         lines = [f"validation (held-out training crops, sigma 25): PSNR {val.get('val_psnr', 0):.2f} dB "

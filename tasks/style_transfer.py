@@ -1,16 +1,20 @@
 """Style transfer: repaint a photo in the style of one painting, keeping its structure.
 
-One model per painting. Training pairs nothing with nothing: a batch is content crops (photos,
-the generator's input) and, as `target`, crops of the painting taken at several sizes with
+One model per painting. Coarse to fine, as inpainting: each photo is first matched to the
+painting's colour histogram (per channel, over the whole image; the painting's quantiles are
+saved in the weights file, so inference needs no painting), and the generator refines that:
+it adds the texture, and it may undo what the matching did to the photo's structure. Training
+pairs nothing with nothing: a batch is content crops (photos, matched, the generator's input;
+the photos themselves as `source`) and, as `target`, crops of the painting taken at several sizes with
 flips and quarter turns (one painting is little data). The losses:
 
 - adversarial: the PatchGAN ViT discriminator sees only candidates (no condition) and judges
   each patch of a stylised photo against patches of the painting; this is what draws strokes;
 - content: L1 between the luminance edge maps (Sobel of a slightly smoothed luminance, each
-  normalised by its mean) of the output and the photo: objects keep their outlines while tone
+  normalised by its mean) of the output and the photo (before matching): objects keep their outlines while tone
   and colour are free to change;
 - statistics: sliced Wasserstein distances between the output's and the painting's colours and
-  3 x 3 RGB patches at two scales (no pretrained network anywhere).
+  3 x 3 RGB patches at three scales (no pretrained network anywhere).
 
 The generator is residual (it starts as the identity). `strength` in [0, 1] blends the photo
 and the stylised output at inference; tiles are feathered by the shared tiler and the network
@@ -33,6 +37,8 @@ from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
 
 
+QUANTILES = 256  # the painting's colour quantiles per channel kept for histogram matching
+MATCH_BINS = 4096  # histogram bins of a photo's channel when it is matched
 POOL = 65536  # samples of the painting's colours and patches kept for the statistics losses
 SAMPLES = 4096  # samples per batch and statistic
 
@@ -46,6 +52,8 @@ class StyleOptions:
     color_weight: float = 1.0
     texture_weight: float = 1.0
     strength: float = 1.0  # default blend at inference
+    match_colors: bool = True  # match each photo to the painting's colour histogram before the network
+    texture_levels: tuple[int, ...] = (1, 2, 4)  # 3 x 3 patch statistics at these downscales (1 = full size)
 
 
 def read_style_image(path: str | Path) -> torch.Tensor:
@@ -65,6 +73,34 @@ def read_style_image(path: str | Path) -> torch.Tensor:
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return x[:, :3].contiguous()
+
+
+def channel_quantiles(x: torch.Tensor, n: int = QUANTILES) -> torch.Tensor:
+    """x (1, C, H, W) -> (C, n): each channel's values at probabilities 0, 1/(n-1), ..., 1."""
+    flat = x[0].flatten(1)  # (C, HW)
+    if flat.shape[1] > 2**24:  # torch.quantile's input limit: a seeded subsample
+        flat = flat[:, torch.randperm(flat.shape[1], generator=torch.Generator().manual_seed(0))[: 2**24]]
+    return torch.quantile(flat, torch.linspace(0, 1, n, dtype=flat.dtype), dim=1).T.contiguous()
+
+
+def match_histograms(x: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) in [0, 1] -> each image's channels mapped so their histograms follow
+    `quantiles` (C, n): a value at rank p of its channel becomes the reference's p-quantile
+    (ranks from a MATCH_BINS histogram, mid-bin, so equal values stay equal). A new tensor."""
+    b, c, h, w = x.shape
+    q = quantiles.to(x)
+    n = q.shape[1]
+    out = torch.empty_like(x)
+    for ch in range(c):  # one channel at a time: a large photo's (B, HW) index tensors stay small
+        flat = x[:, ch].reshape(b, h * w).clamp(0, 1)
+        idx = (flat * (MATCH_BINS - 1)).round().long()  # (B, HW) bin of each value
+        hist = torch.zeros(b, MATCH_BINS, dtype=x.dtype, device=x.device).scatter_add_(1, idx, torch.ones_like(flat))
+        cdf = (hist.cumsum(1) - hist / 2) / (h * w)  # (B, bins) mid-rank of each bin in [0, 1]
+        pos = cdf.gather(1, idx) * (n - 1)  # (B, HW) fractional index into the quantiles
+        lo = pos.floor().long().clamp(0, n - 2)
+        frac = pos - lo
+        out[:, ch] = (q[ch][lo] * (1 - frac) + q[ch][lo + 1] * frac).reshape(b, h, w)
+    return out
 
 
 def normalised_edges(x: torch.Tensor) -> torch.Tensor:
@@ -125,14 +161,41 @@ class StyleTransfer(Task):
     # --- training -------------------------------------------------------------------------------
     def check_training(self, source: str) -> None:
         """The painting must be readable before any work starts."""
+        levels = self.options.texture_levels
+        if not levels or any(int(k) != k or k < 1 for k in levels):
+            raise ConfigError(f"{source}: 'task_options.texture_levels' must be downscale factors >= 1, got {levels}")
         try:
             self.style_pyramid
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
-        """Content crops (B, 3, c, c) in, painting crops of the same size as the 'real' side."""
-        return Batch(input=clean, target=self.style_crops(clean.shape[0], clean.shape[-1], gen))
+        """Content crops (B, 3, c, c), matched to the painting's colours, in; painting crops of the
+        same size as the 'real' side; the photos as `source` (the content loss's reference)."""
+        return Batch(input=self.prepare(clean), target=self.style_crops(clean.shape[0], clean.shape[-1], gen),
+                     source=clean)
+
+    # --- the painting's colours: computed for training, saved in the weights ------------------
+    @functools.cached_property
+    def palette(self) -> torch.Tensor:
+        """(3, QUANTILES) colour quantiles of the painting (its largest pyramid level)."""
+        return channel_quantiles(self.style_pyramid[-1])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"palette": self.palette} if self.options.match_colors else {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.options.match_colors:
+            if "palette" not in state:
+                raise ValueError("these style weights carry no colour palette (trained before match_colors)")
+            self.palette = state["palette"].float()
+        elif state:
+            super().load_state(state)
+
+    def prepare(self, photo: torch.Tensor) -> torch.Tensor:
+        """What the generator sees: the photo (B, 3, H, W) in [0, 1] matched to the painting's
+        colour histogram (or as it is, with match_colors off)."""
+        return match_histograms(photo, self.palette) if self.options.match_colors else photo
 
     def disc_condition(self, batch: Batch) -> torch.Tensor:
         """Nothing: the discriminator judges patches of paint, not a translation of a photo."""
@@ -144,17 +207,17 @@ class StyleTransfer(Task):
     @functools.cached_property
     def style_pool(self) -> tuple[torch.Tensor, ...]:
         """The painting's statistics as fixed samples (seeded): colours (N, 3) and 3 x 3 RGB
-        patches (N, 27) at full and half size, drawn from every level of the pyramid. The losses
+        patches (N, 27) at full, half and quarter size, drawn from every level of the pyramid. The losses
         compare each batch with these, not with the batch's few crops (a crop of sky and a crop
         of a face have very different colours: that target would be noise)."""
         gen = torch.Generator().manual_seed(1234)
         per = POOL // len(self.style_pyramid)
-        colours, full, half = [], [], []
+        colours, patches = [], [[] for _ in self.options.texture_levels]
         for level in self.style_pyramid:
             colours.append(random_patches(level, 1, per, gen))
-            full.append(random_patches(level, 3, per, gen))
-            half.append(random_patches(F.avg_pool2d(level, 2), 3, per, gen))
-        return torch.cat(colours), torch.cat(full), torch.cat(half)
+            for i, k in enumerate(self.options.texture_levels):
+                patches[i].append(random_patches(F.avg_pool2d(level, k) if k > 1 else level, 3, per, gen))
+        return (torch.cat(colours), *(torch.cat(p) for p in patches))
 
     def pool_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         """style_pool on the training device, moved there once (not every step)."""
@@ -164,16 +227,17 @@ class StyleTransfer(Task):
 
     def generator_losses(self, output: torch.Tensor, batch: Batch, gen: torch.Generator | None = None):
         o = self.options
-        content = F.l1_loss(normalised_edges(output), normalised_edges(batch.input))
+        photo = batch.input if batch.source is None else batch.source
+        content = F.l1_loss(normalised_edges(output), normalised_edges(photo))
         pool = self.pool_on(output.device)
 
         def from_pool(t: torch.Tensor) -> torch.Tensor:
             return t[torch.randint(0, t.shape[0], (SAMPLES,), generator=gen).to(t.device)]
 
         color = sliced_wasserstein(random_patches(output, 1, SAMPLES, gen), from_pool(pool[0]), 32, gen)
-        texture = (sliced_wasserstein(random_patches(output, 3, SAMPLES, gen), from_pool(pool[1]), 64, gen)
-                   + sliced_wasserstein(random_patches(F.avg_pool2d(output, 2), 3, SAMPLES, gen), from_pool(pool[2]),
-                                        64, gen)) / 2
+        texture = sum(sliced_wasserstein(random_patches(F.avg_pool2d(output, k) if k > 1 else output, 3, SAMPLES, gen),
+                                         from_pool(pool[1 + i]), 64, gen)
+                      for i, k in enumerate(o.texture_levels)) / len(o.texture_levels)
         loss = o.content_weight * content + o.color_weight * color + o.texture_weight * texture
         logs = {"content": content, "color_swd": color, "texture_swd": texture}
         return loss, {k: float(v.detach()) for k, v in logs.items()}
@@ -181,11 +245,18 @@ class StyleTransfer(Task):
     def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
         """Content kept (edge SSIM with the photo) and style distance (patch SWD to the painting
         crops), with the photo's own style distance for reference."""
-        return {"content_edge_ssim": edge_ssim(output, batch.input),
+        photo = batch.input if batch.source is None else batch.source
+        return {"content_edge_ssim": edge_ssim(output, photo),
                 "style_swd": patch_swd(output, batch.target),
-                "style_swd_input": patch_swd(batch.input, batch.target)}
+                "style_swd_input": patch_swd(photo, batch.target),
+                "style_swd_matched": patch_swd(batch.input, batch.target)}
 
     # --- inference ------------------------------------------------------------------------------
+    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
+        """The colour matching sees the whole image (tiles matched one by one would differ);
+        then the network runs in tiles."""
+        return run(self.prepare(as_unit(image)), tile, **request)
+
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
                     **request: Any) -> torch.Tensor:
         """strength 0 = the photo, 1 = the stylised output, linear in between."""
