@@ -5,18 +5,18 @@ painting's colour histogram (per channel, over the whole image; the painting's q
 saved in the weights file, so inference needs no painting), and the generator refines that:
 it adds the texture, and it may undo what the matching did to the photo's structure. Training
 pairs nothing with nothing: a batch is content crops (photos, matched, the generator's input;
-the photos themselves as `source`) and, as `target`, crops of the painting taken at several sizes with
-flips and quarter turns (one painting is little data). The losses:
+the photos themselves as `source`) and, as `target`, crops of the painting taken at several
+sizes with flips and quarter turns (one painting is little data). The losses:
 
 - adversarial: the PatchGAN ViT discriminator sees only candidates (no condition) and judges
   each patch of a stylised photo against patches of the painting; this is what draws strokes;
 - content: L1 between the luminance edge maps (Sobel of a slightly smoothed luminance, each
-  normalised by its mean) of the output and the photo (before matching): objects keep their outlines while tone
-  and colour are free to change;
+  normalised by its mean) of the output and the photo (before matching): objects keep their
+  outlines while tone and colour are free to change;
 - statistics: sliced Wasserstein distances between the output's and the painting's colours and
   3 x 3 RGB patches at three scales (no pretrained network anywhere).
 
-The generator is residual (it starts as the identity). `strength` in [0, 1] blends the photo
+The generator is residual (it starts as the colour matching). `strength` in [0, 1] blends the photo
 and the stylised output at inference; tiles are feathered by the shared tiler and the network
 has no global normalisation, so a style cannot drift from tile to tile.
 """
