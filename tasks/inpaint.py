@@ -110,7 +110,7 @@ class Inpaint(Task):
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
             return run(image, 0, mask=mask, **request)
         s = WHOLE_SIDE / max(h, w)
-        small = F.interpolate(as_unit(image), scale_factor=s, mode="area")  # (B, 3, h', w')
+        small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         coarse = run(small, 0, mask=small_mask, **request)
         coarse = self.postprocess(coarse, small, mask=small_mask)
