@@ -29,6 +29,22 @@ def test_generator_backward_and_residual():
     assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("token_upsample", ["shuffle", "bilinear"])
+def test_generator_token_upsample(token_upsample):
+    """Both ways of upsampling tokens keep any size and start as the identity; bilinear has no
+    periodic pattern: a constant token field gives a constant feature map."""
+    g = Generator(GeneratorConfig(patch_stride=4, token_upsample=token_upsample, **TINY_G))
+    x = torch.rand(1, 3, 27, 45)
+    assert torch.equal(g(x), x)
+    for up, c_in in ((g.to_pixels, 8), (g.ups[0], 16)):  # tokens -> pixels x4, decoder x2
+        feats = up(torch.ones(1, c_in, 6, 6))  # (1, C, 24, 24) or (1, C, 12, 12)
+        inner = feats[..., 4:-4, 4:-4]  # away from the conv's zero padding
+        periodic = not torch.allclose(inner, inner[..., :1, :1].expand_as(inner), atol=1e-6)
+        assert periodic == (token_upsample == "shuffle")
+    with pytest.raises(ValueError, match="token_upsample"):
+        Generator(GeneratorConfig(patch_stride=4, token_upsample="nearest", **TINY_G))
+
+
 def test_generator_needs_its_condition():
     g = Generator(GeneratorConfig(cond_channels=1, **TINY_G))
     with pytest.raises(ValueError, match="condition"):

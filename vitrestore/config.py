@@ -37,6 +37,9 @@ class GeneratorConfig:
     mlp_ratio: float = 2.0
     upscale: int = 1  # output / input size (super-resolution)
     patch_stride: int = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
+    # every token upsampling (decoder levels, tokens -> pixels): "shuffle" (conv + pixel shuffle,
+    # learns sub-token detail) or "bilinear" (interpolate, then conv: nothing periodic in flat areas)
+    token_upsample: str = "shuffle"
     residual: bool = True
 
 

@@ -137,12 +137,23 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """(B, C_in, H, W) -> (B, C_out, 2H, 2W) with a conv then pixel shuffle (no checkerboard)."""
+    """(B, C_in, H, W) -> (B, C_out, fH, fW). "shuffle": a conv then pixel shuffle (no
+    checkerboard, but each of the f x f sub-positions has its own weights, so a flat input can
+    come out f-periodic); "bilinear": interpolate, then a conv (position-independent)."""
 
-    def __init__(self, c_in: int, c_out: int, factor: int = 2):
+    def __init__(self, c_in: int, c_out: int, factor: int = 2, mode: str = "shuffle"):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out * factor * factor, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(factor)
+        if mode == "shuffle":
+            self.conv = nn.Conv2d(c_in, c_out * factor * factor, 3, padding=1)
+            self.resize = nn.PixelShuffle(factor)
+        elif mode == "bilinear":
+            self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+            self.resize = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+        else:
+            raise ValueError(f"upsample mode must be shuffle or bilinear, got {mode!r}")
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.conv(x))
+        if self.mode == "shuffle":
+            return self.resize(self.conv(x))
+        return self.conv(self.resize(x))

@@ -4,8 +4,8 @@
       -> pad to a multiple of s * 2^(levels-1) * window (reflect), crop back at the end
       -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/s, W/s)   (s = patch_stride: 1, 2 or 4)
       -> encoder stages at 1/s, 1/2s, ..., bottleneck (shifted-window attention)
-      -> decoder stages back up to 1/s with skip connections
-      -> head: tokens -> pixels (pixel shuffle xs when s > 1, plus stem skip) -> x upscale (pixel shuffle)
+      -> decoder stages back up to 1/s with skip connections (token_upsample: pixel shuffle or bilinear)
+      -> head: tokens -> pixels (pixel shuffle or bilinear xs when s > 1, plus stem skip) -> x upscale (pixel shuffle)
       -> + global residual (the input, bilinearly resized when upscale > 1)
 
 Attention only ever runs inside (window x window) token windows at 1/2 resolution or lower, so
@@ -31,6 +31,8 @@ class Generator(nn.Module):
         self.cfg = cfg
         if cfg.patch_stride not in (1, 2, 4):
             raise ValueError(f"generator: patch_stride must be 1, 2 or 4, got {cfg.patch_stride}")
+        if cfg.token_upsample not in ("shuffle", "bilinear"):
+            raise ValueError(f"generator: token_upsample must be shuffle or bilinear, got {cfg.token_upsample!r}")
         self.multiple = cfg.patch_stride * 2 ** (levels - 1) * cfg.window  # input pad multiple
         self.encoder = ImageEncoder(cfg.in_channels + cfg.cond_channels, cfg.stem_channels, cfg.dims[0],
                                     cfg.patch_stride)
@@ -38,15 +40,15 @@ class Generator(nn.Module):
             Stage(d, n, h, cfg.window, cfg.mlp_ratio) for d, n, h in zip(cfg.dims, cfg.enc_depths, cfg.heads)
         )
         self.downs = nn.ModuleList(Downsample(cfg.dims[i], cfg.dims[i + 1]) for i in range(levels - 1))
-        self.ups = nn.ModuleList(Upsample(cfg.dims[i + 1], cfg.dims[i]) for i in range(levels - 1))
+        self.ups = nn.ModuleList(Upsample(cfg.dims[i + 1], cfg.dims[i], 2, cfg.token_upsample) for i in range(levels - 1))
         self.fuses = nn.ModuleList(nn.Conv2d(2 * cfg.dims[i], cfg.dims[i], 1) for i in range(levels - 1))
         self.dec_stages = nn.ModuleList(
             Stage(cfg.dims[i], cfg.dec_depths[i], cfg.heads[i], cfg.window, cfg.mlp_ratio) for i in range(levels - 1)
         )
         self.norm = LayerNorm2d(cfg.dims[0])
         # tokens -> pixel features at the input resolution
-        self.to_pixels = (Upsample(cfg.dims[0], cfg.stem_channels, cfg.patch_stride) if cfg.patch_stride > 1
-                          else nn.Conv2d(cfg.dims[0], cfg.stem_channels, 3, padding=1))
+        self.to_pixels = (Upsample(cfg.dims[0], cfg.stem_channels, cfg.patch_stride, cfg.token_upsample)
+                          if cfg.patch_stride > 1 else nn.Conv2d(cfg.dims[0], cfg.stem_channels, 3, padding=1))
         self.head = nn.Sequential(
             nn.Conv2d(2 * cfg.stem_channels, cfg.stem_channels, 3, padding=1),
             nn.GELU(),
