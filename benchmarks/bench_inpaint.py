@@ -1,6 +1,7 @@
 """Inpainting benchmark: PSNR/SSIM over the whole image and inside the hole, and seconds per
 megapixel, for OpenCV Telea, OpenCV Navier-Stokes and vitrestore, on the same images and the
-same seeded masks in one run.
+same seeded masks in one run; `--methods telea,ns,mean,vitrestore` adds the mean of the two
+OpenCV fills (vitrestore's pre-fill, before its network) to show what the network adds.
 
     python benchmarks/bench_inpaint.py ../shared/data/Kodak24 ../shared/data/CBSD68 \
         --model runs/gpu/inpaint/weights.safetensors --json bench_out/inpaint.json \
@@ -48,7 +49,8 @@ MASK_SETS = {  # name -> (generator, seed offset)
     "thick": (Strokes(1, 4, 0.04, 0.10), 10_000),
     "large": (Large(0.32, 0.42), 20_000),
 }
-LABELS = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes", "vitrestore": "vitrestore"}
+LABELS = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes", "mean": "mean of both (pre-fill)",
+          "vitrestore": "vitrestore"}
 
 
 def make_mask(kind: str, index: int, h: int, w: int) -> np.ndarray:
@@ -81,10 +83,11 @@ def hole_ssim(out: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
 
 def run_method(method: str, holed: np.ndarray, hole: np.ndarray, model, radius: float) -> np.ndarray:
     """(H, W, 3) uint8 RGB with hole = 0 -> filled (H, W, 3) uint8 RGB."""
-    if method in ("telea", "ns"):
-        flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
+    if method in ("telea", "ns", "mean"):
+        flags = {"telea": [cv2.INPAINT_TELEA], "ns": [cv2.INPAINT_NS], "mean": [cv2.INPAINT_TELEA, cv2.INPAINT_NS]}
         bgr = np.ascontiguousarray(holed[:, :, ::-1])
-        return cv2.inpaint(bgr, hole.astype(np.uint8) * 255, radius, flag)[:, :, ::-1]
+        fills = [cv2.inpaint(bgr, hole.astype(np.uint8) * 255, radius, f).astype(np.float64) for f in flags[method]]
+        return np.round(np.mean(fills, axis=0)).astype(np.uint8)[:, :, ::-1]
     if method == "vitrestore":
         mask = torch.from_numpy(hole.astype(np.float32))[None, None]
         return model.run_arrays([holed], mask=mask)[0]

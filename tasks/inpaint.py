@@ -1,13 +1,14 @@
 """Inpainting: fill the holes of an image plausibly.
 
-Coarse to fine: the hole is first filled by a classical method (OpenCV Telea by default, from
-the known pixels only), and the generator refines that fill: it sees the pre-filled image and
-the hole mask as one conditioning channel (1 = fill), and, being residual with a zero-initialised
-head, starts out as the classical fill and learns what to change. The discriminator sees the
-same plus the candidate. Training masks come
-from `vitrestore.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
-scratches). The pixel loss weighs hole pixels `hole_weight` times more than the rest; the
-output outside the hole is the input's, exactly (composited back in `postprocess`).
+Coarse to fine: the hole is first filled classically from the known pixels only (by default
+the mean of OpenCV's Telea and Navier-Stokes fills: their errors differ, so the mean is nearer),
+and the generator refines that fill: it sees the pre-filled image and the hole mask as one
+conditioning channel (1 = fill), and, being residual with a zero-initialised head, starts out
+as the classical fill and learns what to change. The discriminator sees the same plus the
+candidate. Training masks come from `vitrestore.masks.MaskMix` (thin and thick brush strokes,
+LaMa-style large masks, boxes, scratches). The pixel loss weighs hole pixels `hole_weight`
+times more than the rest; the output outside the hole is the input's, exactly (composited back
+in `postprocess`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from vitrestore.task import Batch, Task, as_unit
 
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
-PREFILLS = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS, "zero": None}
+# the coarse fill: one OpenCV method, or the mean of both (their errors differ: the mean is closer)
+PREFILLS = {"telea": (cv2.INPAINT_TELEA,), "navier-stokes": (cv2.INPAINT_NS,),
+            "telea+navier-stokes": (cv2.INPAINT_TELEA, cv2.INPAINT_NS), "zero": ()}
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class InpaintOptions:
     large: float = 0.3
     boxes: float = 0.1
     scratches: float = 0.1
-    prefill: str = "telea"  # the coarse fill the generator refines: telea | navier-stokes | zero
+    prefill: str = "telea+navier-stokes"  # the coarse fill the generator refines: one of PREFILLS
     prefill_radius: float = 3.0  # cv2.inpaint's inpaintRadius, px
 
 
@@ -68,15 +71,16 @@ class Inpaint(Task):
         known pixels are the input's exactly. A new tensor: the caller's image is not touched."""
         hole = mask > 0.5  # (B, 1, H, W)
         out = image.masked_fill(hole, 0)
-        flag = PREFILLS[self.options.prefill]
-        if flag is None:
+        flags = PREFILLS[self.options.prefill]
+        if not flags:
             return out
         u8 = (out.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         holes = hole[:, 0].to(torch.uint8).mul(255).cpu().numpy()  # (B, H, W)
         for b in range(out.shape[0]):
             if not holes[b].any():
                 continue
-            filled = cv2.inpaint(np.ascontiguousarray(u8[b]), holes[b], self.options.prefill_radius, flag)
+            known = np.ascontiguousarray(u8[b])  # (H, W, 3)
+            filled = np.mean([cv2.inpaint(known, holes[b], self.options.prefill_radius, f) for f in flags], axis=0)
             fill = torch.from_numpy(filled).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # (3, H, W)
             out[b] = torch.where(hole[b], fill, out[b])
         return out

@@ -61,7 +61,7 @@ def test_prefill_is_opencv_in_the_hole_and_exact_outside():
     mask = torch.zeros(2, 1, 40, 52)
     mask[0, :, 10:25, 5:30] = 1
     mask[1, :, 3:9, 40:50] = 1
-    task = get_task("inpaint")()
+    task = get_task("inpaint")({"prefill": "telea"})
     out = task.prefill(img, mask)
     keep = mask.expand_as(out) == 0
     assert torch.equal(out[keep], img[keep]) and not torch.equal(out, img)
@@ -72,6 +72,24 @@ def test_prefill_is_opencv_in_the_hole_and_exact_outside():
     assert torch.equal(get_task("inpaint")({"prefill": "zero"}).prefill(img, mask)[~keep], torch.zeros(int((~keep).sum())))
     with pytest.raises(Exception, match="prefill"):
         get_task("inpaint")({"prefill": "lama"})
+
+
+def test_prefill_of_both_methods_is_their_mean():
+    import cv2
+
+    img = torch.rand(1, 3, 36, 44)
+    mask = torch.zeros(1, 1, 36, 44)
+    mask[0, :, 8:20, 6:30] = 1
+    out = get_task("inpaint")({"prefill": "telea+navier-stokes"}).prefill(img, mask)
+    u8 = (img[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy().copy()
+    u8[mask[0, 0].bool().numpy()] = 0
+    holes = mask[0, 0].to(torch.uint8).numpy() * 255
+    ref = (cv2.inpaint(u8, holes, 3.0, cv2.INPAINT_TELEA).astype(np.float64)
+           + cv2.inpaint(u8, holes, 3.0, cv2.INPAINT_NS)) / 2 / 255  # (H, W, 3)
+    hole = mask[0, 0].bool()
+    assert torch.allclose(out[0].permute(1, 2, 0)[hole].double(), torch.from_numpy(ref)[hole], atol=1e-6)
+    keep = ~hole.expand(3, -1, -1)
+    assert torch.equal(out[0][keep], img[0][keep])
 
 
 def test_training_lowers_the_hole_loss(tiny_cfg, image_dir):
@@ -230,11 +248,13 @@ def _psnr_in(a: np.ndarray, b: np.ndarray, hole: np.ndarray) -> float:
 
 
 @pytest.mark.skipif("inpaint" not in shipped_models(),
-                    reason="no shipped inpaint model yet (the first GPU-trained weights lose to OpenCV Telea)")
+                    reason="no shipped inpaint model")
 def test_cli_shipped_model_beats_telea(tmp_path):
     """End to end with the shipped weights (no --model): a generated image, thick brush strokes
     (13% of it, across blob edges: on thin strokes over smooth gradients Telea is near-exact,
-    50-60 dB); the fill must be closer to the original than OpenCV Telea's (PSNR, whole image)."""
+    50-60 dB); the fill must be closer to the original than OpenCV Telea's (PSNR, whole image).
+    Navier-Stokes is not asserted here: on these synthetic smooth blobs it is the stronger
+    method (34.75 vs the shipped model's 34.34 dB); on photos the benchmark has it beaten."""
     img = smooth_image(np.random.default_rng(11), 128, 160)
     hole = Strokes(1, 4, 0.04, 0.1)(128, 160, torch.Generator().manual_seed(1)) > 0.5
     damaged = img.copy()
