@@ -168,3 +168,24 @@ def test_cli_trains_a_style_and_applies_it_with_strength(style_cfg, image_dir, t
     assert res.exit_code == 2 and "not a style model" in res.output
     res = runner.invoke(main, ["stylize", str(photo), "--style", str(weights), "--strength", "2"])
     assert res.exit_code == 2
+
+
+@pytest.mark.parametrize("style", ["starry-night", "the-scream"])
+def test_cli_shipped_styles_by_name(style, tmp_path):
+    """`--style NAME` finds the shipped style-NAME model: photo_NAME.jpg, same size, restyled
+    (nearer the painting's palette than the photo: the mean colour moves), strength 0 = photo."""
+    from vitrestore.weights import shipped_models
+
+    if f"style-{style}" not in shipped_models():
+        pytest.skip(f"style-{style} not shipped")
+    rgb = smooth_image(np.random.default_rng(4), 96, 128)
+    cv2.imwrite(str(tmp_path / "photo.png"), rgb[:, :, ::-1].copy())
+    res = CliRunner().invoke(main, ["stylize", str(tmp_path / "photo.png"), "--style", style, "-q"])
+    assert res.exit_code == 0, res.output
+    out = cv2.imread(str(tmp_path / f"photo_{style}.png"))[:, :, ::-1]
+    assert out.shape == rgb.shape
+    assert np.abs(out.astype(float).mean((0, 1)) - rgb.astype(float).mean((0, 1))).max() > 5
+    res = CliRunner().invoke(main, ["stylize", str(tmp_path / "photo.png"), "--style", style, "--strength", "0",
+                                    "-o", str(tmp_path / "same.png"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(cv2.imread(str(tmp_path / "same.png"))[:, :, ::-1], rgb)
