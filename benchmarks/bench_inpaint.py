@@ -4,8 +4,8 @@ same seeded masks in one run; `--methods telea,ns,mean,vitrestore` adds the mean
 OpenCV fills (vitrestore's pre-fill, before its network) to show what the network adds.
 
     python benchmarks/bench_inpaint.py ../shared/data/Kodak24 ../shared/data/CBSD68 \
-        --model runs/gpu/inpaint/weights.safetensors --json bench_out/inpaint.json \
-        --gallery docs/inpaint_gallery.png
+        --methods telea,ns,mean,vitrestore --json bench_out/inpaint.json \
+        --gallery docs/inpaint_gallery.png          # --model runs/x/weights.safetensors: not the shipped one
 
 Mask sets (vitrestore/masks.py, one mask per image, seed = set offset + image index, so every
 method and every run sees the same holes):
