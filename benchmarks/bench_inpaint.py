@@ -83,11 +83,17 @@ def hole_ssim(out: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
 
 def run_method(method: str, holed: np.ndarray, hole: np.ndarray, model, radius: float) -> np.ndarray:
     """(H, W, 3) uint8 RGB with hole = 0 -> filled (H, W, 3) uint8 RGB."""
-    if method in ("telea", "ns", "mean"):
-        flags = {"telea": [cv2.INPAINT_TELEA], "ns": [cv2.INPAINT_NS], "mean": [cv2.INPAINT_TELEA, cv2.INPAINT_NS]}
+    if method in ("telea", "ns"):
+        flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
         bgr = np.ascontiguousarray(holed[:, :, ::-1])
-        fills = [cv2.inpaint(bgr, hole.astype(np.uint8) * 255, radius, f).astype(np.float64) for f in flags[method]]
-        return np.round(np.mean(fills, axis=0)).astype(np.uint8)[:, :, ::-1]
+        return cv2.inpaint(bgr, hole.astype(np.uint8) * 255, radius, flag)[:, :, ::-1]
+    if method == "mean":  # the task's own pre-fill, rounded to 8 bits
+        from vitrestore.tasks.inpaint import Inpaint
+
+        task = Inpaint({"prefill": "telea+navier-stokes", "prefill_radius": radius})
+        mask = torch.from_numpy(hole.astype(np.float32))[None, None]  # (1, 1, H, W)
+        filled = task.prefill(to_tensor(holed), mask)[0]  # (3, H, W) in [0, 1]
+        return (filled * 255).round().byte().permute(1, 2, 0).numpy()
     if method == "vitrestore":
         mask = torch.from_numpy(hole.astype(np.float32))[None, None]
         return model.run_arrays([holed], mask=mask)[0]
