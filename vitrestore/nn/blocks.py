@@ -136,6 +136,9 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
+UPSAMPLE_MODES = ("shuffle", "bilinear")
+
+
 class Upsample(nn.Module):
     """(B, C_in, H, W) -> (B, C_out, fH, fW). "shuffle": a conv then pixel shuffle (no
     checkerboard, but each of the f x f sub-positions has its own weights, so a flat input can
@@ -150,7 +153,7 @@ class Upsample(nn.Module):
             self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
             self.resize = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
         else:
-            raise ValueError(f"upsample mode must be shuffle or bilinear, got {mode!r}")
+            raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

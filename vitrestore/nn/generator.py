@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import GeneratorConfig
-from .blocks import Downsample, LayerNorm2d, Stage, Upsample
+from .blocks import UPSAMPLE_MODES, Downsample, LayerNorm2d, Stage, Upsample
 from .encoder import ImageEncoder
 
 
@@ -31,8 +31,8 @@ class Generator(nn.Module):
         self.cfg = cfg
         if cfg.patch_stride not in (1, 2, 4):
             raise ValueError(f"generator: patch_stride must be 1, 2 or 4, got {cfg.patch_stride}")
-        if cfg.token_upsample not in ("shuffle", "bilinear"):
-            raise ValueError(f"generator: token_upsample must be shuffle or bilinear, got {cfg.token_upsample!r}")
+        if cfg.token_upsample not in UPSAMPLE_MODES:  # checked here too: the error names the config key
+            raise ValueError(f"generator: token_upsample must be one of {UPSAMPLE_MODES}, got {cfg.token_upsample!r}")
         self.multiple = cfg.patch_stride * 2 ** (levels - 1) * cfg.window  # input pad multiple
         self.encoder = ImageEncoder(cfg.in_channels + cfg.cond_channels, cfg.stem_channels, cfg.dims[0],
                                     cfg.patch_stride)
