@@ -17,7 +17,8 @@ Metrics, no pretrained network:
 - style distance: sliced Wasserstein distance between the distributions of 7x7 RGB patches of
   the output and of the painting, at 3 levels of a 2x pyramid (128 random directions, 4096
   patches per level, fixed seed); lower = nearer the painting. (vitrestore trains with SWD
-  losses on 1x1 and 3x3 patches at 2 levels: related, not the same statistic.)
+  losses on colours and on 7x7 patches of band-pass detail at 3 levels: related, not the same
+  statistic.)
 Images are processed at their size, capped to 512 px on the long side (all methods alike).
 """
 from __future__ import annotations

@@ -14,7 +14,10 @@ sizes with flips and quarter turns (one painting is little data). The losses:
   normalised by its mean) of the output and the photo (before matching): objects keep their
   outlines while tone and colour are free to change;
 - statistics: sliced Wasserstein distances between the output's and the painting's colours and
-  3 x 3 RGB patches at three scales (no pretrained network anywhere).
+  small patches at three scales (no pretrained network anywhere): RGB patches, or, with
+  `texture_bands` (the recipe's choice), patches of each scale's band-pass detail, which carry
+  strokes rather than colour (3 x 3 RGB patches of a colour-matched photo are already nearer the
+  painting's than the painting's own crops are: they taught no strokes).
 
 The generator is residual (it starts as the colour matching). `strength` in [0, 1] blends the photo
 and the stylised output at inference; tiles are feathered by the shared tiler and the network
@@ -53,7 +56,10 @@ class StyleOptions:
     texture_weight: float = 1.0
     strength: float = 1.0  # default blend at inference
     match_colors: bool = True  # match each photo to the painting's colour histogram before the network
-    texture_levels: tuple[int, ...] = (1, 2, 4)  # 3 x 3 patch statistics at these downscales (1 = full size)
+    texture_levels: tuple[int, ...] = (1, 2, 4)  # patch statistics at these downscales (1 = full size)
+    noise: bool = False  # a seeded noise channel as conditioning: where strokes in flat skies start
+    texture_patch: int = 3  # side of the texture patches
+    texture_bands: bool = False  # texture from band-pass detail (Laplacian pyramid), not raw RGB
 
 
 def read_style_image(path: str | Path) -> torch.Tensor:
@@ -103,6 +109,25 @@ def match_histograms(x: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def texture_view(x: torch.Tensor, k: int, bands: bool) -> torch.Tensor:
+    """x (B, 3, H, W) at 1/k size; with `bands`, only its detail at that size (the level minus
+    its own 2x blur, a Laplacian pyramid band): patches of it are strokes and edges, not colour,
+    which dominates raw RGB patches and the colour loss already matches."""
+    a = F.avg_pool2d(x, k) if k > 1 else x
+    if not bands or min(a.shape[-2:]) < 2:
+        return a
+    return a - F.interpolate(F.avg_pool2d(a, 2), size=a.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def noise_map(image: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Unit Gaussian noise (B, 1, H, W) for image (B, C, H, W); seeded (0) unless `gen` is given,
+    so a photo is stylised the same way every time. Without it a flat sky gives the network
+    nothing to paint from but the attention-window grid, and strokes come out as rectangles."""
+    b, _, h, w = image.shape
+    gen = torch.Generator().manual_seed(0) if gen is None else gen
+    return torch.randn(b, 1, h, w, generator=gen).to(image.device)
+
+
 def normalised_edges(x: torch.Tensor) -> torch.Tensor:
     """Edge map scaled by its per-image mean, so a global contrast change costs nothing."""
     e = edge_map(x, sigma=1.5)
@@ -120,6 +145,17 @@ class StyleTransfer(Task):
     def suffix(self) -> str:
         o = self.options
         return o.style_name or (Path(o.style_image).stem.replace("_", "-") if o.style_image else self.output_suffix)
+
+    @property
+    def cond_channels(self) -> int:
+        return 1 if self.options.noise else 0
+
+    def condition(self, image: torch.Tensor, noise: torch.Tensor | None = None, **request: Any) -> torch.Tensor | None:
+        """With the `noise` option, a noise map (B, 1, H, W): the one `infer` drew for the whole
+        image (sliced per tile by the caller), or a fresh seeded one."""
+        if not self.options.noise:
+            return None
+        return noise_map(image) if noise is None else noise
 
     # --- the painting, at several sizes ---------------------------------------------------------
     @functools.cached_property
@@ -164,6 +200,8 @@ class StyleTransfer(Task):
         levels = self.options.texture_levels
         if not levels or any(int(k) != k or k < 1 for k in levels):
             raise ConfigError(f"{source}: 'task_options.texture_levels' must be downscale factors >= 1, got {levels}")
+        if self.options.texture_patch < 1:
+            raise ConfigError(f"{source}: 'task_options.texture_patch' must be >= 1, got {self.options.texture_patch}")
         try:
             self.style_pyramid
         except ValueError as exc:
@@ -172,8 +210,9 @@ class StyleTransfer(Task):
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         """Content crops (B, 3, c, c), matched to the painting's colours, in; painting crops of the
         same size as the 'real' side; the photos as `source` (the content loss's reference)."""
+        cond = noise_map(clean, gen) if self.options.noise else None
         return Batch(input=self.prepare(clean), target=self.style_crops(clean.shape[0], clean.shape[-1], gen),
-                     source=clean)
+                     source=clean, cond=cond)
 
     # --- the painting's colours: computed for training, saved in the weights ------------------
     @functools.cached_property
@@ -206,18 +245,23 @@ class StyleTransfer(Task):
 
     @functools.cached_property
     def style_pool(self) -> tuple[torch.Tensor, ...]:
-        """The painting's statistics as fixed samples (seeded): colours (N, 3) and 3 x 3 RGB
-        patches (N, 27) at full, half and quarter size, drawn from every level of the pyramid. The losses
-        compare each batch with these, not with the batch's few crops (a crop of sky and a crop
-        of a face have very different colours: that target would be noise)."""
+        """The painting's statistics as fixed samples (seeded): colours (N, 3), then texture_patch
+        square patches (N, 3 * p * p) of each texture level, drawn from every level of the pyramid.
+        The losses compare each batch with these, not with the batch's few crops (a crop of sky
+        and a crop of a face have very different colours: that target would be noise). Band
+        patches are divided by their pool's standard deviation (kept in `texture_scales`), so
+        every level weighs alike."""
+        o = self.options
         gen = torch.Generator().manual_seed(1234)
         per = POOL // len(self.style_pyramid)
-        colours, patches = [], [[] for _ in self.options.texture_levels]
+        colours, patches = [], [[] for _ in o.texture_levels]
         for level in self.style_pyramid:
             colours.append(random_patches(level, 1, per, gen))
-            for i, k in enumerate(self.options.texture_levels):
-                patches[i].append(random_patches(F.avg_pool2d(level, k) if k > 1 else level, 3, per, gen))
-        return (torch.cat(colours), *(torch.cat(p) for p in patches))
+            for i, k in enumerate(o.texture_levels):
+                patches[i].append(random_patches(texture_view(level, k, o.texture_bands), o.texture_patch, per, gen))
+        pools = [torch.cat(p) for p in patches]
+        self.texture_scales = [float(p.std()) if o.texture_bands else 1.0 for p in pools]
+        return (torch.cat(colours), *(p / s for p, s in zip(pools, self.texture_scales)))
 
     def pool_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         """style_pool on the training device, moved there once (not every step)."""
@@ -235,7 +279,8 @@ class StyleTransfer(Task):
             return t[torch.randint(0, t.shape[0], (SAMPLES,), generator=gen).to(t.device)]
 
         color = sliced_wasserstein(random_patches(output, 1, SAMPLES, gen), from_pool(pool[0]), 32, gen)
-        texture = sum(sliced_wasserstein(random_patches(F.avg_pool2d(output, k) if k > 1 else output, 3, SAMPLES, gen),
+        texture = sum(sliced_wasserstein(random_patches(texture_view(output, k, o.texture_bands), o.texture_patch,
+                                                        SAMPLES, gen) / self.texture_scales[i],
                                          from_pool(pool[1 + i]), 64, gen)
                       for i, k in enumerate(o.texture_levels)) / len(o.texture_levels)
         loss = o.content_weight * content + o.color_weight * color + o.texture_weight * texture
@@ -253,8 +298,10 @@ class StyleTransfer(Task):
 
     # --- inference ------------------------------------------------------------------------------
     def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
-        """The colour matching sees the whole image (tiles matched one by one would differ);
-        then the network runs in tiles."""
+        """The colour matching and the noise map see the whole image (tiles matched or drawn one
+        by one would differ); then the network runs in tiles."""
+        if self.options.noise:
+            request = {**request, "noise": noise_map(image)}
         return run(self.prepare(as_unit(image)), tile, **request)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,

@@ -63,16 +63,26 @@ def test_trainer_and_model_keep_shape_dtype_and_strength_zero_is_the_photo(style
         model.run_arrays([rgb], strength=1.5)
 
 
-def test_tiles_agree_with_the_whole_image(style_cfg):
-    cfg = style_cfg()
+@pytest.mark.parametrize("noise", [False, True])
+def test_tiles_agree_with_the_whole_image(style_cfg, noise):
+    """Tiles and the whole image agree, also with the noise channel (drawn once for the whole
+    image, so each tile sees its own part of the same map)."""
+    cfg = style_cfg(f"task_options.noise={str(noise).lower()}")
     task = get_task("stylize").from_config(cfg)
     t = Trainer(cfg, task, quiet=True)
     for _ in range(3):
         t.train_step(ImageBank([Path(cfg.task_options["style_image"])], min_size=32))
+    if noise:  # make the few-step network lean on its noise channel, so a wrong map would show
+        with torch.no_grad():
+            t.G.encoder.stem[0].weight[:, 3] *= 50
     rgb = smooth_image(np.random.default_rng(2), 150, 170)
     whole = Model(task, t.G, {}, torch.device("cpu"), tile=0).run_arrays([rgb])[0].astype(int)
     tiled = Model(task, t.G, {}, torch.device("cpu"), tile=96, overlap=32).run_arrays([rgb])[0].astype(int)
     assert np.abs(whole - tiled).mean() < 1.5
+    if noise:  # the same photo twice: the same picture (seeded noise)
+        again = Model(task, t.G, {}, torch.device("cpu"), tile=0).run_arrays([rgb])[0].astype(int)
+        assert np.array_equal(whole, again)
+        assert t.G.cfg.cond_channels == 1
 
 
 def _trained(style_cfg, image_dir, *overrides):
@@ -103,11 +113,31 @@ def test_discriminator_learns_the_painting_from_photos(style_cfg, image_dir):
     assert not torch.equal(out, photos.clamp(0, 1))  # the generator moved off the identity
 
 
-def test_statistics_losses_move_patch_statistics_toward_the_painting(style_cfg, image_dir):
-    _, photos, style, out, task = _trained(style_cfg, image_dir, "loss.adversarial_weight=0")
+@pytest.mark.parametrize("texture", [[], ["task_options.texture_bands=true", "task_options.texture_patch=5"]])
+def test_statistics_losses_move_patch_statistics_toward_the_painting(style_cfg, image_dir, texture):
+    _, photos, style, out, task = _trained(style_cfg, image_dir, "loss.adversarial_weight=0", *texture)
     matched = task.prepare(photos)  # the network's input: the photos matched to the painting's colours
     assert patch_swd(out, style, size=3, scales=2) < 0.9 * patch_swd(matched, style, size=3, scales=2)
     assert patch_swd(out, style, size=3, scales=2) < patch_swd(photos, style, size=3, scales=2)
+
+
+def test_band_texture_sees_strokes_not_colour(style_cfg):
+    """Band-pass texture patches carry no flat colour (a uniform image is all zeros), so the
+    texture loss tells a colour-matched smooth photo from a piece of the painting (as painted:
+    the pool is not turned, unlike the discriminator's crops)."""
+    from vitrestore.tasks.style_transfer import texture_view
+
+    flat = torch.full((1, 3, 32, 32), 0.4)
+    assert texture_view(flat, 2, bands=True).abs().max() < 1e-6
+    assert torch.equal(texture_view(flat, 1, bands=False), flat)
+    cfg = style_cfg("task_options.texture_bands=true", "task_options.texture_patch=5", "task_options.style_sides=[96,96]")
+    task = get_task("stylize").from_config(cfg)
+    gen = torch.Generator().manual_seed(0)
+    photos = torch.from_numpy(smooth_image(np.random.default_rng(6), 64, 64)).permute(2, 0, 1)[None].float() / 255
+    batch = task.degrade(photos.repeat(4, 1, 1, 1), gen)
+    logs = {name: task.generator_losses(x, batch, gen)[1]["texture_swd"]
+            for name, x in (("matched", batch.input), ("painting", task.style_pyramid[0][..., :64, :64].repeat(4, 1, 1, 1)))}
+    assert logs["painting"] < 0.5 * logs["matched"]
 
 
 def test_colour_matching_follows_the_painting_and_travels_in_the_weights(style_cfg, tmp_path):
