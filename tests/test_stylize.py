@@ -200,7 +200,7 @@ def test_cli_trains_a_style_and_applies_it_with_strength(style_cfg, image_dir, t
     assert res.exit_code == 2
 
 
-@pytest.mark.parametrize("style", ["starry-night", "the-scream"])
+@pytest.mark.parametrize("style", ["starry-night", "the-scream", "kandinsky"])
 def test_cli_shipped_styles_by_name(style, tmp_path):
     """`--style NAME` finds the shipped style-NAME model: photo_NAME.jpg, same size, restyled
     (nearer the painting's palette than the photo: the mean colour moves), strength 0 = photo."""
