@@ -29,7 +29,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,13 @@ QUANTILES = 256  # the painting's colour quantiles per channel kept for histogra
 MATCH_BINS = 4096  # histogram bins of a photo's channel when it is matched
 POOL = 65536  # samples of the painting's colours and patches kept for the statistics losses
 SAMPLES = 4096  # samples per batch and statistic
+
+
+class StylePool(NamedTuple):
+    """Fixed samples of the painting's statistics (see StyleTransfer.style_pool)."""
+    colours: torch.Tensor  # (N, 3)
+    textures: tuple[torch.Tensor, ...]  # per texture level (N, 3 * p * p), divided by its scale
+    scales: tuple[float, ...]  # per texture level: 1, or the band patches' standard deviation
 
 
 @dataclass(frozen=True)
@@ -244,13 +251,12 @@ class StyleTransfer(Task):
         return gcfg.out_channels
 
     @functools.cached_property
-    def style_pool(self) -> tuple[torch.Tensor, ...]:
+    def style_pool(self) -> StylePool:
         """The painting's statistics as fixed samples (seeded): colours (N, 3), then texture_patch
         square patches (N, 3 * p * p) of each texture level, drawn from every level of the pyramid.
         The losses compare each batch with these, not with the batch's few crops (a crop of sky
         and a crop of a face have very different colours: that target would be noise). Band
-        patches are divided by their pool's standard deviation (kept in `texture_scales`), so
-        every level weighs alike."""
+        patches are divided by their level's standard deviation, so every level weighs alike."""
         o = self.options
         gen = torch.Generator().manual_seed(1234)
         per = POOL // len(self.style_pyramid)
@@ -259,15 +265,17 @@ class StyleTransfer(Task):
             colours.append(random_patches(level, 1, per, gen))
             for i, k in enumerate(o.texture_levels):
                 patches[i].append(random_patches(texture_view(level, k, o.texture_bands), o.texture_patch, per, gen))
-        pools = [torch.cat(p) for p in patches]
-        self.texture_scales = [float(p.std()) if o.texture_bands else 1.0 for p in pools]
-        return (torch.cat(colours), *(p / s for p, s in zip(pools, self.texture_scales)))
+        textures = [torch.cat(p) for p in patches]
+        scales = tuple(float(t.std()) if o.texture_bands else 1.0 for t in textures)
+        return StylePool(torch.cat(colours), tuple(t / sc for t, sc in zip(textures, scales)), scales)
 
-    def pool_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+    def pool_on(self, device: torch.device) -> StylePool:
         """style_pool on the training device, moved there once (not every step)."""
-        if self.style_pool[0].device != device:
-            self.style_pool = tuple(p.to(device) for p in self.style_pool)
-        return self.style_pool
+        pool = self.style_pool
+        if pool.colours.device != device:
+            self.style_pool = pool = StylePool(pool.colours.to(device), tuple(t.to(device) for t in pool.textures),
+                                               pool.scales)
+        return pool
 
     def generator_losses(self, output: torch.Tensor, batch: Batch, gen: torch.Generator | None = None):
         o = self.options
@@ -278,10 +286,10 @@ class StyleTransfer(Task):
         def from_pool(t: torch.Tensor) -> torch.Tensor:
             return t[torch.randint(0, t.shape[0], (SAMPLES,), generator=gen).to(t.device)]
 
-        color = sliced_wasserstein(random_patches(output, 1, SAMPLES, gen), from_pool(pool[0]), 32, gen)
+        color = sliced_wasserstein(random_patches(output, 1, SAMPLES, gen), from_pool(pool.colours), 32, gen)
         texture = sum(sliced_wasserstein(random_patches(texture_view(output, k, o.texture_bands), o.texture_patch,
-                                                        SAMPLES, gen) / self.texture_scales[i],
-                                         from_pool(pool[1 + i]), 64, gen)
+                                                        SAMPLES, gen) / pool.scales[i],
+                                         from_pool(pool.textures[i]), 64, gen)
                       for i, k in enumerate(o.texture_levels)) / len(o.texture_levels)
         loss = o.content_weight * content + o.color_weight * color + o.texture_weight * texture
         logs = {"content": content, "color_swd": color, "texture_swd": texture}
