@@ -10,14 +10,18 @@ sizes with flips and quarter turns (one painting is little data). The losses:
 
 - adversarial: the PatchGAN ViT discriminator sees only candidates (no condition) and judges
   each patch of a stylised photo against patches of the painting; this is what draws strokes;
-- content: L1 between the luminance edge maps (Sobel of a slightly smoothed luminance, each
-  normalised by its mean) of the output and the photo (before matching): objects keep their
-  outlines while tone and colour are free to change;
+- content: L1 between the luminance edge maps (Sobel of the luminance blurred by content_sigma,
+  each normalised by its mean) of the output and the photo (before matching): objects keep their
+  outlines while tone and colour are free to change (a larger blur leaves strokes finer than it free);
 - statistics: sliced Wasserstein distances between the output's and the painting's colours and
   small patches at three scales (no pretrained network anywhere): RGB patches, or, with
   `texture_bands` (the recipe's choice), patches of each scale's band-pass detail, which carry
   strokes rather than colour (3 x 3 RGB patches of a colour-matched photo are already nearer the
   painting's than the painting's own crops are: they taught no strokes).
+
+With `noise`, the generator also reads a seeded noise channel, and with `stroke_length` that
+noise is smeared along the photo's edge flow (vitrestore.flow): streaks that follow outlines and
+swirl in flat areas, which the network paints as strokes.
 
 The generator is residual (it starts as the colour matching). `strength` in [0, 1] blends the photo
 and the stylised output at inference; tiles are feathered by the shared tiler and the network
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from vitrestore.config import ConfigError
+from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
 from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
@@ -59,12 +64,15 @@ class StyleOptions:
     style_name: str = ""  # output file suffix, e.g. starry-night (default: the image's stem)
     style_sides: tuple[int, int] = (256, 512)  # the painting's short side when crops are taken
     content_weight: float = 1.0
+    content_sigma: float = 1.5  # edges compared after this blur: larger leaves room for strokes finer than it
     color_weight: float = 1.0
     texture_weight: float = 1.0
     strength: float = 1.0  # default blend at inference
     match_colors: bool = True  # match each photo to the painting's colour histogram before the network
     texture_levels: tuple[int, ...] = (1, 2, 4)  # patch statistics at these downscales (1 = full size)
     noise: bool = False  # a seeded noise channel as conditioning: where strokes in flat skies start
+    stroke_length: int = 0  # > 0: the noise smeared this many pixels each way along the photo's edges
+    stroke_width: int = 1  # grain of the noise in pixels
     texture_patch: int = 3  # side of the texture patches
     texture_bands: bool = False  # texture from band-pass detail (Laplacian pyramid), not raw RGB
 
@@ -126,18 +134,10 @@ def texture_view(x: torch.Tensor, k: int, bands: bool) -> torch.Tensor:
     return a - F.interpolate(F.avg_pool2d(a, 2), size=a.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def noise_map(image: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Unit Gaussian noise (B, 1, H, W) for image (B, C, H, W); seeded (0) unless `gen` is given,
-    so a photo is stylised the same way every time. Without it a flat sky gives the network
-    nothing to paint from but the attention-window grid, and strokes come out as rectangles."""
-    b, _, h, w = image.shape
-    gen = torch.Generator().manual_seed(0) if gen is None else gen
-    return torch.randn(b, 1, h, w, generator=gen).to(image.device)
-
-
-def normalised_edges(x: torch.Tensor) -> torch.Tensor:
-    """Edge map scaled by its per-image mean, so a global contrast change costs nothing."""
-    e = edge_map(x, sigma=1.5)
+def normalised_edges(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Edge map at blur `sigma` scaled by its per-image mean, so a global contrast change costs
+    nothing."""
+    e = edge_map(x, sigma=sigma)
     return e / (e.mean(dim=(1, 2, 3), keepdim=True) + 1e-4)
 
 
@@ -162,7 +162,16 @@ class StyleTransfer(Task):
         image (sliced per tile by the caller), or a fresh seeded one."""
         if not self.options.noise:
             return None
-        return noise_map(image) if noise is None else noise
+        return self.noise_map(image) if noise is None else noise
+
+    def noise_map(self, photo: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """The noise channel (B, 1, H, W) for photo (B, 3, H, W): Gaussian noise (seeded, 0 unless
+        `gen` is given, so a photo is stylised the same way every time), with `stroke_length`
+        smeared along the photo's edge flow into streaks the network paints as brush strokes.
+        Without noise a flat sky gives the network nothing to paint from but the attention-window
+        grid, and strokes come out as rectangles."""
+        o = self.options
+        return stroke_noise(as_unit(photo), o.stroke_length, o.stroke_width, gen)
 
     # --- the painting, at several sizes ---------------------------------------------------------
     @functools.cached_property
@@ -207,6 +216,10 @@ class StyleTransfer(Task):
         levels = self.options.texture_levels
         if not levels or any(int(k) != k or k < 1 for k in levels):
             raise ConfigError(f"{source}: 'task_options.texture_levels' must be downscale factors >= 1, got {levels}")
+        if not self.options.content_sigma > 0:
+            raise ConfigError(f"{source}: 'task_options.content_sigma' must be > 0, got {self.options.content_sigma}")
+        if self.options.stroke_length < 0 or self.options.stroke_width < 1:
+            raise ConfigError(f"{source}: 'task_options.stroke_length' must be >= 0 and 'stroke_width' >= 1")
         if self.options.texture_patch < 1:
             raise ConfigError(f"{source}: 'task_options.texture_patch' must be >= 1, got {self.options.texture_patch}")
         try:
@@ -217,7 +230,7 @@ class StyleTransfer(Task):
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         """Content crops (B, 3, c, c), matched to the painting's colours, in; painting crops of the
         same size as the 'real' side; the photos as `source` (the content loss's reference)."""
-        cond = noise_map(clean, gen) if self.options.noise else None
+        cond = self.noise_map(clean, gen) if self.options.noise else None
         return Batch(input=self.prepare(clean), target=self.style_crops(clean.shape[0], clean.shape[-1], gen),
                      source=clean, cond=cond)
 
@@ -280,7 +293,7 @@ class StyleTransfer(Task):
     def generator_losses(self, output: torch.Tensor, batch: Batch, gen: torch.Generator | None = None):
         o = self.options
         photo = batch.input if batch.source is None else batch.source
-        content = F.l1_loss(normalised_edges(output), normalised_edges(photo))
+        content = F.l1_loss(normalised_edges(output, o.content_sigma), normalised_edges(photo, o.content_sigma))
         pool = self.pool_on(output.device)
 
         def from_pool(t: torch.Tensor) -> torch.Tensor:
@@ -309,7 +322,7 @@ class StyleTransfer(Task):
         """The colour matching and the noise map see the whole image (tiles matched or drawn one
         by one would differ); then the network runs in tiles."""
         if self.options.noise:
-            request = {**request, "noise": noise_map(image)}
+            request = {**request, "noise": self.noise_map(image)}
         return run(self.prepare(as_unit(image)), tile, **request)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,

@@ -63,11 +63,11 @@ def test_trainer_and_model_keep_shape_dtype_and_strength_zero_is_the_photo(style
         model.run_arrays([rgb], strength=1.5)
 
 
-@pytest.mark.parametrize("noise", [False, True])
-def test_tiles_agree_with_the_whole_image(style_cfg, noise):
+@pytest.mark.parametrize("noise,strokes", [(False, 0), (True, 0), (True, 6)])
+def test_tiles_agree_with_the_whole_image(style_cfg, noise, strokes):
     """Tiles and the whole image agree, also with the noise channel (drawn once for the whole
-    image, so each tile sees its own part of the same map)."""
-    cfg = style_cfg(f"task_options.noise={str(noise).lower()}")
+    image, so each tile sees its own part of the same map), plain or smeared into strokes."""
+    cfg = style_cfg(f"task_options.noise={str(noise).lower()}", f"task_options.stroke_length={strokes}")
     task = get_task("stylize").from_config(cfg)
     t = Trainer(cfg, task, quiet=True)
     for _ in range(3):
@@ -169,6 +169,15 @@ def test_missing_or_unreadable_style_image_fails_before_training(tiny_cfg, tmp_p
         Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
     cfg = tiny_cfg(*STYLE)
     with pytest.raises(ConfigError, match="style_image is not set"):
+        Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
+
+
+@pytest.mark.parametrize("bad,message", [("task_options.content_sigma=0", "content_sigma"),
+                                         ("task_options.stroke_length=-1", "stroke_length"),
+                                         ("task_options.stroke_width=0", "stroke_width")])
+def test_bad_stroke_and_content_options_fail_before_training(style_cfg, bad, message):
+    cfg = style_cfg(bad)
+    with pytest.raises(ConfigError, match=message):
         Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
 
 
