@@ -45,3 +45,5 @@ def test_stroke_noise_is_seeded_unit_and_streaks_follow_the_edges():
     assert along > 0.6 and across < 0.2, (along, across)  # streaks run down the vertical edges
     plain = stroke_noise(img, 0, 1)  # no strokes: plain Gaussian noise, no direction
     assert abs(corr(plain, 6, 0)) < 0.1 and abs(corr(plain, 0, 6)) < 0.1
+    grain = stroke_noise(img, 0, 3)  # a 3 px grain, no strokes: blobs, unit variance, no direction
+    assert abs(float(grain.std()) - 1) < 1e-3 and abs(corr(grain, 6, 0) - corr(grain, 0, 6)) < 0.1

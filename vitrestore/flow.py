@@ -67,7 +67,9 @@ def stroke_noise(image: torch.Tensor, length: int, width: int, gen: torch.Genera
     coarse = torch.randn(b, 1, -(-h // width), -(-w // width), generator=gen)
     noise = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False) if width > 1 else coarse
     noise = noise.to(image.device)
-    if length <= 0:
-        return noise
-    streaks = line_integral(noise, edge_flow(image.float(), flow_sigma), length)
-    return (streaks - streaks.mean(dim=(1, 2, 3), keepdim=True)) / (streaks.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    if length <= 0 and width <= 1:
+        return noise  # plain unit Gaussian noise, one value per pixel
+    if length > 0:
+        noise = line_integral(noise, edge_flow(image.float(), flow_sigma), length)
+    # averaging (the upsampling, the streaks) shrinks the spread: back to unit variance
+    return (noise - noise.mean(dim=(1, 2, 3), keepdim=True)) / (noise.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
