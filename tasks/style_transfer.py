@@ -321,9 +321,10 @@ class StyleTransfer(Task):
     def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
         """The colour matching and the noise map see the whole image (tiles matched or drawn one
         by one would differ); then the network runs in tiles."""
+        photo = as_unit(image)  # (B, 3, H, W) float in [0, 1], converted once for both
         if self.options.noise:
-            request = {**request, "noise": self.noise_map(image)}
-        return run(self.prepare(as_unit(image)), tile, **request)
+            request = {**request, "noise": self.noise_map(photo)}
+        return run(self.prepare(photo), tile, **request)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
                     **request: Any) -> torch.Tensor:
