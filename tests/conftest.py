@@ -36,6 +36,14 @@ def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
+def stripes(h: int = 80, w: int = 112) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]: diagonal two-colour stripes, period 8 px, a texture no
+    diffusion fill can carry across a wide hole."""
+    y, x = np.mgrid[:h, :w]
+    on = ((x + y) // 4) % 2 == 1
+    return np.where(on[..., None], [0.9, 0.6, 0.2], [0.1, 0.2, 0.5]).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def image_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("clean")
