@@ -1,10 +1,11 @@
 """Inpainting benchmark: PSNR/SSIM over the whole image and inside the hole, and seconds per
 megapixel, for OpenCV Telea, OpenCV Navier-Stokes and vitrestore, on the same images and the
-same seeded masks in one run; `--methods telea,ns,mean,vitrestore` adds the mean of the two
-OpenCV fills (vitrestore's pre-fill, before its network) to show what the network adds.
+same seeded masks in one run; `--methods telea,ns,mean,smooth,vitrestore` adds the mean of the
+two OpenCV fills (vitrestore's pre-fill, before its network) and vitrestore without its texture
+step (`texture=False`: the network's own fill), to show what each stage adds.
 
     python benchmarks/bench_inpaint.py ../shared/data/Kodak24 ../shared/data/CBSD68 \
-        --methods telea,ns,mean,vitrestore --json bench_out/inpaint.json \
+        --methods telea,ns,mean,smooth,vitrestore --json bench_out/inpaint.json \
         --gallery docs/inpaint_gallery.png          # --model runs/x/weights.safetensors: not the shipped one
 
 Mask sets (vitrestore/masks.py, one mask per image, seed = set offset + image index, so every
@@ -26,6 +27,10 @@ Metrics (RGB, no border crop; per image, then averaged over the images):
     hole PSNR          10 log10(255^2 / MSE) with the MSE over hole pixels only (all 3 channels)
     hole SSIM          the SSIM map (11x11 Gaussian window, 'valid'), averaged over the channels,
                        then over the window centres that are hole pixels
+    hole detail        mean |Laplacian| (3x3, per channel) over hole pixels, the fill's divided by
+                       the original's: how much fine detail the fill has (1 = as much as the
+                       photo had there; a smooth blend scores well below 1). It measures the
+                       amount of texture, not its correctness: read it beside PSNR and the gallery
 Timing is wall-clock per image (the method's call only, not metrics), summed, divided by the
 megapixels processed; `threads` is the torch thread count (OpenCV uses its own).
 """
@@ -50,7 +55,8 @@ MASK_SETS = {  # name -> (generator, seed offset)
     "large": (Large(0.32, 0.42), 20_000),
 }
 LABELS = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes", "mean": "mean of both (pre-fill)",
-          "vitrestore": "vitrestore"}
+          "smooth": "vitrestore without texture", "vitrestore": "vitrestore"}
+MODEL_METHODS = ("smooth", "vitrestore")
 
 
 def make_mask(kind: str, index: int, h: int, w: int) -> np.ndarray:
@@ -81,6 +87,14 @@ def hole_ssim(out: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
     return float(smap[0].mean(0)[inner].mean())
 
 
+def hole_detail(out: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
+    """mean |Laplacian| over the hole, the fill's / the original's (1 = as much fine detail)."""
+    def lap(a: np.ndarray) -> float:
+        return float(np.abs(cv2.Laplacian(a.astype(np.float32), cv2.CV_32F))[hole].mean())
+
+    return lap(out) / max(lap(clean), 1e-6)
+
+
 def run_method(method: str, holed: np.ndarray, hole: np.ndarray, model, radius: float) -> np.ndarray:
     """(H, W, 3) uint8 RGB with hole = 0 -> filled (H, W, 3) uint8 RGB."""
     if method in ("telea", "ns"):
@@ -94,31 +108,34 @@ def run_method(method: str, holed: np.ndarray, hole: np.ndarray, model, radius: 
         mask = torch.from_numpy(hole.astype(np.float32))[None, None]  # (1, 1, H, W)
         filled = task.prefill(to_tensor(holed), mask)[0]  # (3, H, W) in [0, 1]
         return (filled * 255).round().byte().permute(1, 2, 0).numpy()
-    if method == "vitrestore":
+    if method in MODEL_METHODS:
         mask = torch.from_numpy(hole.astype(np.float32))[None, None]
-        return model.run_arrays([holed], mask=mask)[0]
+        return model.run_arrays([holed], mask=mask, texture=method == "vitrestore")[0]
     raise SystemExit(f"unknown method {method}")
 
 
 def markdown_table(results: list[dict], methods: list[str]) -> str:
-    """Rows per (set, masks): whole-image PSNR / SSIM and hole PSNR / SSIM per method; s/MP."""
+    """Rows per (set, masks): whole-image PSNR / SSIM, hole PSNR / SSIM and hole detail per
+    method; s/MP."""
     head = ("| set | masks | hole % | " + " | ".join(f"{LABELS.get(m, m)} PSNR / SSIM" for m in methods)
-            + " | " + " | ".join(f"{LABELS.get(m, m)} hole PSNR / SSIM" for m in methods) + " |")
-    lines = [head, "|" + "---|" * (3 + 2 * len(methods))]
+            + " | " + " | ".join(f"{LABELS.get(m, m)} hole PSNR / SSIM" for m in methods)
+            + " | " + " | ".join(f"{LABELS.get(m, m)} hole detail" for m in methods) + " |")
+    lines = [head, "|" + "---|" * (3 + 3 * len(methods))]
     keys = sorted({(r["set"], r["masks"]) for r in results}, key=lambda k: (k[0], list(MASK_SETS).index(k[1])))
     for key in keys:
         rs = {r["method"]: r for r in results if (r["set"], r["masks"]) == key}
         first = next(iter(rs.values()))
         whole = [f"{rs[m]['psnr']:.2f} / {rs[m]['ssim']:.4f}" for m in methods]
         inner = [f"{rs[m]['hole_psnr']:.2f} / {rs[m]['hole_ssim']:.4f}" for m in methods]
+        detail = [f"{rs[m]['hole_detail']:.2f}" for m in methods]
         lines.append(f"| {key[0]} ({first['images']}) | {key[1]} | {100 * first['hole_fraction']:.1f} | "
-                     + " | ".join(whole + inner) + " |")
+                     + " | ".join(whole + inner + detail) + " |")
     speed = []
     for m in methods:
         secs = sum(r["seconds"] for r in results if r["method"] == m)
         mps = sum(r["megapixels"] for r in results if r["method"] == m)
         speed.append(f"{secs / mps:.2f} s/MP")
-    lines.append("| **speed** | | | " + " | ".join(speed) + " |" + " |" * len(methods))
+    lines.append("| **speed** | | | " + " | ".join(speed) + " |" + " |" * (2 * len(methods)))
     return "\n".join(lines)
 
 
@@ -159,7 +176,7 @@ def main() -> None:
             raise SystemExit(f"unknown mask set {k} (known: {', '.join(MASK_SETS)})")
 
     model = None
-    if "vitrestore" in methods:
+    if any(m in MODEL_METHODS for m in methods):
         from vitrestore.tasks import load_model
 
         model = load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble)
@@ -167,11 +184,12 @@ def main() -> None:
     results = []
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"{'set':<10}{'masks':<7}{'hole%':>6}  {'method':<12}{'PSNR':>7}{'SSIM':>8}{'hPSNR':>8}{'hSSIM':>8}"
-          f"{'s/MP':>8}  images")
+          f"{'hDet':>6}{'s/MP':>8}  images")
     for folder in args.sets:
         paths = list_images(folder)[: args.limit or None]
         for kind in kinds:
-            acc = {m: {"psnr": [], "ssim": [], "hole_psnr": [], "hole_ssim": [], "sec": 0.0} for m in methods}
+            acc = {m: {"psnr": [], "ssim": [], "hole_psnr": [], "hole_ssim": [], "hole_detail": [], "sec": 0.0}
+                   for m in methods}
             mp, fractions = 0.0, []
             for i, p in enumerate(paths):
                 clean = read_rgb_uint8(p).permute(1, 2, 0).numpy()  # (H, W, 3) uint8
@@ -193,6 +211,7 @@ def main() -> None:
                     acc[m]["ssim"].append(ssim(ot, ct))
                     acc[m]["hole_psnr"].append(hole_psnr(out, clean, hole))
                     acc[m]["hole_ssim"].append(hole_ssim(out, clean, hole))
+                    acc[m]["hole_detail"].append(hole_detail(out, clean, hole))
                     outs[m] = out
                 if kind == args.gallery_masks and p.stem in shown and shown[p.stem] is None:
                     show = clean.copy()
@@ -204,10 +223,12 @@ def main() -> None:
                        "hole_fraction": float(np.mean(fractions)),
                        "psnr": float(np.mean(a["psnr"])), "ssim": float(np.mean(a["ssim"])),
                        "hole_psnr": float(np.mean(a["hole_psnr"])), "hole_ssim": float(np.nanmean(a["hole_ssim"])),
+                       "hole_detail": float(np.mean(a["hole_detail"])),
                        "seconds": a["sec"], "megapixels": mp, "sec_per_mp": a["sec"] / mp}
                 results.append(row)
                 print(f"{folder.name:<10}{kind:<7}{100 * row['hole_fraction']:>6.1f}  {m:<12}{row['psnr']:>7.2f}"
-                      f"{row['ssim']:>8.4f}{row['hole_psnr']:>8.2f}{row['hole_ssim']:>8.4f}{row['sec_per_mp']:>8.2f}"
+                      f"{row['ssim']:>8.4f}{row['hole_psnr']:>8.2f}{row['hole_ssim']:>8.4f}{row['hole_detail']:>6.2f}"
+                      f"{row['sec_per_mp']:>8.2f}"
                       f"  {len(paths)}", flush=True)
     threads = torch.get_num_threads()
     card_lines = []
@@ -215,11 +236,12 @@ def main() -> None:
         if r["method"] != "vitrestore":
             continue
         peers = {x["method"]: x for x in results if (x["set"], x["masks"]) == (r["set"], r["masks"])}
-        vs = "; ".join(f"{LABELS.get(m, m)} {x['psnr']:.2f} / hole {x['hole_psnr']:.2f}"
-                       for m, x in peers.items() if m != "vitrestore")
+        vs = "; ".join(f"{LABELS.get(m, m)} {x['psnr']:.2f} / hole {x['hole_psnr']:.2f} / detail "
+                       f"{x['hole_detail']:.2f}" for m, x in peers.items() if m != "vitrestore")
         card_lines.append(f"{r['set']} {r['masks']} masks ({100 * r['hole_fraction']:.0f}% hole, {r['images']} images): "
                           f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}, in the hole {r['hole_psnr']:.2f} dB / "
-                          f"{r['hole_ssim']:.4f}; {r['sec_per_mp']:.2f} s/MP (CPU, {threads} threads)"
+                          f"{r['hole_ssim']:.4f}, hole detail {r['hole_detail']:.2f}; {r['sec_per_mp']:.2f} s/MP "
+                          f"(CPU, {threads} threads)"
                           + (f" [vs {vs}]" if vs else ""))
     print()
     print(markdown_table(results, methods))

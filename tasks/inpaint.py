@@ -9,6 +9,15 @@ candidate. Training masks come from `vitrestore.masks.MaskMix` (thin and thick b
 LaMa-style large masks, boxes, scratches). The pixel loss weighs hole pixels `hole_weight`
 times more than the rest; the output outside the hole is the input's, exactly (composited back
 in `postprocess`).
+
+A squared-error network fills a large hole with the smooth mean of what could be there, which
+looks blurred. So at inference `postprocess` adds texture (option `texture`, on by default; a
+request `texture=False` turns it off): an exemplar fill (`vitrestore.exemplar`, patches copied
+from the known part of the image, laid out by the network's fill) supplies the detail, and
+within `texture_depth` px of the known pixels the network's local colour (Gaussian, sigma 2 px)
+replaces the exemplar's, fading out over the next `texture_depth` px: seams follow the network,
+the depth of the hole gets real texture. Strokes narrower than twice `texture_depth` keep the
+network's fill (nothing deep enough to need texture), wider ones take the texture gradually.
 """
 from __future__ import annotations
 
@@ -16,17 +25,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vitrestore.config import ConfigError
+from vitrestore.exemplar import exemplar_fill
 from vitrestore.masks import MaskMix, batch_masks
 from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
 
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
+TEXTURE_PIXELS = 4_000_000  # larger images synthesise texture at reduced size (memory grows with the hole)
 # the coarse fill: one OpenCV method, or the mean of both (their errors differ: the mean is closer)
 PREFILLS = {"telea": (cv2.INPAINT_TELEA,), "navier-stokes": (cv2.INPAINT_NS,),
             "telea+navier-stokes": (cv2.INPAINT_TELEA, cv2.INPAINT_NS), "zero": ()}
@@ -42,6 +54,9 @@ class InpaintOptions:
     scratches: float = 0.1
     prefill: str = "telea+navier-stokes"  # the coarse fill the generator refines: one of PREFILLS
     prefill_radius: float = 3.0  # cv2.inpaint's inpaintRadius, px
+    texture: bool = True  # at inference, copy real texture into the hole over the network's fill
+    texture_depth: float = 8.0  # px from the known pixels within which the network's local colour leads
+    texture_patch: int = 5  # exemplar patch side, px (odd)
 
 
 @register
@@ -56,6 +71,11 @@ class Inpaint(Task):
         if self.options.prefill not in PREFILLS:
             raise ConfigError(f"{source}: 'task_options.prefill' must be one of {', '.join(PREFILLS)}, "
                               f"got {self.options.prefill!r}")
+        if self.options.texture_patch < 3 or self.options.texture_patch % 2 == 0:
+            raise ConfigError(f"{source}: 'task_options.texture_patch' must be odd and >= 3, "
+                              f"got {self.options.texture_patch}")
+        if self.options.texture_depth < 0:
+            raise ConfigError(f"{source}: 'task_options.texture_depth' must be >= 0, got {self.options.texture_depth}")
 
     @property
     def cond_channels(self) -> int:
@@ -95,7 +115,7 @@ class Inpaint(Task):
         return self.with_holes(clean, batch_masks(self.masks(), b, h, w, gen).to(clean))
 
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.postprocess(output, batch.input, mask=batch.cond)
+        return self.postprocess(output, batch.input, mask=batch.cond, texture=False)  # the network's own fill
 
     def infer(self, run: Any, image: torch.Tensor, tile: int, mask: torch.Tensor | None = None,
               **request: Any) -> torch.Tensor:
@@ -117,7 +137,7 @@ class Inpaint(Task):
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         coarse = run(small, 0, mask=small_mask, **request)
-        coarse = self.postprocess(coarse, small, mask=small_mask)
+        coarse = self.postprocess(coarse, small, mask=small_mask, texture=False)
         fine = run(image, tile, mask=mask, **request)  # (B, 3, H, W)
         reach = max(8.0, tile / 4)
         hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
@@ -135,13 +155,62 @@ class Inpaint(Task):
         return mask
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
-                    **request: Any) -> torch.Tensor:
-        """Known pixels are the input's, exactly; the network's output only fills the hole."""
+                    texture: bool | None = None, **request: Any) -> torch.Tensor:
+        """Known pixels are the input's, exactly; the network's output only fills the hole, with
+        texture added when `texture` (default: the option) is on."""
         output = output.clamp_(0, 1)
         if mask is None:
             return output
         m = mask.to(output)
-        return output.mul_(m).add_(as_unit(image).to(output).mul(1 - m))  # not in place: image may be the caller's
+        known = as_unit(image).to(output)
+        output.mul_(m).add_(known.mul(1 - m))  # not in place: image may be the caller's
+        if self.options.texture if texture is None else texture:
+            output = self.add_texture(output, known, m).mul_(m).add_(known.mul(1 - m))
+        return output
+
+    def add_texture(self, fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """fill, image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) 1 = hole -> a new tensor: the
+        exemplar fill laid out by `fill`, with `fill`'s local colour near the known pixels."""
+        out = fill.clone()
+        d = self.options.texture_depth
+        for b in range(fill.shape[0]):
+            hole = mask[b, 0] > 0.5  # (H, W)
+            if not hole.any():
+                continue
+            depth = cv2.distanceTransform(hole.cpu().numpy().astype(np.uint8), cv2.DIST_L2, 3)  # px to known
+            if d > 0 and depth.max() <= d:
+                continue  # thin strokes only: the network's fill stands
+            net = fill[b].detach().float().cpu()  # (3, H, W)
+            ex = self.exemplar(image[b].detach().float().cpu(), hole.cpu(), net)
+            if d > 0:
+                lead = np.clip(2 - depth / d, 0, 1)  # 1 near the known pixels: the network's colour
+                disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * round(d) + 1, 2 * round(d) + 1))
+                thickness = cv2.dilate(depth, disk)  # the deepest hole pixel within d px
+                amount = np.clip(thickness / d - 1, 0, 1)  # 0 in strokes under 2d wide: no texture
+            else:
+                lead, amount = np.zeros_like(depth), np.ones_like(depth)
+            local = _smooth(net) - _smooth(ex)  # (3, H, W) the colours' difference, without detail
+            textured = ex + torch.from_numpy(lead) * local
+            out[b] = (net + torch.from_numpy(amount) * (textured - net)).clamp_(0, 1).to(out)
+        return out
+
+    def exemplar(self, image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """(3, H, W), (H, W) bool, (3, H, W) -> (3, H, W) exemplar fill (seeded: repeatable). Above
+        TEXTURE_PIXELS it runs at reduced size and adds its change to `fill`, scaled back up."""
+        h, w = hole.shape
+        patch = self.options.texture_patch
+        if h * w <= TEXTURE_PIXELS:
+            return exemplar_fill(image, hole, init=fill, patch=patch)
+        size = (round(h * (TEXTURE_PIXELS / (h * w)) ** 0.5), round(w * (TEXTURE_PIXELS / (h * w)) ** 0.5))
+        small_img, small_fill = (F.interpolate(t[None], size=size, mode="area")[0] for t in (image, fill))
+        small_hole = F.interpolate(hole[None, None].float(), size=size, mode="area")[0, 0] > 0
+        change = exemplar_fill(small_img, small_hole, init=small_fill, patch=patch) - small_fill  # (3, h', w')
+        return fill + F.interpolate(change[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+def _smooth(x: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) -> Gaussian blur, sigma 2 px (reflect at the border)."""
+    return kornia.filters.gaussian_blur2d(x[None], (13, 13), (2.0, 2.0), border_type="reflect")[0]
 
 
 # --- masks given by the user ----------------------------------------------------------------------
