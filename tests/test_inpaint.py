@@ -276,16 +276,22 @@ def _detail(x: torch.Tensor, hole: torch.Tensor) -> float:
     return float(d[0][:, hole[1:, 1:]].mean())
 
 
+def _striped_wide_hole(tiny_cfg) -> tuple[Model, torch.Tensor, torch.Tensor]:
+    """An untrained tiny inpaint model, a (1, 3, 80, 112) striped image, a 32 x 40 px hole."""
+    cfg = tiny_cfg("task=inpaint")
+    task = get_task("inpaint").from_config(cfg)
+    model = Model(task, Trainer(cfg, task, quiet=True).G, {}, torch.device("cpu"), tile=0)
+    img = torch.from_numpy(stripes()).permute(2, 0, 1)[None]
+    wide = torch.zeros(1, 1, 80, 112)
+    wide[..., 24:56, 36:76] = 1
+    return model, img, wide
+
+
 def test_texture_fills_wide_holes_and_spares_thin_strokes(tiny_cfg):
     """A wide hole in a striped image gets the stripes back from the exemplar step: more detail
     and closer to the truth than the network's own fill (request texture=False); a stroke
     narrower than 2 x texture_depth keeps the network's fill; known pixels stay exact."""
-    cfg = tiny_cfg("task=inpaint")
-    task = get_task("inpaint").from_config(cfg)
-    model = Model(task, Trainer(cfg, task, quiet=True).G, {}, torch.device("cpu"), tile=0)
-    img = torch.from_numpy(stripes()).permute(2, 0, 1)[None]  # (1, 3, 80, 112)
-    wide = torch.zeros(1, 1, 80, 112)
-    wide[..., 24:56, 36:76] = 1
+    model, img, wide = _striped_wide_hole(tiny_cfg)
     tex, flat = model.run_tensor(img, mask=wide), model.run_tensor(img, mask=wide, texture=False)
     hole = wide[0, 0] > 0
     assert torch.equal(tex[..., ~hole], img[..., ~hole])
@@ -319,3 +325,20 @@ def test_cli_no_texture(tmp_path, tiny_inpaint_weights):
         outs[flag] = read_image(tmp_path / flag[2:] / "a.png").pixels
         assert np.array_equal(outs[flag][hole == 0], img[hole == 0])
     assert not np.array_equal(outs["--texture"], outs["--no-texture"])
+
+
+def test_texture_above_the_pixel_cap_runs_at_reduced_size(tiny_cfg, monkeypatch):
+    """Above TEXTURE_PIXELS the exemplar runs on a smaller copy and its change is scaled up:
+    the hole still gets the stripes' detail, known pixels stay exact."""
+    import vitrestore.tasks.inpaint as ip
+
+    monkeypatch.setattr(ip, "TEXTURE_PIXELS", 80 * 112 // 4)  # half size on each side
+    seen = []
+    real = ip.exemplar_fill
+    monkeypatch.setattr(ip, "exemplar_fill", lambda img, hole, **kw: seen.append(tuple(hole.shape)) or real(img, hole, **kw))
+    model, img, wide = _striped_wide_hole(tiny_cfg)
+    tex, flat = model.run_tensor(img, mask=wide), model.run_tensor(img, mask=wide, texture=False)
+    hole = wide[0, 0] > 0
+    assert seen == [(40, 56)]
+    assert torch.equal(tex[..., ~hole], img[..., ~hole]) and torch.isfinite(tex).all()
+    assert _detail(tex, hole) > 1.5 * _detail(flat, hole)
