@@ -61,3 +61,15 @@ def test_nothing_to_copy_keeps_the_guess():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="exemplar_fill"):
         exemplar_fill(torch.rand(3, 10, 10), torch.zeros(10, 12, dtype=torch.bool))
+
+
+def test_a_level_with_nothing_to_copy_hands_a_random_start_down():
+    """At the coarsest level the hole swallows every whole patch; the next level starts its own
+    search from random sources (with the full rounds) and still fills the hole from known
+    pixels."""
+    img = stripes(64, 64)
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[8:56, 8:56] = True  # at 1/2 size the known ring is 4 px: no 5x5 patch fits wholly inside it
+    out = exemplar_fill(img, hole, coarsest=32)
+    assert torch.equal(out[:, ~hole], img[:, ~hole]) and torch.isfinite(out).all()
+    assert out[:, hole].std(1).mean() > 0.5 * img[:, hole].std(1).mean()

@@ -138,7 +138,7 @@ class _Level:
     def start(self, coarse: "_Level | None") -> None:
         """The field from the coarser level (scaled up), else random; invalid entries random."""
         n = len(self.ty)
-        if coarse is None or len(coarse.field) == 0:
+        if coarse is None or len(coarse.field) == 0:  # no coarser level, or it had nothing to copy
             self.field = self.random_sources(n)
         else:
             grid = torch.arange(coarse.h * coarse.w).reshape(coarse.h, coarse.w)
@@ -190,10 +190,11 @@ def exemplar_fill(image: torch.Tensor, hole: torch.Tensor, init: torch.Tensor | 
         if len(level.sources) == 0:
             coarse = level  # nothing to copy from at this scale: keep the guess
             continue
+        fresh = coarse is None or len(coarse.field) == 0  # no field above to scale up: a random start
         level.start(coarse)
-        if coarse is not None:  # the field comes scaled up from the coarser level: already coherent
+        if not fresh:  # the field comes scaled up from the coarser level: already coherent
             level.steps = (1,)
-        rounds = 2 * iters if coarse is None else iters if depth > 0 else max(1, iters // 2)
+        rounds = 2 * iters if fresh else iters if depth > 0 else max(1, iters // 2)
         for _ in range(rounds):
             level.search()
             level.vote()
