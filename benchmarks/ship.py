@@ -35,8 +35,8 @@ def main() -> None:
                  if line.startswith(args.only)]
     val = card.get("validation", {})
     if val and not lines:
-        lines = [f"validation (held-out training crops, sigma 25): PSNR {val.get('val_psnr', 0):.2f} dB "
-                 f"at step {val.get('step')}"]
+        lines = [f"validation (held-out training crops, degraded as in training by task "
+                 f"{config.get('task', '?')}): PSNR {val.get('val_psnr', 0):.2f} dB at step {val.get('step')}"]
     card = {**card, "name": args.name, "parameters": params, "command": args.command, "metrics": lines,
             "notes": args.notes}
     save_weights(SHIPPED / f"{args.name}.safetensors", state, config, card)
