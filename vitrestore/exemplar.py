@@ -61,6 +61,12 @@ class _Level:
         self.cost = torch.empty(0)
         self.steps = (1, 4)  # propagation distances, px
 
+    def source_grid(self) -> torch.Tensor:
+        """(H, W) flat source index of every pixel: the field at the targets, itself elsewhere."""
+        grid = torch.arange(self.h * self.w).reshape(self.h, self.w)
+        grid.view(-1)[self.ty * self.w + self.tx] = self.field
+        return grid
+
     def random_sources(self, n: int) -> torch.Tensor:
         return self.sources[torch.randint(len(self.sources), (n,), generator=self.gen)]
 
@@ -103,8 +109,7 @@ class _Level:
     def search(self) -> None:
         """One PatchMatch pass: propagation from neighbours `steps` px away, then random search at
         radii shrinking by 4 from the image's side to 1 px."""
-        grid = torch.arange(self.h * self.w).reshape(self.h, self.w)  # identity outside the targets
-        grid.view(-1)[self.ty * self.w + self.tx] = self.field
+        grid = self.source_grid()
         for step in self.steps:
             for dy, dx in ((0, step), (0, -step), (step, 0), (-step, 0)):
                 ny, nx = (self.ty - dy).clamp(0, self.h - 1), (self.tx - dx).clamp(0, self.w - 1)
@@ -141,9 +146,7 @@ class _Level:
         if coarse is None or len(coarse.field) == 0:  # no coarser level, or it had nothing to copy
             self.field = self.random_sources(n)
         else:
-            grid = torch.arange(coarse.h * coarse.w).reshape(coarse.h, coarse.w)
-            grid.view(-1)[coarse.ty * coarse.w + coarse.tx] = coarse.field
-            s = grid[(self.ty // 2).clamp(max=coarse.h - 1), (self.tx // 2).clamp(max=coarse.w - 1)]
+            s = coarse.source_grid()[(self.ty // 2).clamp(max=coarse.h - 1), (self.tx // 2).clamp(max=coarse.w - 1)]
             sy, sx = (s // coarse.w) * 2 + self.ty % 2, (s % coarse.w) * 2 + self.tx % 2
             inside = (sy < self.h) & (sx < self.w)
             cand = sy.clamp(max=self.h - 1) * self.w + sx.clamp(max=self.w - 1)
@@ -195,11 +198,12 @@ def exemplar_fill(image: torch.Tensor, hole: torch.Tensor, init: torch.Tensor | 
         if not fresh:  # the field comes scaled up from the coarser level: already coherent
             level.steps = (1,)
         rounds = 2 * iters if fresh else iters if depth > 0 else max(1, iters // 2)
-        for _ in range(rounds):
+        for r in range(rounds):
+            if r:  # the vote changed the hole: refresh the patches and distances (`start` did the first)
+                level.cache_targets()
+                level.cost = level.distance(level.field)
             level.search()
             level.vote()
-            level.cache_targets()
-            level.cost = level.distance(level.field)
         coarse = level
     assert coarse is not None
     return coarse.image
