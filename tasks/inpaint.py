@@ -4,11 +4,13 @@ Coarse to fine: the hole is first filled classically from the known pixels only 
 the mean of OpenCV's Telea and Navier-Stokes fills: their errors differ, so the mean is nearer),
 and the generator refines that fill: it sees the pre-filled image and the hole mask as one
 conditioning channel (1 = fill), and, being residual with a zero-initialised head, starts out
-as the classical fill and learns what to change. The discriminator sees the same plus the
-candidate. Training masks come from `vitrestore.masks.MaskMix` (thin and thick brush strokes,
-LaMa-style large masks, boxes, scratches). The pixel loss weighs hole pixels `hole_weight`
-times more than the rest; the output outside the hole is the input's, exactly (composited back
-in `postprocess`).
+as the classical fill and learns what to change. Deep inside a hole far larger than the
+128 px training crops, the generator first fills the whole image at reduced size (`layout`),
+and that fill replaces the classical one there before the full-size pass. The discriminator
+sees the same plus the candidate. Training masks come from
+`vitrestore.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
+scratches). The pixel loss weighs hole pixels `hole_weight` times more than the rest; the
+output outside the hole is the input's, exactly (composited back in `postprocess`).
 
 A squared-error network fills a large hole with the smooth mean of what could be there, which
 looks blurred. So at inference `postprocess` adds texture (option `texture`, on by default; a
@@ -38,6 +40,8 @@ from vitrestore.task import Batch, Task, as_unit
 
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
+LAYOUT_SIDE = 384  # deep holes are first filled whole at this long side (near the training crops' scale)
+LAYOUT_DEPTH = 32.0  # px from the nearest known pixel: the layout takes over from depth 16 to 48
 TEXTURE_PIXELS = 4_000_000  # larger images synthesise texture at reduced size (memory grows with the hole)
 # the coarse fill: one OpenCV method, or the mean of both (their errors differ: the mean is closer)
 PREFILLS = {"telea": (cv2.INPAINT_TELEA,), "navier-stokes": (cv2.INPAINT_NS,),
@@ -130,6 +134,7 @@ class Inpaint(Task):
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
         image = self.prefill(as_unit(image), mask.to(image.device))  # a new float tensor
+        image = self.layout(run, image, mask, **request)
         h, w = image.shape[-2:]
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
             return run(image, 0, mask=mask, **request)
@@ -147,6 +152,30 @@ class Inpaint(Task):
             up = F.interpolate(coarse[b : b + 1], size=(h, w), mode="bicubic", align_corners=False)[0]
             fine[b] = fine[b] * keep_fine + up.to(fine) * (1 - keep_fine)
         return fine
+
+    def layout(self, run: Any, image: torch.Tensor, mask: torch.Tensor, **request: Any) -> torch.Tensor:
+        """image (B, 3, H, W) pre-filled, mask (B, 1, H, W) -> the image with the deep part of
+        each hole refilled by the network at LAYOUT_SIDE px (long side), scaled back up. The
+        network was trained on 128 px crops: deep in a far larger hole it has only the classical
+        fill's wedges to refine, while at reduced size the same hole is within its reach. The
+        classical fill stays within LAYOUT_DEPTH / 2 px of the known pixels (where the full-size
+        pass does well) and hands over to the layout by 1.5 LAYOUT_DEPTH px; the full-size pass
+        then refines the result. Known pixels are untouched."""
+        h, w = image.shape[-2:]
+        s = LAYOUT_SIDE / max(h, w)
+        if s >= 1:
+            return image
+        hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)  # (B, H, W)
+        depth = np.stack([cv2.distanceTransform(m, cv2.DIST_L2, 3) for m in hole])  # px to the nearest known
+        if depth.max() <= LAYOUT_DEPTH / 2:
+            return image
+        small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
+        small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
+        small = self.prefill(small, small_mask)  # pixels that mixed hole and known are refilled
+        coarse = self.postprocess(run(small, 0, mask=small_mask, **request), small, mask=small_mask, texture=False)
+        up = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
+        lead = torch.from_numpy(np.clip(depth / LAYOUT_DEPTH - 0.5, 0, 1))[:, None].to(image)  # (B, 1, H, W)
+        return image + lead * (up.to(image) - image)  # lead is 0 on known pixels
 
     def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
         """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""

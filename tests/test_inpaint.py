@@ -212,6 +212,41 @@ def test_large_image_large_hole_runs_coarse_to_fine(tiny_cfg, monkeypatch):
     assert torch.equal(out[keep], img[keep])
 
 
+def test_deep_hole_gets_a_reduced_size_layout_pass(tiny_cfg, monkeypatch):
+    """A hole reaching deeper than LAYOUT_DEPTH / 2 is first filled whole at LAYOUT_SIDE; that
+    fill, scaled up, replaces the classical pre-fill deep in the hole before the full-size pass.
+    A shallow hole skips it. Known pixels stay exact either way."""
+    import vitrestore.tasks.inpaint as ip
+
+    monkeypatch.setattr(ip, "LAYOUT_SIDE", 64)
+    monkeypatch.setattr(ip, "LAYOUT_DEPTH", 12.0)
+    cfg = tiny_cfg("task=inpaint")
+    task = get_task("inpaint").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for p in t.G.head.parameters():  # a non-trivial fill
+        torch.nn.init.normal_(p, std=0.05)
+    model = Model(task, t.G, {}, torch.device("cpu"), tile=0)
+    seen = []
+    real = model._tiled
+    monkeypatch.setattr(model, "_tiled", lambda x, tile, **r: seen.append(x.clone()) or real(x, tile, **r))
+    img = torch.rand(1, 3, 96, 128)
+    deep = torch.zeros(1, 1, 96, 128)
+    deep[..., 20:76, 30:100] = 1  # 28 px deep
+    out = model.run_tensor(img, mask=deep, texture=False)
+    assert [tuple(x.shape[-2:]) for x in seen] == [(48, 64), (96, 128)]
+    hole = deep.expand(1, 3, -1, -1) > 0
+    classical = task.prefill(img, deep)
+    assert not torch.allclose(seen[1][hole], classical[hole], atol=1e-3)  # the layout, not the classical fill
+    assert torch.equal(seen[1][~hole], img[~hole])
+    assert torch.equal(out[~hole], img[~hole])
+    seen.clear()
+    shallow = torch.zeros(1, 1, 96, 128)
+    shallow[..., 40:50, 10:120] = 1  # 5 px deep
+    model.run_tensor(img, mask=shallow, texture=False)
+    assert [tuple(x.shape[-2:]) for x in seen] == [(96, 128)]
+    assert torch.equal(seen[0], task.prefill(img, shallow))
+
+
 def test_hole_content_never_reaches_the_network(tiny_cfg):
     """Whatever the image holds under the mask (damage, an object, a key colour) never reaches
     the network: it sees the hole pre-filled from the known pixels, as in training; a float
