@@ -7,7 +7,7 @@ conditioning channel (1 = fill), and, being residual with a zero-initialised hea
 as the classical fill and learns what to change. Deep inside a hole far larger than the
 128 px training crops, the generator first fills the whole image at reduced size (`layout`),
 and that fill replaces the classical one there before the full-size pass. The discriminator
-sees the same plus the candidate. Training masks come from
+sees the same plus the candidate, composited (`disc_candidate`). Training masks come from
 `vitrestore.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
 scratches). The pixel loss weighs hole pixels `hole_weight` times more than the rest; the
 output outside the hole is the input's, exactly (composited back in `postprocess`).
@@ -117,6 +117,12 @@ class Inpaint(Task):
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         b, _, h, w = clean.shape
         return self.with_holes(clean, batch_masks(self.masks(), b, h, w, gen).to(clean))
+
+    def disc_candidate(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The composite (the network's fill in the hole, the known pixels elsewhere), as LaMa's
+        discriminator sees it: outside the hole real and fake are then the same pixels, so the
+        discriminator can only judge the fill, and the adversarial gradient reaches only it."""
+        return output * batch.cond + batch.input * (1 - batch.cond)
 
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.postprocess(output, batch.input, mask=batch.cond, texture=False)  # the network's own fill

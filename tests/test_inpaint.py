@@ -113,6 +113,28 @@ def test_training_lowers_the_hole_loss(tiny_cfg, image_dir):
     assert hole_loss() < 0.8 * before
 
 
+def test_discriminator_judges_the_composite(tiny_cfg, image_dir, monkeypatch):
+    """In the adversarial stage both the discriminator step and the generator's adversarial term
+    see the composite: the network's fill in the hole, the known pixels exactly elsewhere."""
+    cfg = tiny_cfg("task=inpaint", "train.steps=0", "train.adversarial_steps=2", "loss.adversarial=nonsaturating",
+                   "loss.feature_matching_weight=1")
+    task = get_task("inpaint").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for p in t.G.head.parameters():  # a residual head at zero would return its input unchanged
+        torch.nn.init.normal_(p, std=0.05)
+    bank = ImageBank(list_images(image_dir), min_size=32)
+    seen = []
+    real = task.disc_candidate
+    monkeypatch.setattr(task, "disc_candidate", lambda out, b: seen.append((out, b, real(out, b))) or seen[-1][2])
+    t.train_step(bank)
+    assert len(seen) == 2  # the discriminator step, then the generator's
+    for out, b, cand in seen:
+        m = b.cond.expand_as(out) > 0.5
+        assert m.any() and (~m).any()
+        assert torch.equal(cand[~m], b.input[~m]) and torch.equal(cand[m], out[m])
+        assert not torch.equal(out[~m], b.input[~m])  # the raw output differs outside the hole
+
+
 # --- masks from the user, through the CLI ------------------------------------------------------
 import cv2  # noqa: E402
 from click.testing import CliRunner  # noqa: E402

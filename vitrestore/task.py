@@ -118,6 +118,12 @@ class Task:
         parts = [batch.input] + ([batch.cond] if batch.cond is not None else [])
         return torch.cat(parts, 1)
 
+    def disc_candidate(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """What the discriminator judges as the fake, from the generator's raw output (kept
+        differentiable): the output itself, or e.g. inpainting's composite, so that only what
+        the user will see (the filled hole) is judged and gets the adversarial gradient."""
+        return output
+
     def disc_in_channels(self, gcfg: GeneratorConfig) -> int:
         return gcfg.in_channels + self.cond_channels + gcfg.out_channels
 

@@ -238,7 +238,7 @@ class Trainer:
         lc = self.cfg.loss
         cond = self.task.disc_condition(batch)
         nc = cond.shape[1]
-        fake_in = diff_augment(torch.cat([cond, out], 1), lc.diffaugment, gen)
+        fake_in = diff_augment(torch.cat([cond, self.task.disc_candidate(out, batch)], 1), lc.diffaugment, gen)
         fake_logits, fake_feats = self.D(fake_in[:, :nc], fake_in[:, nc:])
         l_adv, logs = g_adv_loss(fake_logits, lc.adversarial)
         loss = lc.adversarial_weight * l_adv
@@ -314,7 +314,7 @@ class Trainer:
         logs: dict = {}
         for i, mb in enumerate(micro):
             with torch.no_grad(), self._autocast():
-                fake = self.G(mb.input, mb.cond).float()
+                fake = self.task.disc_candidate(self.G(mb.input, mb.cond).float(), mb)
             cond = self.task.disc_condition(mb)
             nc, b = cond.shape[1], cond.shape[0]
             real_in = diff_augment(torch.cat([cond, mb.target], 1), lc.diffaugment, gen)
