@@ -113,15 +113,22 @@ def test_training_lowers_the_hole_loss(tiny_cfg, image_dir):
     assert hole_loss() < 0.8 * before
 
 
+def _nonzero_head(tiny_cfg, *overrides: str):
+    """A tiny inpaint task and its trainer, the generator's head drawn at random: a residual head
+    at zero would return the pre-fill unchanged, and these tests need a non-trivial fill."""
+    cfg = tiny_cfg("task=inpaint", *overrides)
+    task = get_task("inpaint").from_config(cfg)
+    t = Trainer(cfg, task, quiet=True)
+    for p in t.G.head.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return task, t
+
+
 def test_discriminator_judges_the_composite(tiny_cfg, image_dir, monkeypatch):
     """In the adversarial stage both the discriminator step and the generator's adversarial term
     see the composite: the network's fill in the hole, the known pixels exactly elsewhere."""
-    cfg = tiny_cfg("task=inpaint", "train.steps=0", "train.adversarial_steps=2", "loss.adversarial=nonsaturating",
-                   "loss.feature_matching_weight=1")
-    task = get_task("inpaint").from_config(cfg)
-    t = Trainer(cfg, task, quiet=True)
-    for p in t.G.head.parameters():  # a residual head at zero would return its input unchanged
-        torch.nn.init.normal_(p, std=0.05)
+    task, t = _nonzero_head(tiny_cfg, "train.steps=0", "train.adversarial_steps=2", "loss.adversarial=nonsaturating",
+                            "loss.feature_matching_weight=1")
     bank = ImageBank(list_images(image_dir), min_size=32)
     seen = []
     real = task.disc_candidate
@@ -215,11 +222,7 @@ def test_large_image_large_hole_runs_coarse_to_fine(tiny_cfg, monkeypatch):
     import vitrestore.tasks.inpaint as ip
 
     monkeypatch.setattr(ip, "WHOLE_SIDE", 64)
-    cfg = tiny_cfg("task=inpaint")
-    task = get_task("inpaint").from_config(cfg)
-    t = Trainer(cfg, task, quiet=True)
-    for p in t.G.head.parameters():  # a non-trivial fill
-        torch.nn.init.normal_(p, std=0.05)
+    task, t = _nonzero_head(tiny_cfg)
     model = Model(task, t.G, {}, torch.device("cpu"), tile=48, overlap=8)
     calls = []
     real = model._tiled
@@ -242,11 +245,7 @@ def test_deep_hole_gets_a_reduced_size_layout_pass(tiny_cfg, monkeypatch):
 
     monkeypatch.setattr(ip, "LAYOUT_SIDE", 64)
     monkeypatch.setattr(ip, "LAYOUT_DEPTH", 12.0)
-    cfg = tiny_cfg("task=inpaint")
-    task = get_task("inpaint").from_config(cfg)
-    t = Trainer(cfg, task, quiet=True)
-    for p in t.G.head.parameters():  # a non-trivial fill
-        torch.nn.init.normal_(p, std=0.05)
+    task, t = _nonzero_head(tiny_cfg)
     model = Model(task, t.G, {}, torch.device("cpu"), tile=0)
     seen = []
     real = model._tiled
@@ -273,11 +272,7 @@ def test_hole_content_never_reaches_the_network(tiny_cfg):
     """Whatever the image holds under the mask (damage, an object, a key colour) never reaches
     the network: it sees the hole pre-filled from the known pixels, as in training; a float
     input is not changed in place."""
-    cfg = tiny_cfg("task=inpaint")
-    task = get_task("inpaint").from_config(cfg)
-    t = Trainer(cfg, task, quiet=True)
-    for p in t.G.head.parameters():  # a non-trivial fill
-        torch.nn.init.normal_(p, std=0.05)
+    task, t = _nonzero_head(tiny_cfg)
     model = Model(task, t.G, {}, torch.device("cpu"), tile=0)
     img = torch.rand(1, 3, 40, 48)
     mask = torch.zeros(1, 1, 40, 48)
