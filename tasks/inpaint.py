@@ -171,6 +171,7 @@ class Inpaint(Task):
         s = LAYOUT_SIDE / max(h, w)
         if s >= 1:
             return image
+        mask = mask.to(image.device)  # the pre-fill below masks the image with it
         hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)  # (B, H, W)
         depth = np.stack([cv2.distanceTransform(m, cv2.DIST_L2, 3) for m in hole])  # px to the nearest known
         if depth.max() <= LAYOUT_DEPTH / 2:
