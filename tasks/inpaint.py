@@ -140,7 +140,8 @@ class Inpaint(Task):
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
         image = self.prefill(as_unit(image), mask.to(image.device))  # a new float tensor
-        image = self.layout(run, image, mask, **request)
+        depth = hole_depth(mask)  # (B, H, W), for the layout and the coarse-to-fine blend
+        image = self.layout(run, image, mask, depth, **request)
         h, w = image.shape[-2:]
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
             return run(image, 0, mask=mask, **request)
@@ -151,31 +152,29 @@ class Inpaint(Task):
         coarse = self.postprocess(coarse, small, mask=small_mask, texture=False)
         fine = run(image, tile, mask=mask, **request)  # (B, 3, H, W)
         reach = max(8.0, tile / 4)
-        hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
         for b in range(fine.shape[0]):
-            depth = cv2.distanceTransform(hole[b], cv2.DIST_L2, 3)  # px to the nearest known pixel
-            keep_fine = torch.from_numpy(np.clip(1.5 - depth / reach, 0.0, 1.0)).to(fine)  # 1 near the edge
+            keep_fine = torch.from_numpy(np.clip(1.5 - depth[b] / reach, 0.0, 1.0)).to(fine)  # 1 near the edge
             up = F.interpolate(coarse[b : b + 1], size=(h, w), mode="bicubic", align_corners=False)[0]
             fine[b] = fine[b] * keep_fine + up.to(fine) * (1 - keep_fine)
         return fine
 
-    def layout(self, run: Any, image: torch.Tensor, mask: torch.Tensor, **request: Any) -> torch.Tensor:
-        """image (B, 3, H, W) pre-filled, mask (B, 1, H, W) -> the image with the deep part of
-        each hole refilled by the network at LAYOUT_SIDE px (long side), scaled back up. The
-        network was trained on 128 px crops: deep in a far larger hole it has only the classical
-        fill's wedges to refine, while at reduced size the same hole is within its reach. The
-        classical fill stays within LAYOUT_DEPTH / 2 px of the known pixels (where the full-size
-        pass does well) and hands over to the layout by 1.5 LAYOUT_DEPTH px; the full-size pass
-        then refines the result. Known pixels are untouched."""
+    def layout(self, run: Any, image: torch.Tensor, mask: torch.Tensor, depth: np.ndarray,
+               **request: Any) -> torch.Tensor:
+        """image (B, 3, H, W) pre-filled, mask (B, 1, H, W) and its `hole_depth` (B, H, W) -> the
+        image with the deep part of each hole refilled by the network at LAYOUT_SIDE px (long
+        side), scaled back up. The network was trained on 128 px crops: deep in a far larger hole
+        it has only the classical fill's wedges to refine, while at reduced size the same hole is
+        within its reach. The classical fill stays within LAYOUT_DEPTH / 2 px of the known
+        pixels (where the full-size pass does well) and hands over to the layout by
+        1.5 LAYOUT_DEPTH px; the full-size pass then refines the result. Known pixels are
+        untouched."""
         h, w = image.shape[-2:]
         s = LAYOUT_SIDE / max(h, w)
         if s >= 1:
             return image
-        mask = mask.to(image.device)  # the pre-fill below masks the image with it
-        hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)  # (B, H, W)
-        depth = np.stack([cv2.distanceTransform(m, cv2.DIST_L2, 3) for m in hole])  # px to the nearest known
         if depth.max() <= LAYOUT_DEPTH / 2:
             return image
+        mask = mask.to(image.device)  # the pre-fill below masks the image with it
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         small = self.prefill(small, small_mask)  # pixels that mixed hole and known are refilled
@@ -209,11 +208,12 @@ class Inpaint(Task):
         exemplar fill laid out by `fill`, with `fill`'s local colour near the known pixels."""
         out = fill.clone()
         d = self.options.texture_depth
+        depths = hole_depth(mask)  # (B, H, W)
         for b in range(fill.shape[0]):
             hole = mask[b, 0] > 0.5  # (H, W)
             if not hole.any():
                 continue
-            depth = cv2.distanceTransform(hole.cpu().numpy().astype(np.uint8), cv2.DIST_L2, 3)  # px to known
+            depth = depths[b]
             if d > 0 and depth.max() <= d:
                 continue  # thin strokes only: the network's fill stands
             net = fill[b].detach().float().cpu()  # (3, H, W)
@@ -242,6 +242,13 @@ class Inpaint(Task):
         small_hole = F.interpolate(hole[None, None].float(), size=size, mode="area")[0, 0] > 0
         change = exemplar_fill(small_img, small_hole, init=small_fill, patch=patch) - small_fill  # (3, h', w')
         return fill + F.interpolate(change[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+def hole_depth(mask: torch.Tensor) -> np.ndarray:
+    """mask (B, 1, H, W), 1 = hole -> (B, H, W) float32: each hole pixel's distance in px to the
+    nearest known pixel (0 on known pixels)."""
+    hole = (mask[:, 0] > 0.5).cpu().numpy().astype(np.uint8)  # (B, H, W)
+    return np.stack([cv2.distanceTransform(m, cv2.DIST_L2, 3) for m in hole])
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
