@@ -1,5 +1,18 @@
-"""Denoising: Gaussian and Poisson-Gaussian sensor noise (plus optional mild JPEG), blind by
-default, or told the noise level as an FFDNet-style conditioning map (`--sigma`).
+"""Denoising: blind (or told the Gaussian level, `--sigma`) removal of the noise real photo files
+carry. Training draws, per image, one noise kind:
+
+    gaussian     white Gaussian, sigma in [sigma_min, sigma_max] (the only kind whose level may
+                 be given as a condition)
+    poisson      signal-dependent shot + read noise on the sRGB values
+    camera       processed-camera noise (vitrestore/camera.py): sensor noise on a random
+                 camera's raw mosaic, demosaiced, colour-matrixed, gamma and tone mapped,
+                 sometimes made at a smaller size and enlarged
+    correlated   Gaussian noise correlated across channels and in space (coarse grain)
+
+then, for images whose level is not given, JPEG (`jpeg_prob`) and sometimes a second round of
+noise and JPEG (`twice_prob`, as photos re-saved by apps); and always, last, the 8-bit file
+(clip and round, `quantize_bits`). A noisy photo is a file: nothing is trained on values a file
+cannot hold.
 
 Conditioning channels (B, 2, H, W):
     0: sigma / SIGMA_SCALE where the level is known, else 0
@@ -12,7 +25,9 @@ from typing import Any
 
 import torch
 
-from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, select
+from vitrestore.camera import CameraNoise
+from vitrestore.config import ConfigError
+from vitrestore.degrade import JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, select
 from vitrestore.registry import register
 from vitrestore.task import Batch, Task
 
@@ -23,12 +38,19 @@ SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 class DenoiseOptions:
     sigma_min: float = 0.0
     sigma_max: float = 50.0
-    poisson_prob: float = 0.25  # share of images with Poisson-Gaussian instead of Gaussian noise
-    jpeg_prob: float = 0.05  # share of images JPEG-compressed after the noise (mild)
+    # shares of the noise kinds (the rest of the images get white Gaussian noise)
+    poisson_prob: float = 0.25
+    camera_prob: float = 0.0
+    correlated_prob: float = 0.0
+    camera_shot_max: float = 1.2e-2  # strongest camera shot noise (about 35/255 std in sRGB)
+    correlated_sigma_max: float = 40.0
+    jpeg_prob: float = 0.05  # share of the blind images JPEG-compressed after the noise
     jpeg_quality_min: int = 85
     jpeg_quality_max: int = 98
+    twice_prob: float = 0.0  # share of the blind images given a second round: mild noise, then JPEG
     known_sigma_prob: float = 0.5  # share of Gaussian-noise images whose level is given as a condition
-    val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind
+    quantize_bits: int = 8  # the noisy file's bit depth (8 or 16); 0 = float noise, never clipped (paper protocol)
+    val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
 
 
 @register
@@ -36,34 +58,72 @@ class Denoise(Task):
     name = "denoise"
     Options = DenoiseOptions
     output_suffix = "denoised"
-    description = "remove Gaussian / sensor noise (blind, or with --sigma)"
+    description = "remove Gaussian / sensor / camera noise (blind, or with --sigma)"
+
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        super().__init__(options, source)
+        o: DenoiseOptions = self.options
+        shares = o.poisson_prob + o.camera_prob + o.correlated_prob
+        if min(o.poisson_prob, o.camera_prob, o.correlated_prob) < 0 or shares > 1:
+            raise ConfigError(f"{source}: 'task_options' poisson_prob + camera_prob + correlated_prob must be "
+                              f"shares in [0, 1], got {shares:g}")
+        if o.quantize_bits not in (0, 8, 16):
+            raise ConfigError(f"{source}: 'task_options.quantize_bits' must be 8, 16 or 0, got {o.quantize_bits}")
 
     @property
     def cond_channels(self) -> int:
         return 2
 
+    def _file(self, x: torch.Tensor) -> torch.Tensor:
+        bits = self.options.quantize_bits
+        return Quantize(bits).apply(x) if bits else x
+
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         o: DenoiseOptions = self.options
-        b = clean.shape[0]
+        b, shape = clean.shape[0], tuple(clean.shape)
         gauss = GaussianNoise(o.sigma_min, o.sigma_max)
+        gp = gauss.sample(gen, shape)
         pg = PoissonGaussianNoise()
-        gp, pp = gauss.sample(gen, clean.shape), pg.sample(gen, clean.shape)
-        use_pg = select(gen, b, o.poisson_prob).view(-1, 1, 1, 1)
-        noisy = torch.where(use_pg, pg.apply(clean, pp), gauss.apply(clean, gp))
+        pp = pg.sample(gen, shape)
+        kind = torch.rand(b, generator=gen)  # (B,) which noise: cumulative shares
+        cuts = torch.tensor([o.poisson_prob, o.camera_prob, o.correlated_prob]).cumsum(0)
+        use_pg, use_cam, use_cor = kind < cuts[0], (kind >= cuts[0]) & (kind < cuts[1]), \
+            (kind >= cuts[1]) & (kind < cuts[2])
+        noisy = torch.where(use_pg.view(-1, 1, 1, 1), pg.apply(clean, pp), gauss.apply(clean, gp))
+        if o.camera_prob > 0 and clean.shape[1] == 3:
+            cam = CameraNoise(shot_max=o.camera_shot_max)
+            cp = cam.sample(gen, shape)
+            noisy = torch.where(use_cam.view(-1, 1, 1, 1), cam.apply(clean, cp), noisy)
+        if o.correlated_prob > 0:
+            cor = CorrelatedNoise(sigma_max=o.correlated_sigma_max)
+            rp = cor.sample(gen, shape)
+            noisy = torch.where(use_cor.view(-1, 1, 1, 1), cor.apply(clean, rp), noisy)
+        known = select(gen, b, o.known_sigma_prob) & ~(use_pg | use_cam | use_cor)
         jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
-        jp = jpeg.sample(gen, clean.shape)
-        use_jpeg = select(gen, b, o.jpeg_prob)
-        if use_jpeg.any():
-            idx = use_jpeg.nonzero().flatten()
-            noisy[idx] = jpeg.apply(noisy[idx], {"quality": jp["quality"][idx]})
-        known = select(gen, b, o.known_sigma_prob) & ~use_pg.view(-1) & ~use_jpeg
+        noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), select(gen, b, o.jpeg_prob) & ~known)
+        if o.twice_prob > 0:
+            again = select(gen, b, o.twice_prob) & ~known
+            mild = CorrelatedNoise(1.0, 12.0)
+            mp = mild.sample(gen, shape)
+            noisy = torch.where(again.view(-1, 1, 1, 1), mild.apply(noisy.clamp(0, 1), mp), noisy)
+            noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), again)
         cond = self._cond_map(clean, gp["sigma"] * 255.0, known)
-        return Batch(input=noisy, target=clean, cond=cond)
+        return Batch(input=self._file(noisy), target=clean, cond=cond)
+
+    @staticmethod
+    def _jpeg(x: torch.Tensor, jpeg: JPEG, params: dict, on: torch.Tensor) -> torch.Tensor:
+        """x with the images where `on` is set JPEG-compressed (the rest untouched)."""
+        if not on.any():
+            return x
+        idx = on.nonzero().flatten()
+        x = x.clone()
+        x[idx] = jpeg.apply(x[idx], {"quality": params["quality"][idx]})
+        return x
 
     def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         s = self.options.val_sigma
         p = GaussianNoise(s, s).sample(gen, clean.shape)
-        noisy = GaussianNoise(s, s).apply(clean, p)
+        noisy = self._file(GaussianNoise(s, s).apply(clean, p))
         return Batch(input=noisy, target=clean, cond=self.condition(noisy))
 
     @staticmethod

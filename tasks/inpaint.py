@@ -105,6 +105,7 @@ class Inpaint(Task):
                 continue
             known = np.ascontiguousarray(u8[b])  # (H, W, 3)
             filled = np.mean([cv2.inpaint(known, holes[b], self.options.prefill_radius, f) for f in flags], axis=0)
+            filled = filled.round()  # 8-bit levels: the pre-filled picture is a file's
             fill = torch.from_numpy(filled).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # (3, H, W)
             out[b] = torch.where(hole[b], fill, out[b])
         return out
@@ -260,13 +261,14 @@ def _smooth(x: torch.Tensor) -> torch.Tensor:
 def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:
     """(H, W) bool hole mask from a mask image (H, W, C), 8 or 16 bit: 1 = fill.
 
-    With an alpha channel that is not fully opaque, the opaque (alpha >= 50%) pixels are the
-    hole; otherwise the bright (luminance >= 50%) pixels are. Soft masks are thresholded at 50%.
+    With an alpha channel that has transparent (alpha < 50%) pixels, the opaque (alpha >= 50%)
+    pixels are the hole; otherwise (no alpha, or alpha that is opaque everywhere, even if not at
+    full 100%) the bright (luminance >= 50%) pixels are. Soft masks are thresholded at 50%.
     """
     peak = 65535.0 if pixels.dtype == np.uint16 else 255.0
     a = pixels.astype(np.float32) / peak
     c = a.shape[2]
-    if c in (2, 4) and a[:, :, -1].min() < 1.0:
+    if c in (2, 4) and (a[:, :, -1] < 0.5).any():
         return a[:, :, -1] >= 0.5
     color = a[:, :, :3] if c >= 3 else a[:, :, :1]
     luma = color @ np.array([0.299, 0.587, 0.114], np.float32) if color.shape[2] == 3 else color[:, :, 0]

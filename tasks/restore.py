@@ -13,6 +13,7 @@ rebuilds the task and its network from the file alone.
       pipeline:
         - {op: motion_blur, p: 0.5, length_max: 15}
         - {op: gaussian_noise, p: 1.0, sigma_max: 3}
+      quantize: 8                  # the pipeline ends as an 8-bit file (16, or 0 = never rounded)
 
 With paired data (data.input) the pipeline is not used: inputs come from the files.
 """
@@ -37,6 +38,7 @@ class RestoreOptions:
     name: str = "restored"
     condition: str = "none"
     pipeline: tuple[dict[str, Any], ...] = ()
+    quantize: int = 8  # bits of the degraded file the pipeline ends with (8 or 16; 0 = unrounded floats)
 
 
 @register
@@ -53,7 +55,9 @@ class Restore(Task):
                               f"got {o.condition!r}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", o.name):
             raise ConfigError(f"{source}: 'task_options.name' must be a short file-name word, got {o.name!r}")
-        self.steps = build_pipeline(o.pipeline, source)
+        if o.quantize not in (0, 8, 16):
+            raise ConfigError(f"{source}: 'task_options.quantize' must be 8, 16 or 0, got {o.quantize!r}")
+        self.steps = build_pipeline(o.pipeline, source, quantize_bits=o.quantize)
         if o.condition == "mask" and not any(s.name == "holes" for s in self.steps):
             raise ConfigError(f"{source}: 'task_options.condition: mask' needs a 'holes' op in the pipeline")
 

@@ -3,10 +3,14 @@
 
 Two degradation families, both seeded and replayable from one torch.Generator:
 
-classic   MATLAB-compatible antialiased bicubic downscale (vitrestore/resize.py), quantised to
-          8 bits: what Set5/Set14 numbers are measured with. For PSNR-oriented models.
+classic   a clean downscale by a downscaler drawn per image from `downscalers` (default: all of
+          vitrestore/downscale.py: MATLAB bicubic, Pillow bicubic / Lanczos / bilinear / box,
+          OpenCV area / linear / cubic, with and without antialiasing), quantised to 8 bits:
+          a small image as any tool writes it. `downscalers: [matlab_bicubic]` is the papers'
+          protocol (what Set5/Set14 numbers are measured with). For PSNR-oriented models.
 real      a second-order pipeline in the spirit of Real-ESRGAN / BSRGAN, run batched in torch:
-              [blur (isotropic or anisotropic) -> random resize -> Gaussian or Poisson noise -> JPEG]
+              [blur (isotropic or anisotropic) -> random resize -> Gaussian, Poisson or
+               processed-camera noise -> JPEG]
               then, with probability `second_order_prob`, the same again with milder strengths,
               then a resize to the final low resolution (random interpolation) and a last JPEG,
               the two in random order. For the GAN model that handles real photos.
@@ -21,8 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from vitrestore.blur import GaussianBlur
+from vitrestore.camera import CameraNoise
 from vitrestore.config import ConfigError
-from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, select
+from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
+from vitrestore.downscale import DOWNSCALERS, Downscale
 from vitrestore.registry import register
 from vitrestore.resize import imresize
 from vitrestore.task import Batch, Task
@@ -35,6 +41,7 @@ _MODES = ("area", "bilinear", "bicubic")
 class UpscaleOptions:
     scale: int = 4
     degradation: str = "classic"
+    downscalers: tuple[str, ...] = tuple(DOWNSCALERS)  # classic: drawn per image
     # real-world pipeline (first order; the second order uses milder ranges)
     blur_sigma_max: float = 3.0
     resize_min: float = 0.15
@@ -45,16 +52,12 @@ class UpscaleOptions:
     jpeg_quality_min: int = 30
     jpeg_quality_max: int = 95
     second_order_prob: float = 0.8
-
-
-def quantise(x: torch.Tensor) -> torch.Tensor:
-    """Round to 8-bit levels (a low-resolution image is a saved file)."""
-    return (x.clamp(0, 1) * 255).round() / 255
+    camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/camera.py)
 
 
 def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """The classic degradation: MATLAB imresize(x, 1/scale), quantised."""
-    return quantise(imresize(x, 1 / scale)).to(x.dtype)
+    """The papers' degradation: MATLAB imresize(x, 1/scale), quantised."""
+    return quantize(imresize(x, 1 / scale)).to(x.dtype)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -81,7 +84,13 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
         pg = PoissonGaussianNoise(o.poisson_gain_max * strength, 2.0)
         gp, pp = gauss.sample(gen, tuple(x.shape)), pg.sample(gen, tuple(x.shape))
         use_pg = select(gen, b, o.poisson_prob).view(-1, 1, 1, 1)
-        x = torch.where(use_pg, pg.apply(x, pp), gauss.apply(x, gp)).clamp(0, 1)
+        x = torch.where(use_pg, pg.apply(x, pp), gauss.apply(x, gp))
+        if o.camera_prob > 0:
+            cam = CameraNoise(shot_max=o.poisson_gain_max * strength)
+            cp = cam.sample(gen, tuple(x.shape))
+            use_cam = select(gen, b, o.camera_prob).view(-1, 1, 1, 1)
+            x = torch.where(use_cam, cam.apply(x.clamp(0, 1), cp), x)
+        x = x.clamp(0, 1)
         if order == 1:
             jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
             x = jpeg.apply(x, jpeg.sample(gen, tuple(x.shape)))
@@ -92,7 +101,7 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
         x = jpeg.apply(_resize(x, final, pick(gen, _MODES)).clamp(0, 1), jp)
     else:  # JPEG, then resize
         x = _resize(jpeg.apply(x.clamp(0, 1), jp), final, pick(gen, _MODES))
-    return quantise(x)
+    return quantize(x)
 
 
 @register
@@ -106,6 +115,10 @@ class Upscale(Task):
         o: UpscaleOptions = self.options
         if o.scale not in (2, 3, 4, 8):
             raise ConfigError(f"{source}: 'task_options.scale' must be 2, 3, 4 or 8, got {o.scale}")
+        try:
+            self.downscale = Downscale(o.scale, tuple(o.downscalers))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: 'task_options.downscalers': {exc}") from None
         if o.degradation not in DEGRADATIONS:
             raise ConfigError(f"{source}: 'task_options.degradation' must be one of {', '.join(DEGRADATIONS)}, "
                               f"got {o.degradation!r}")
@@ -127,7 +140,8 @@ class Upscale(Task):
         clean = clean[..., : h - h % s, : w - w % s]
         if self.options.degradation == "real":
             return Batch(input=real_degradation(clean, s, self.options, gen), target=clean)
-        return Batch(input=bicubic_down(clean, s), target=clean)
+        small = self.downscale.apply(clean, self.downscale.sample(gen, tuple(clean.shape)))
+        return Batch(input=quantize(small), target=clean)
 
     def disc_condition(self, batch: Batch) -> torch.Tensor:
         """The discriminator sees the low-resolution input enlarged to the candidate's size."""

@@ -15,7 +15,7 @@ def smooth_batch(b=3, h=40, w=48):
     return img
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", sorted(set(OPS) - {"quantize"}))
 def test_every_op_is_deterministic_under_a_seed_and_changes_the_image(name):
     steps = build_pipeline([{"op": name, "p": 1.0}])
     x = smooth_batch()
@@ -27,7 +27,7 @@ def test_every_op_is_deterministic_under_a_seed_and_changes_the_image(name):
 
 
 def test_probability_selects_a_share_of_the_batch():
-    steps = build_pipeline([{"op": "gaussian_noise", "p": 0.5, "sigma_min": 20, "sigma_max": 20}])
+    steps = build_pipeline([{"op": "gaussian_noise", "p": 0.5, "sigma_min": 20, "sigma_max": 20}], quantize_bits=0)
     x = smooth_batch(b=64, h=8, w=8)
     y, _ = apply_pipeline(steps, sample_pipeline(steps, torch.Generator().manual_seed(0), tuple(x.shape)), x)
     touched = ((y - x).abs().flatten(1).amax(1) > 0).sum().item()
@@ -35,7 +35,7 @@ def test_probability_selects_a_share_of_the_batch():
 
 
 def test_holes_report_their_mask():
-    steps = build_pipeline([{"op": "holes", "count_min": 2, "count_max": 2, "size_min": 0.2, "size_max": 0.3}])
+    steps = build_pipeline([{"op": "holes", "count_min": 2, "count_max": 2, "size_min": 0.2, "size_max": 0.3}], quantize_bits=0)
     x = smooth_batch()
     y, mask = apply_pipeline(steps, sample_pipeline(steps, torch.Generator().manual_seed(1), tuple(x.shape)), x)
     assert mask.shape == (3, 1, 40, 48)

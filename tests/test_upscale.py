@@ -10,7 +10,7 @@ from PIL import Image
 import vitrestore.tasks  # noqa: F401
 from conftest import smooth_image
 from vitrestore.cli import main
-from vitrestore.config import GeneratorConfig, load_config
+from vitrestore.config import ConfigError, GeneratorConfig, load_config
 from vitrestore.engine.infer import tiled_forward
 from vitrestore.io import read_image
 from vitrestore.nn.generator import Generator
@@ -73,10 +73,21 @@ def test_degradations_are_seeded_and_sized(degradation):
     assert a.input.shape == (3, 3, 16, 16) and a.target.shape == (3, 3, 64, 64)
     assert torch.equal(a.input, b.input)
     assert torch.equal(a.input * 255, (a.input * 255).round())  # 8-bit levels, like a saved file
-    if degradation == "real":
-        assert not torch.equal(a.input, c.input)
-    else:
-        assert torch.allclose(a.input, (imresize(clean.double(), 0.25).clamp(0, 1) * 255).round().float() / 255)
+    assert not torch.equal(a.input, c.input)  # real: random damage; classic: another downscaler per image
+
+
+def test_classic_paper_protocol_is_matlab_bicubic():
+    cfg = load_config(raw={"task": "upscale", "task_options": {"scale": 4, "downscalers": ["matlab_bicubic"]}})
+    task = get_task("upscale").from_config(cfg)
+    clean = torch.rand(3, 3, 64, 64)
+    a = task.degrade(clean, torch.Generator().manual_seed(5))
+    assert torch.allclose(a.input, (imresize(clean.double(), 0.25).clamp(0, 1) * 255).round().float() / 255)
+
+
+def test_unknown_downscaler_is_a_config_error():
+    with pytest.raises(ConfigError, match="downscalers.*nearest"):
+        get_task("upscale").from_config(load_config(raw={"task": "upscale",
+                                                         "task_options": {"downscalers": ["nearest"]}}))
 
 
 def test_cli_sizes_alpha_gray_16bit_and_outscale(tmp_path, tiny_upscale_weights):

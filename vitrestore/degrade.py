@@ -154,3 +154,70 @@ class Holes:
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         m = self.mask(p).to(x)
         return x * (1 - m) + self.fill * m
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """The last step of every degradation: clip to [0, 1] and round to `bits`-bit levels, as a
+    saved file is (8-bit PNG/JPEG; 16 for 16-bit PNG/TIFF). Nothing random: `sample` draws nothing."""
+
+    bits: int = 8
+
+    def __post_init__(self):
+        if self.bits not in (8, 16):
+            raise ValueError(f"quantize bits must be 8 or 16, got {self.bits}")
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        return {}
+
+    def apply(self, x: torch.Tensor, p: dict | None = None) -> torch.Tensor:
+        peak = float(2**self.bits - 1)
+        return (x.clamp(0, 1) * peak).round() / peak
+
+
+def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """`Quantize(bits).apply(x)`: what a degraded image is once it is a file."""
+    return Quantize(bits).apply(x)
+
+
+def _normalise_std(field: torch.Tensor) -> torch.Tensor:
+    """A noise field (B, C, H, W) scaled to unit standard deviation per image."""
+    return field / field.flatten(1).std(1).clamp(min=1e-8).view(-1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class CorrelatedNoise:
+    """Gaussian noise correlated across channels and, optionally, in space: what demosaicing,
+    colour matrices and resizing leave of a sensor's white noise (BSRGAN / SCUNet practice).
+
+    Per image: a random 3x3 colour mixing L (noise = L n, covariance L L^T scaled so that the
+    mean channel std is sigma), with probability `gray_prob` luma-only noise (the same on every
+    channel); a grain: the field is drawn at 1/g of the size, g in [1, grain_max], and enlarged
+    bicubically, then rescaled to unit variance (g = 1: white)."""
+
+    sigma_min: float = 2.0
+    sigma_max: float = 40.0  # 0-255 scale
+    gray_prob: float = 0.2
+    grain_max: float = 3.0
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
+        b, c = shape[0], shape[1]
+        sigma = _uniform(gen, b, self.sigma_min, self.sigma_max) / 255.0  # (B,)
+        mix = torch.randn(b, c, c, generator=gen) * 0.6 + torch.eye(c)  # (B, C, C), near identity
+        gray = select(gen, b, self.gray_prob)
+        grain = _uniform(gen, 1, 1.0, self.grain_max)  # one grain per batch (one field size)
+        h, w = shape[-2], shape[-1]
+        gh, gw = max(2, round(h / float(grain))), max(2, round(w / float(grain)))
+        return {"sigma": sigma, "mix": mix, "gray": gray, "field": torch.randn(b, c, gh, gw, generator=gen)}
+
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        b, c, h, w = x.shape
+        field = p["field"].to(x)
+        if field.shape[-2:] != (h, w):
+            field = torch.nn.functional.interpolate(field, size=(h, w), mode="bicubic", align_corners=False)
+        field = _normalise_std(field)
+        mix = p["mix"].to(x)
+        mix = mix / mix.pow(2).sum(2).mean(1).sqrt().view(-1, 1, 1)  # mean channel variance 1
+        noise = torch.einsum("bij,bjhw->bihw", mix, field)  # (B, C, H, W)
+        noise = torch.where(p["gray"].to(x.device).view(-1, 1, 1, 1), field[:, :1].expand_as(noise), noise)
+        return x + p["sigma"].to(x).view(-1, 1, 1, 1) * noise

@@ -6,6 +6,10 @@ random share of the batch.
       - {op: gaussian_noise, p: 0.5, sigma_max: 10}
       - {op: jpeg, p: 1.0, quality_min: 20, quality_max: 60}
 
+A pipeline ends as a file does: `quantize` (clip to [0, 1], round to 8 bits, or `bits: 16`) is
+appended as the last step unless the list already ends with one; a restore task with
+`quantize: 0` in its task options trains on unrounded values (a paper protocol, not a user's file).
+
 `p` is the probability that an image gets the op; every other key is a field of the op's
 dataclass (unknown keys are config errors naming the entry). Sampling draws, for each op in
 order, which images it touches and its parameters from one torch.Generator; applying is
@@ -20,7 +24,9 @@ import torch
 
 from .blur import DefocusBlur, GaussianBlur, MotionBlur, Resample
 from .config import ConfigError, build_dataclass
-from .degrade import JPEG, ColorJitter, GaussianNoise, Holes, PoissonGaussianNoise, select
+from .camera import CameraNoise
+from .degrade import (JPEG, ColorJitter, CorrelatedNoise, GaussianNoise, Holes, PoissonGaussianNoise, Quantize,
+                      select)
 
 OPS: dict[str, type] = {
     "gaussian_blur": GaussianBlur,
@@ -29,9 +35,12 @@ OPS: dict[str, type] = {
     "resample": Resample,
     "gaussian_noise": GaussianNoise,
     "poisson_noise": PoissonGaussianNoise,
+    "correlated_noise": CorrelatedNoise,
+    "camera_noise": CameraNoise,
     "jpeg": JPEG,
     "color_jitter": ColorJitter,
     "holes": Holes,
+    "quantize": Quantize,
 }
 
 
@@ -43,8 +52,10 @@ class Step:
 
 
 def build_pipeline(spec: tuple[dict, ...] | list[dict], source: str = "<pipeline>",
-                   key: str = "task_options.pipeline") -> list[Step]:
-    """Validated pipeline steps from the YAML list; errors name the entry and the file."""
+                   key: str = "task_options.pipeline", quantize_bits: int = 8) -> list[Step]:
+    """Validated pipeline steps from the YAML list, ending with a `quantize` step to
+    `quantize_bits` (unless the list ends with its own, or quantize_bits is 0); errors name the
+    entry and the file."""
     steps = []
     for i, entry in enumerate(spec):
         where = f"{key}[{i}]"
@@ -57,7 +68,15 @@ def build_pipeline(spec: tuple[dict, ...] | list[dict], source: str = "<pipeline
             raise ConfigError(f"{source}: '{where}.op': unknown op {name!r} (known: {', '.join(sorted(OPS))})")
         if not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ConfigError(f"{source}: '{where}.p' must be a probability in [0, 1], got {p!r}")
-        steps.append(Step(name, build_dataclass(OPS[name], params, source, prefix=f"{where}."), float(p)))
+        try:
+            op = build_dataclass(OPS[name], params, source, prefix=f"{where}.")
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"{source}: '{where}': {exc}") from None
+        steps.append(Step(name, op, float(p)))
+    if quantize_bits and steps and not (steps[-1].name == "quantize" and steps[-1].p == 1):
+        steps.append(Step("quantize", Quantize(quantize_bits), 1.0))
     return steps
 
 
