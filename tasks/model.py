@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitrestore.config import load_config
+from vitrestore.config import ConfigError, load_config
+from vitrestore.engine.checkpoint import state_dict_error
 from vitrestore.engine.infer import tiled_forward
 from vitrestore.nn.generator import Generator
 from vitrestore.registry import get_task
@@ -68,14 +69,23 @@ class Model:
     def from_weights(cls, name_or_path: str | Path, device: str = "auto", **kw: Any) -> "Model":
         state, config, card = load_weights(name_or_path)
         # only what inference needs: training-only keys may differ between versions
-        cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
-        task = get_task(cfg.task).from_config(cfg)
-        gen = Generator(task.generator_config(cfg.generator))
+        try:
+            cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
+            task = get_task(cfg.task).from_config(cfg)
+            gen = Generator(task.generator_config(cfg.generator))
+        except (ConfigError, KeyError, ValueError, TypeError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise WeightsError(f"{name_or_path}: its config metadata is not usable ({text.replace('<config>: ', '')})"
+                               ) from None
         state, task_state = split_task_state(state)
-        gen.load_state_dict(state)
+        try:
+            gen.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsError(f"{name_or_path}: its tensors do not fit the model its metadata describes "
+                               f"({state_dict_error(exc)})") from None
         try:
             task.load_state(task_state)
-        except ValueError as exc:
+        except (ValueError, RuntimeError, TypeError) as exc:
             raise WeightsError(f"{name_or_path}: {exc}") from None
         return cls(task, gen, card, pick_device(device), **kw)
 
@@ -98,6 +108,8 @@ class Model:
             del y
         if self.ensemble > 1:
             out.div_(self.ensemble)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("the model produced NaN or infinite values (broken weights, or fp16 overflow)")
         return self.task.postprocess(out, x, **request)
 
     @torch.no_grad()

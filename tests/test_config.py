@@ -25,7 +25,8 @@ def test_wrong_type_is_an_error(tmp_path):
 def test_base_composition_and_overrides(tmp_path):
     write(tmp_path, "base.yaml", "generator:\n  window: 4\ntrain:\n  lr: 0.1\n  steps: 5\n")
     p = write(tmp_path, "child.yaml", "base: base.yaml\ntrain:\n  steps: 7\n")
-    cfg = load_config(p, ["train.lr=0.5", "generator.dims=[4, 8]", "data.train=/x"])
+    cfg = load_config(p, ["train.lr=0.5", "generator.dims=[4, 8]", "generator.heads=[1, 2]",
+                          "generator.enc_depths=[1, 1]", "generator.dec_depths=[1]", "data.train=/x"])
     assert cfg.train.steps == 7 and cfg.train.lr == 0.5 and cfg.generator.window == 4
     assert cfg.generator.dims == (4, 8) and cfg.data.train == ("/x",)
     assert cfg.source == str(p)

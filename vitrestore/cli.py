@@ -3,11 +3,13 @@ the package that imports the task modules (`vitrestore.tasks`); the core modules
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from .atomic import os_reason
 from .config import ConfigError
 from .engine.batch import FORMATS
 from .io import DEFAULT_MAX_PIXELS
@@ -20,15 +22,73 @@ def _tasks():
     return tasks
 
 
+def _message(exc: BaseException) -> str:
+    """An exception's one-line text (a KeyError's str() adds quotes; no other text is touched)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsageError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    """Usage errors (a bad option value, a missing argument) as one `error: <option>: <reason>`
+    line like every other error, instead of click's usage block."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = ctx.invoked_subcommand or ctx.info_name
+            if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) and exc.param:
+                hint = exc.param_hint or "/".join(getattr(exc.param, "opts", []) or [exc.param.name or "?"])
+                message = f"{hint if isinstance(hint, str) else '/'.join(hint)}: {exc.message}"
+            else:
+                message = exc.format_message()
+            raise _OneLineUsageError(f"{message} (see: vitrestore {name} --help)") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vitrestore")
 def main() -> None:
     """Restore and restyle photos with a conditional ViT-GAN: denoise, upscale, inpaint, stylize, or any model trained from a YAML config."""
+
+
+MIN_TILE = 32  # smaller tiles only multiply the work: the network pads every tile to its window grid
+
+
+def _tile_size(ctx, param, value: int) -> int:
+    if value != 0 and not MIN_TILE <= value <= 1_000_000:
+        raise click.BadParameter(f"must be 0 (whole image) or at least {MIN_TILE} pixels, got {value}")
+    return value
+
+
+def _positive_megapixels(ctx, param, value: float) -> float:
+    if not (0 < value < 1e6):  # also refuses nan
+        raise click.BadParameter(f"must be a number of megapixels above 0, got {value}")
+    return value
+
+
+def _check_report_path(report: Path | None) -> None:
+    """The report's folder must exist and be writable before any work (else the report is lost)."""
+    if report is None:
+        return
+    parent = report.expanduser().parent
+    if report.is_dir():
+        _fail(f"{report}: --report is a folder; give a file name (e.g. {report / 'report.json'})")
+    if not parent.is_dir():
+        _fail(f"{report}: --report: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"{report}: --report: folder {parent} is not writable")
 
 
 def _common_run_options(f, ensemble: str = "1"):
@@ -42,16 +102,17 @@ def _common_run_options(f, ensemble: str = "1"):
     f = click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default=None,
                      help="Output format (default: the input's).")(f)
     f = click.option("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
-                     help="Refuse larger images (decompression-bomb guard).")(f)
+                     callback=_positive_megapixels, help="Refuse larger images (decompression-bomb guard).")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
     f = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (default: skip them).")(f)
     f = click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(f)
-    f = click.option("--tile", type=click.IntRange(min=0), default=512, show_default=True,
-                     help="Tile size in pixels (0 = whole image at once).")(f)
+    f = click.option("--tile", type=int, default=512, show_default=True, callback=_tile_size,
+                     help=f"Tile size in pixels (0 = whole image at once; else at least {MIN_TILE}).")(f)
     f = click.option("-o", "--output", type=click.Path(path_type=Path),
                      help="Output folder (mirrors input folders), or a file name for a single input.")(f)
-    f = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))(f)
+    # readable=False: an unreadable input fails alone in the batch (reported), not the whole run
+    f = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))(f)
     return f
 
 
@@ -79,26 +140,36 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
 
 def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
          fmt, jpeg_quality, shard, report, ensemble, suffix: str | None = None, finish=None, check=None, per_image=None,
-         **request) -> None:
+         exclude: tuple[Path, ...] = (), **request) -> None:
     """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
-    adds request arguments for one image (e.g. its mask; a ValueError fails that file only)."""
+    adds request arguments for one image (e.g. its mask; a ValueError fails that file only);
+    files under an `exclude` folder (e.g. the mask folder) are never inputs."""
     import torch
 
     from .engine.batch import RunOptions, plan_jobs, run_jobs
 
     tasks = _tasks()
+    _check_report_path(report)
     shard_kn, device = _shard_and_device(shard, device)
     try:
         model = tasks.load_model(model_name, device=device, tile=tile, ensemble=int(ensemble))
-        if per_image is None:
-            model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
         if check is not None:
             check(model)
+        if per_image is None:
+            model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
-        _fail(str(exc).strip("'\""))
-    jobs, problems = plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt, shard_kn)
+        _fail(_message(exc))
+    try:
+        jobs, problems = plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt, shard_kn,
+                                   exclude)
+    except ValueError as exc:
+        _fail(str(exc))
     if not jobs and not problems:
+        if shard_kn is not None and plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt)[0]:
+            click.echo(f"notice: share {shard_kn[0]}/{shard_kn[1]} holds none of the images (each file goes to "
+                       f"one share; with more shares than files, some are empty): nothing to do", err=True)
+            return
         _fail("no images found in the given inputs")
 
     def process(images):
@@ -116,11 +187,23 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
     summary = run_jobs(jobs, process, options, problems=problems)
     click.echo(summary.line(), err=True)
     if report is not None:
-        summary.write_report(report)
+        try:
+            summary.write_report(report)
+        except OSError as exc:
+            _fail(f"{os_reason(exc)} (writing the --report; the files themselves are done)", 1)
     if summary.interrupted:
         sys.exit(130)
     if summary.failed:
         sys.exit(1)
+
+
+def _task_is(task: str, given: str):
+    """A `check` for _run: the model must be one of `task` (a command never runs another task's model)."""
+    def check(model) -> None:
+        if model.task.name != task:
+            raise ValueError(f"{given}: not a {task} model (its task is {model.task.name}; "
+                             f"run it with `vitrestore restore --weights {given}`)")
+    return check
 
 
 def _denoise_options(f):
@@ -141,7 +224,7 @@ def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
     _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, ensemble, sigma=sigma)
+         shard, report, ensemble, check=_task_is("denoise", model_name), sigma=sigma)
 
 
 @main.command()
@@ -239,9 +322,21 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
     elif not mask_path.exists():
         _fail(f"{mask_path}: mask not found")
     by_stem: dict[str, list[Path]] = {}
+    by_rel: dict[Path, list[Path]] = {}  # a mask tree mirroring the image tree: a/x.png -> masks/a/x.*
     if mask_path is not None and mask_path.is_dir():
         for m in list_images(mask_path):
             by_stem.setdefault(m.stem, []).append(m)
+            by_rel.setdefault(m.relative_to(mask_path).with_suffix(""), []).append(m)
+    folders = [Path(p).expanduser() for p in inputs if Path(p).expanduser().is_dir()]
+
+    def relative(path: Path) -> Path:
+        """The image's path relative to the input folder it came from (its name for a file input)."""
+        for folder in folders:
+            try:
+                return path.relative_to(folder).with_suffix("")
+            except ValueError:
+                continue
+        return Path(path.stem)
 
     def mask_for(img) -> dict:
         h, w = img.pixels.shape[:2]
@@ -251,12 +346,13 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         else:
             path = mask_path
             if mask_path.is_dir():
-                found = by_stem.get(img.path.stem, [])
+                found = by_rel.get(relative(img.path)) or by_stem.get(img.path.stem, [])
                 if not found:
                     raise ValueError(f"no mask named {img.path.stem}.* in {mask_path}")
                 if len(found) > 1:
                     raise ValueError(f"several masks named {img.path.stem}.* in {mask_path}: "
-                                     + ", ".join(str(f) for f in found))
+                                     + ", ".join(str(f) for f in found) + " (a mask tree mirroring the "
+                                     "image folders is matched by relative path)")
                 path = found[0]
             try:
                 m = read_image(path, min_side=1)
@@ -269,10 +365,14 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         hole = ip.dilate(hole, dilate)
         if not hole.any():
             raise ValueError(where)
+        if hole.all():
+            raise ValueError(f"{'mask ' + str(path) if key is None else '--mask-color ' + mask_color} covers the "
+                             f"whole image: no known pixel to fill the hole from")
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
 
     _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, ensemble, per_image=mask_for)
+         shard, report, ensemble, check=_task_is("inpaint", model_name), per_image=mask_for,
+         exclude=(mask_path,) if mask_path is not None and mask_path.is_dir() else ())
 
 
 @main.command()
@@ -324,36 +424,59 @@ def models() -> None:
 @click.argument("config", required=False, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Resume the run in this folder (its config.yaml).")
+@click.option("--force", is_flag=True,
+              help="Start a new run even if train.out already holds one (its checkpoint, weights and metrics are replaced).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
-def train(config, overrides, resume, device, quiet) -> None:
-    """Train a model from a YAML config (or resume a run folder)."""
+def train(config, overrides, resume, force, device, quiet) -> None:
+    """Train a model from a YAML config (or resume a run folder).
+
+    A train.out folder that already holds a run is never overwritten: continue it with
+    --resume, or replace it deliberately with --force. Ctrl-C or SIGTERM saves a checkpoint
+    and exits with status 130.
+    """
+    from .engine import distributed
     from .engine.train import train_from_config
     from .registry import get_task
 
     tasks = _tasks()
+    out = None
     if resume is not None:
         if config is not None:
             _fail("give either CONFIG or --resume RUN, not both")
-        config = resume / "config.yaml"
-        overrides = (*overrides, f"train.out={resume}")
+        if force:
+            _fail("--force starts a new run; it cannot be combined with --resume")
+        if not (resume / "config.yaml").is_file():
+            _fail(f"{resume}: not a run folder (no config.yaml)" if resume.is_dir() else f"{resume}: no such run folder")
+        config, out = resume / "config.yaml", resume
     elif config is None:
         _fail("missing CONFIG (a YAML file) or --resume RUN")
-    from .engine import distributed
-
     info = distributed.DistInfo.from_env()
+    rank = f" (rank {info.rank})" if info.world > 1 else ""
+    trainer = None
     try:
         trainer = train_from_config(str(config), list(overrides), get_task, device=str(tasks.model.pick_device(device)),
-                                    resume=resume is not None, quiet=quiet)
+                                    resume=resume is not None, quiet=quiet, out=out, force=force)
         result = trainer.fit()
-    except (ConfigError, KeyError, FileNotFoundError, ValueError) as exc:
-        _fail(f"{str(exc).strip(chr(39) + chr(34))}" + (f" (rank {info.rank})" if info.world > 1 else ""))
+    except KeyboardInterrupt:
+        where = f"at step {trainer.step}" if trainer is not None else "before training started"
+        _fail(f"{config}: interrupted {where}; the run folder was not changed{rank}", 130)
+    except (ConfigError, KeyError, ValueError) as exc:
+        _fail(_message(exc) + rank)
+    except OSError as exc:
+        _fail(os_reason(exc) + rank)
     finally:
         distributed.teardown(info)
     if info.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step") or "no validation"
-        click.echo(f"finished at step {trainer.step}: {val}")
+        if trainer.interrupted:
+            click.echo(f"interrupted at step {trainer.step} of {trainer.total_steps} ({val}); checkpoint saved, "
+                       f"continue with: vitrestore train --resume {trainer.out}", err=True)
+        else:
+            click.echo(f"finished at step {trainer.step}: {val}")
         click.echo(f"weights: {trainer.out / 'weights.safetensors'}")
+    if trainer.interrupted:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     cfg = load_config("configs/denoise.yaml", ["train.steps=1000", "data.crop=96"])
 
 A YAML file may name a `base:` file (relative to itself) that it extends; mappings merge
-key by key. Unknown or mistyped keys are errors naming the key and the file.
+key by key. Unknown or mistyped keys, and values outside their range (`ranges.py`), are errors
+naming the key and the file.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .ranges import check_values
 
 
 class ConfigError(ValueError):
@@ -142,9 +145,13 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_reason(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = data.pop("base", None)
@@ -153,13 +160,26 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(read_yaml(path.parent / base, seen + (path,)), data)
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def apply_override(raw: dict, override: str, source: str) -> dict:
     """Apply `a.b=value` (value parsed as YAML) to a raw mapping; returns a new mapping."""
     if "=" not in override:
         raise ConfigError(f"{source}: override {override!r} is not of the form key=value")
     key, text = override.split("=", 1)
     parts = key.strip().split(".")
-    value = yaml.safe_load(text) if text.strip() else ""
+    if not all(parts):
+        raise ConfigError(f"{source}: override {override!r}: {key.strip()!r} is not a key (like train.steps)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: --set {key.strip()}: {text!r} is not a valid YAML value "
+                          f"({getattr(exc, 'problem', None) or 'parse error'})") from None
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
@@ -242,7 +262,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for item in overrides:
         data = apply_override(data, item, source)
     data.pop("source", None)
-    return dataclasses.replace(build_dataclass(Config, data, source), source=source)
+    cfg = dataclasses.replace(build_dataclass(Config, data, source), source=source)
+    try:
+        check_values(cfg, source)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -33,7 +33,15 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_rgb_uint8(path: Path) -> torch.Tensor | None:
     """(3, H, W) uint8 RGB, or None when the file cannot be decoded. Gray is replicated."""
-    arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from .io import looks_truncated
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if looks_truncated(data):  # a cut-off PNG/JPEG: OpenCV may decode part of it without complaint
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if arr is None:
         return None
     return torch.from_numpy(np.ascontiguousarray(arr[:, :, ::-1])).permute(2, 0, 1).contiguous()
@@ -59,12 +67,28 @@ def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torc
     return torch.Generator().manual_seed((((seed * 1_000_003 + step) * 1024 + rank) * 4) + stream)
 
 
+def decodable(paths: list[Path], cache: bool) -> tuple[list[Path], list[torch.Tensor] | None]:
+    """The files that decode (each decoded once now, kept when `cache`), with a warning for
+    each that does not: a truncated image with a valid header is skipped like a text file
+    named .png, never a failure in the middle of training."""
+    kept, images = [], []
+    for p in paths:
+        img = read_rgb_uint8(p)
+        if img is None:
+            print(f"warning: {p}: not a readable image (damaged or truncated), skipped", file=sys.stderr)
+            continue
+        kept.append(p)
+        if cache:
+            images.append(img)
+    return kept, images if cache else None
+
+
 class _Source:
     """Decoded images held in memory (`cache`), or decoded from disk at every draw."""
 
-    def __init__(self, paths: list[Path], cache: bool):
+    def __init__(self, paths: list[Path], cache: bool, images: list[torch.Tensor] | None = None):
         self.paths, self.cache = paths, cache
-        self.images = [read_rgb_uint8(p) for p in paths] if cache else None
+        self.images = images if images is not None else ([read_rgb_uint8(p) for p in paths] if cache else None)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         img = self.images[i] if self.cache else read_rgb_uint8(self.paths[i])
@@ -97,9 +121,12 @@ class ImageBank:
                 continue
             kept.append(p)
             sizes.append(size)
-        if not kept:
+        good, images = decodable(kept, cache)
+        usable = set(good)
+        sizes = [s for p, s in zip(kept, sizes) if p in usable]
+        if not good:
             raise ValueError(f"no usable training images (>= {min_size}px) among {len(paths)} files")
-        self.source = _Source(kept, cache)
+        self.source = _Source(good, cache, images)
         self.weights = _area_weights(sizes)
 
     def __len__(self) -> int:

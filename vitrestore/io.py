@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import struct
-import warnings
+import sys
 import tempfile
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ class _Header:
     orientation: int = 1
     icc: bytes | None = None
     exif: bytes | None = None
+    frames: int = 1  # pages of a TIFF, frames of an animation
 
 
 def _header(path: Path) -> _Header:
@@ -63,6 +66,10 @@ def _header(path: Path) -> _Header:
         warnings.simplefilter("ignore")  # damaged tags: we report what matters ourselves
         w, h = im.size
         head = _Header(w, h, im.mode, icc=im.info.get("icc_profile") or None)
+        try:
+            head.frames = int(getattr(im, "n_frames", 1))
+        except Exception:  # noqa: BLE001  (a damaged page chain: the first page is what decodes)
+            head.frames = 1
         if "exif" in im.info:  # JPEG, PNG, WebP carry a separate EXIF block
             try:
                 exif = im.getexif()
@@ -90,7 +97,7 @@ def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def _looks_truncated(data: bytes) -> bool:
+def looks_truncated(data: bytes) -> bool:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return b"IEND" not in data[-64:]
     if data[:2] == b"\xff\xd8":
@@ -121,23 +128,31 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         raise ImageReadError(f"cannot read header ({type(exc).__name__})") from None
     w, h = head.width, head.height
     if w * h > max_pixels:
-        raise ImageReadError(f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)")
+        raise ImageReadError(f"image too large ({w}x{h} = {w * h / 1e6:.3g} MP; limit {max_pixels / 1e6:.3g} MP)")
     if min(w, h) < min_side:
         raise ImageReadError(f"image too small ({w}x{h}; minimum {min_side}x{min_side})")
+    if head.frames > 1:
+        raise ImageReadError(f"{head.frames} frames (a multi-page TIFF or an animation); only single images are "
+                             f"processed: split it into one file per frame first")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"cannot read ({exc.strerror})") from None
-    if _looks_truncated(data):
+    if looks_truncated(data):
         raise ImageReadError("truncated file (image data ends early)")
     try:
         if head.mode == "CMYK":  # Pillow's CMYK -> RGB rounds better than OpenCV's (1 level)
             import io as _io
 
             with Image.open(_io.BytesIO(data)) as im:
-                a = np.asarray(im.convert("RGB"))[:, :, ::-1]  # as BGR, like OpenCV
+                a = np.array(im.convert("RGB"))[:, :, ::-1]  # as BGR, like OpenCV (a writable copy: torch warns
+                # about read-only arrays)
+        elif data[:2] == b"\xff\xd8":
+            a = _decode_jpeg(data)
         else:
             a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except ImageReadError:
+        raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot decode ({_reason(exc)})") from None
     except cv2.error as exc:
@@ -157,9 +172,37 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         a = a[:, :, ::-1]  # BGR -> RGB
     elif a.shape[2] == 4:
         a = a[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
-        if head.mode in ("LA", "La") and _is_gray(a):
+        png_gray_alpha = data[:8] == b"\x89PNG\r\n\x1a\n" and data[25:26] == b"\x04"  # IHDR colour type 4
+        if (head.mode in ("LA", "La") or png_gray_alpha) and _is_gray(a):
             a = a[:, :, [0, 3]]  # gray + alpha (OpenCV widens it to BGRA)
     return LoadedImage(apply_orientation(np.ascontiguousarray(a), head.orientation), path, head.icc, head.exif)
+
+
+_STDERR = threading.Lock()
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """OpenCV's JPEG decode with libjpeg's warnings caught (it prints them on file descriptor 2
+    and decodes on): a file whose data ends early ("premature end"), even with an end marker
+    appended, is refused; other warnings (e.g. extraneous bytes, common in camera files) are
+    harmless and kept off the terminal. Decodes are serialised only while fd 2 is borrowed."""
+    with _STDERR, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode("utf-8", "replace")
+    other = [ln for ln in text.splitlines() if ln.strip() and "JPEG" not in ln]
+    if other:  # another thread's output that landed here meanwhile: give it back
+        print("\n".join(other), file=sys.stderr)
+    if "premature end" in text.lower():
+        raise ImageReadError("truncated JPEG (image data ends early; libjpeg: premature end of data)")
+    return a
 
 
 def _reason(exc: BaseException) -> str:
@@ -173,6 +216,17 @@ def _is_gray(a: np.ndarray) -> bool:
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_gray_alpha(a: np.ndarray) -> bytes:
+    """A gray+alpha PNG (colour type 4, 8 or 16 bit) from (H, W, 2) uint8/uint16."""
+    h, w = a.shape[:2]
+    depth = 16 if a.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(a.astype(">u2") if depth == 16 else a).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows.view(np.uint8).reshape(h, -1)], 1)  # filter 0 per row
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 4, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+            + _png_chunk(b"IEND", b""))
 
 
 def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
@@ -234,6 +288,8 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95, icc: b
         a = a[:, :, :1]
     if a.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         a = a[:, :, :3]
+    if suffix == ".png" and a.shape[2] == 2:  # OpenCV cannot write gray+alpha (it would make RGBA)
+        return _png_with_metadata(_png_gray_alpha(a), icc, exif) if (icc or exif) else _png_gray_alpha(a)
     if suffix == ".webp" or (suffix in (".tif", ".tiff") and a.dtype == np.uint8 and (icc or exif)):
         return _encode_with_pillow(np.ascontiguousarray(a), suffix, jpeg_quality, icc, exif)
     if a.shape[2] == 3:

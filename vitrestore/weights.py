@@ -5,14 +5,16 @@ model card, so a model is rebuilt from the file alone. Shipped weights are packa
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError as SafetensorsError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from .atomic import write_atomic
 
 SUFFIX = ".safetensors"
 
@@ -25,10 +27,8 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: dict,
     """Write weights atomically (temporary file, then rename) with config and card as metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    save_file(tensors, str(tmp), metadata={"config": json.dumps(config), "card": json.dumps(card)})
-    os.replace(tmp, path)
+    write_atomic(path, safetensors_bytes(tensors, metadata={"config": json.dumps(config), "card": json.dumps(card)}))
 
 
 TASK_PREFIX = "task."  # weights-file keys of the task's state (the rest are the generator's)
@@ -69,9 +69,15 @@ def read_metadata(path: Path) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        return json.loads(meta["config"]), json.loads(meta.get("card", "{}"))
-    except (SafetensorsError, KeyError, json.JSONDecodeError, OSError) as exc:
-        raise WeightsError(f"{path}: not a vitrestore weights file ({exc})") from None
+        config, card = json.loads(meta["config"]), json.loads(meta.get("card", "{}"))
+    except KeyError:
+        raise WeightsError(f"{path}: not a vitrestore weights file (no config in its metadata)") from None
+    except (SafetensorsError, json.JSONDecodeError, OSError) as exc:
+        raise WeightsError(f"{path}: not a vitrestore weights file ({str(exc).strip() or type(exc).__name__})") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path}: not a vitrestore weights file (its config metadata is a "
+                           f"{type(config).__name__}, not a mapping)")
+    return config, card if isinstance(card, dict) else {}
 
 
 def load_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, Any]]:
@@ -82,6 +88,9 @@ def load_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dic
         state = load_file(str(path))
     except (SafetensorsError, OSError) as exc:
         raise WeightsError(f"{path}: cannot read weights ({exc})") from None
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise WeightsError(f"{path}: tensor {name} holds NaN or infinite values (broken weights)")
     return state, config, card
 
 

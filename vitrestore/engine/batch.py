@@ -10,16 +10,21 @@ end, optionally a JSON report; inputs are never written to.
 Output naming:
     file, no -o            ->  <dir>/<stem>_<suffix><ext>        beside the input
     folder, no -o          ->  the same, beside each image (files already named *_<suffix> are skipped)
+    -o DIR inside a folder ->  files under DIR are outputs, never inputs (a rerun does not nest)
     -o DIR                 ->  DIR/<path relative to the input folder, with <ext>>  (mirrors the structure)
     one file, -o FILE.ext  ->  exactly FILE.ext
-<ext> is the input's unless a format is given. Two inputs that would get one output name (a.png
-and a.jpg with --format png) are both renamed to carry their own extension: a-png_..., a-jpg_...
+<ext> is the input's unless a format is given. A file given twice (or a folder and a file in
+it) runs once. An -o that fits neither (an existing file, or a file name, with a folder input
+or several inputs; an image format that cannot be written) is an error before any work. Two
+inputs that would get one output name (a.png and a.jpg with --format png) are both renamed to
+carry their own extension: a-png_..., a-jpg_...
 
 Sharding: `shard=(k, n)` keeps the jobs whose source path hashes to k-1 modulo n, so n processes
 (or machines, or a job array) split a folder without talking to each other.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -36,8 +41,10 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import write_atomic
 from ..data import IMAGE_SUFFIXES
-from ..io import DEFAULT_MAX_PIXELS, LoadedImage, read_image, remove_stale_partials, write_image
+from ..io import (DEFAULT_MAX_PIXELS, WRITABLE_SUFFIXES, LoadedImage, read_image, remove_stale_partials,
+                  write_image)
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
 
@@ -46,6 +53,7 @@ FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": 
 class Job:
     src: Path
     dst: Path
+    skip: str = ""  # a reason to count this file as skipped without reading it
 
 
 @dataclass
@@ -88,16 +96,15 @@ class Summary:
         if self.seconds and self.done:
             rate = f", {self.done / self.seconds:.2f} img/s, {self.megapixels / self.seconds:.3f} MP/s"
         left = f", {self.count('interrupted')} not started (interrupted; rerun to finish)" if self.interrupted else ""
-        return (f"done: {self.done} written, {self.skipped} skipped (output exists), {len(self.failed)} failed"
+        return (f"done: {self.done} written, {self.skipped} skipped (output exists, or is itself an output), "
+                f"{len(self.failed)} failed"
                 f"{left} in {self.seconds:.1f} s{rate}")
 
     def write_report(self, path: Path) -> None:
         data = {"summary": {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
                             "interrupted": self.count("interrupted"), "seconds": round(self.seconds, 3)},
                 "files": [asdict(r) for r in self.results]}
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=1))  # a full disk leaves the old report, no partial file
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -173,32 +180,92 @@ def in_shard(src: Path, shard: tuple[int, int] | None) -> bool:
     return zlib.crc32(str(src).encode()) % n == k - 1
 
 
+def _missing_reason(src: Path) -> str:
+    """Why an input that does not exist is missing: nothing there, a dangling link, or a link loop."""
+    try:
+        os.stat(src)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (the link points back to itself)"
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot access ({exc.strerror})"
+    return "no such file or folder" + (" (broken symlink)" if src.is_symlink() else "")
+
+
+# image formats we cannot write: "-o out.gif" is meant as a file, not a folder to create
+OTHER_IMAGE_SUFFIXES = {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".psd", ".dng", ".svg", ".pdf"}
+
+
+def _check_output(inputs: list[Path], out: Path | None) -> bool:
+    """Whether -o names one output file; raises ValueError (before any work) for an -o that fits
+    neither a file nor a folder: a file that exists or looks like an image name, given a folder
+    or several inputs, or a file name in a format that cannot be written."""
+    if out is None:
+        return False
+    one_file = len(inputs) == 1 and inputs[0].is_file()
+    if out.is_dir():
+        return False
+    if out.exists() and not one_file:
+        raise ValueError(f"{out}: -o is an existing file; with a folder or several inputs, -o names a folder")
+    if not out.exists() and out.suffix.lower() not in IMAGE_SUFFIXES | OTHER_IMAGE_SUFFIXES:
+        return False  # a folder to create (documented: -o DIR mirrors the inputs); "v1.2" is a folder too
+    if not one_file:
+        what = "a folder input" if any(p.is_dir() for p in inputs) else f"{len(inputs)} inputs"
+        raise ValueError(f"{out}: -o looks like a file name, but there is {what}; give a folder for -o")
+    if out.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise ValueError(f"{out}: cannot write {out.suffix} files (writable: {', '.join(sorted(WRITABLE_SUFFIXES))})")
+    return True
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, recursive: bool = False,
-              fmt: str | None = None, shard: tuple[int, int] | None = None,
+              fmt: str | None = None, shard: tuple[int, int] | None = None, exclude: tuple[Path, ...] = (),
               ) -> tuple[list[Job], list[tuple[Path, str]]]:
-    """(jobs, problems) for the given inputs; problems are (path, reason) found up front."""
+    """(jobs, problems) for the given inputs; problems are (path, reason) found up front.
+    Files under the -o folder or an `exclude` folder (e.g. inpainting's mask folder) inside an
+    input folder are never inputs. Raises ValueError for an -o that cannot work (see _check_output)."""
     jobs: list[Job] = []
     problems: list[tuple[Path, str]] = []
     out = Path(output).expanduser() if output is not None else None
-    single_file_target = (
-        out is not None and len(inputs) == 1 and Path(inputs[0]).is_file()
-        and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
-    )
-    for raw in inputs:
-        src = Path(raw).expanduser()
-        if not src.exists():
-            problems.append((src, "no such file or folder" + (" (broken symlink)" if src.is_symlink() else "")))
+    paths = [Path(raw).expanduser() for raw in inputs]
+    single_file_target = _check_output(paths, out)
+    out_real = out.resolve() if out is not None else None
+    not_inputs = [p.expanduser().resolve() for p in exclude] + ([out_real] if out_real is not None else [])
+    seen: set[Path] = set()  # the same file given twice (or a folder and a file in it) runs once
+
+    def add(job: Job) -> None:
+        key = job.src.resolve()
+        if key not in seen:
+            seen.add(key)
+            jobs.append(job)
+
+    for src in paths:
+        if not os.path.lexists(src) or not src.exists():
+            problems.append((src, _missing_reason(src)))
             continue
         if src.is_dir():
             files, bad = walk_images(src, recursive)
             problems += bad
+            # an -o folder (or a mask folder) inside the input folder: what is in it is never an input
+            root = src.resolve()
+            skip = [p for p in not_inputs if p != root and _inside(p, root)]
             for f in files:
-                if out is None and f.stem.endswith(f"_{suffix}"):
-                    continue  # outputs written beside inputs must not become inputs on a rerun
+                if skip and any(_inside(f.resolve(), p) for p in skip):
+                    continue
                 ext = _out_suffix(f, fmt)
                 rel = f.relative_to(src)
                 dst = (out / rel).with_suffix(ext) if out else f.with_name(f"{f.stem}_{suffix}{ext}")
-                jobs.append(Job(f, dst))
+                if out is None and f.stem.endswith(f"_{suffix}"):
+                    # outputs written beside inputs must not become inputs on a rerun: counted as skipped
+                    add(Job(f, dst, skip=f"named *_{suffix}: an output of an earlier run"))
+                    continue
+                add(Job(f, dst))
+            continue
+        if not src.is_file():
+            problems.append((src, "not a regular file (a FIFO, device or socket)"))
             continue
         ext = _out_suffix(src, fmt)
         if single_file_target:
@@ -207,9 +274,9 @@ def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, 
             dst = out / (src.stem + ext)
         else:
             dst = src.with_name(f"{src.stem}_{suffix}{ext}")
-        jobs.append(Job(src, dst))
+        add(Job(src, dst))
     jobs = _resolve_collisions(jobs, problems)
-    sources = {j.src.resolve() for j in jobs}
+    sources = {j.src.resolve() for j in jobs if not j.skip}
     kept = []
     for j in jobs:
         if j.dst.resolve() in sources:
@@ -288,6 +355,14 @@ class _Stop:
         return False
 
 
+def _is_output(dst: Path) -> bool:
+    """An existing, non-empty file: a 0-byte file (a crash, a touch) is no result and is redone."""
+    try:
+        return dst.stat().st_size > 0 or not dst.is_file()
+    except OSError:
+        return False
+
+
 def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions(),
              problems: list[tuple[Path, str]] | None = None) -> Summary:
     """Process every job; one 'error: <path>: <reason>' line per failure on stderr."""
@@ -304,8 +379,10 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
 
     todo = []
     for j in jobs:
-        if j.dst.exists() and not o.overwrite:
-            summary.results.append(Result(str(j.src), str(j.dst), "skipped"))
+        if j.skip:
+            summary.results.append(Result(str(j.src), str(j.dst), "skipped", j.skip))
+        elif _is_output(j.dst) and not o.overwrite:
+            summary.results.append(Result(str(j.src), str(j.dst), "skipped", "output exists"))
         else:
             todo.append(j)
     start = time.time()

@@ -1,7 +1,8 @@
 """Checks that run before training starts, so a bad config fails in a second with a message
 naming the key or path, not an hour into a run.
 
-Unknown keys and wrong types are caught when the config is loaded (`config.py`); this module
+Unknown keys, wrong types and values out of range (`ranges.py`) are caught when the config is
+loaded (`config.py`, and again here for a Config built by hand); this module
 checks what needs the file system and the launch: data folders exist and hold images, images
 are at least the crop size, pairs match, and the batch splits over processes and accumulation.
 """
@@ -11,6 +12,14 @@ from pathlib import Path
 
 from ..config import Config, ConfigError
 from ..data import IMAGE_SUFFIXES, image_size, list_images, match_pairs
+from ..ranges import check_values as _check_values
+
+
+def check_values(cfg: Config, src: str) -> None:
+    try:
+        _check_values(cfg, src)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 _KINDS = ", ".join(sorted(IMAGE_SUFFIXES))
 
@@ -56,19 +65,13 @@ def check_training_setup(cfg: Config, scale: int = 1, world: int = 1) -> None:
     if not d.train:
         raise ConfigError(f"{src}: data.train is empty: name a folder of training images "
                           f"(e.g. --set data.train=~/photos)")
-    if d.crop <= 0 or d.batch <= 0:
-        raise ConfigError(f"{src}: data.crop and data.batch must be positive (got {d.crop}, {d.batch})")
+    check_values(cfg, src)  # ranges of every numeric key (already checked by load_config; a Config
+    # built by hand comes here too)
     if d.crop % scale:
         raise ConfigError(f"{src}: data.crop={d.crop} must be a multiple of the task's scale {scale}")
-    if cfg.train.accumulate < 1:
-        raise ConfigError(f"{src}: train.accumulate must be at least 1")
     if d.batch % (world * cfg.train.accumulate):
         raise ConfigError(f"{src}: data.batch={d.batch} must be divisible by processes x train.accumulate "
                           f"= {world} x {cfg.train.accumulate}")
-    if cfg.train.minutes < 0:
-        raise ConfigError(f"{src}: train.minutes must be >= 0 (0 = no time budget), got {cfg.train.minutes}")
-    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"{src}: train.precision must be fp32, bf16 or fp16, got {cfg.train.precision!r}")
     if d.input:
         if len(d.train) != 1:
             raise ConfigError(f"{src}: data.input (paired data) needs exactly one data.train target folder")
@@ -84,9 +87,16 @@ def check_training_setup(cfg: Config, scale: int = 1, world: int = 1) -> None:
                 raise ConfigError(f"{src}: data.input: {inp} is {a[0]}x{a[1]} but its target {tgt} is "
                                   f"{b[0]}x{b[1]} (expected {scale}x the input)")
         _check_sizes("data.train", targets, d.crop, d.min_size, src)
+        count = len(targets)
     else:
+        count = 0
         for folder in d.train:
-            _check_sizes("data.train", _folder_images("data.train", folder, src), d.crop, d.min_size, src)
+            found = _folder_images("data.train", folder, src)
+            _check_sizes("data.train", found, d.crop, d.min_size, src)
+            count += len(found)
+    if d.val_holdout and not d.val and d.val_holdout >= count:
+        raise ConfigError(f"{src}: data.val_holdout: holding out {d.val_holdout} of the {count} training images "
+                          f"leaves none to train on; lower it (or name a data.val folder)")
     if d.val:
         _folder_images("data.val", d.val, src)
     if cfg.train.init_weights:

@@ -12,6 +12,10 @@ as a one-process run: more processes make a run faster, not different. `train.ac
 splits each process's share further into micro-batches (same semantics, less memory).
 Rank 0 alone logs, validates and writes checkpoints.
 
+A run folder is never overwritten by a fresh run (refused unless `force`), and is only changed
+once a run has started cleanly (config checked, data loaded); checkpoints hold tensors and
+plain values only and load with weights_only=True (`checkpoint.py`).
+
 Run folder layout:
     <out>/config.yaml         the resolved config
     <out>/checkpoint.pt       latest full training state (atomic replace)
@@ -28,7 +32,6 @@ import copy
 import functools
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -39,8 +42,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from ..atomic import write_atomic
 from ..augment import diff_augment
-from ..config import Config, config_to_dict, load_config
+from ..config import Config, ConfigError, config_to_dict, load_config
 from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, match_pairs, split_paths,
                     step_generator)
 from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_penalty, ms_ssim_loss,
@@ -48,8 +52,10 @@ from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Batch, Task
-from ..weights import TASK_PREFIX, load_weights, render_card, save_weights, split_task_state
+from ..weights import TASK_PREFIX, WeightsError, load_weights, render_card, save_weights, split_task_state
 from . import distributed as ddp
+from .checkpoint import (CheckpointError, config_difference, load_checkpoint, save_checkpoint,
+                         state_dict_error)
 from .preflight import check_training_setup
 from .samples import save_grid
 from .stream import TrainStream, batch_loader
@@ -75,31 +81,43 @@ def learning_rate(cfg: Config, step: int) -> float:
     return t.lr * 0.25
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# what a training run writes into its folder (what --force clears before a fresh start)
+RUN_FILES = ("config.yaml", "checkpoint.pt", "weights.safetensors", "MODEL_CARD.md", "metrics.jsonl")
+RUN_FOLDERS = ("samples", "tensorboard")
+
+
+def existing_run(out: Path) -> str | None:
+    """The name of a run file already in `out`, or None when the folder holds no run."""
+    return next((name for name in RUN_FILES if (out / name).exists()), None)
 
 
 class Trainer:
-    def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False):
+    def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False,
+                 force: bool = False):
+        """`resume` continues the run in train.out; otherwise train.out must not hold a run
+        already, unless `force` (its files are then replaced when the new run starts)."""
         self.cfg, self.task = cfg, task
         self.dist = ddp.DistInfo.from_env()
         self.quiet = quiet or not self.dist.main
+        self.out = Path(cfg.train.out).expanduser()
+        self.fresh, self.force = not resume, force
+        found = existing_run(self.out)
+        if not resume and found and not force:
+            raise ConfigError(f"{self.out}: already holds a training run ({found}); continue it with "
+                              f"--resume {self.out}, or start over with --force (replaces it) or another train.out")
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"{self.out}: train.out is a file, not a folder")
         check_training_setup(cfg, task.scale, self.dist.world)
         task.check_training(cfg.source)
         self.device = ddp.setup(self.dist, torch.device(device))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.out = Path(cfg.train.out).expanduser()
-        if self.dist.main:
-            self.out.mkdir(parents=True, exist_ok=True)
         self.total_steps = cfg.train.steps + cfg.train.adversarial_steps
         self.rank_batch = cfg.data.batch // self.dist.world  # this process's share of the global batch
         torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
         self.G = build_generator(cfg, task).to(self.device)
         if cfg.train.init_weights and not resume:  # fine-tune: the weights must fit this generator
-            self.G.load_state_dict(split_task_state(load_weights(cfg.train.init_weights)[0])[0])
+            self._load_init_weights(cfg.train.init_weights)
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.AdamW(self.G.parameters(), lr=cfg.train.lr, betas=cfg.train.betas,
                                        weight_decay=cfg.train.weight_decay)
@@ -113,6 +131,7 @@ class Trainer:
         self.seconds = 0.0  # training wall time so far, over all sessions (for train.minutes)
         self.sched = 0  # position in the schedule: the step, or the budget's share of it
         self.last_val: dict[str, float] = {}
+        self.interrupted = False  # stopped by Ctrl-C / SIGTERM before the last step
         if resume:
             self._load_checkpoint()
         # DDP wrappers for the passes whose gradients must be averaged; self.G / self.D stay the
@@ -158,23 +177,46 @@ class Trainer:
             "last_val": self.last_val,
         }
 
+    def _load_init_weights(self, name: str) -> None:
+        src = self.cfg.source
+        try:
+            state, config, _ = load_weights(name)
+        except WeightsError as exc:
+            raise ConfigError(f"{src}: train.init_weights: {exc}") from None
+        if config.get("task") != self.task.name:
+            raise ConfigError(f"{src}: train.init_weights: {name} is a model of task {config.get('task')}, "
+                              f"this run trains {self.task.name}")
+        try:
+            self.G.load_state_dict(split_task_state(state)[0])
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"{src}: train.init_weights: {name} does not fit this generator "
+                              f"({state_dict_error(exc)})") from None
+
     def _load_checkpoint(self) -> None:
         path = self.out / "checkpoint.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-        st = torch.load(path, map_location=self.device, weights_only=False)
-        self.G.load_state_dict(st["G"])
-        self.ema.load_state_dict(st["ema"])
-        self.opt_g.load_state_dict(st["opt_g"])
-        if self.D is not None and st.get("D") is not None:
-            self.D.load_state_dict(st["D"])
-            self.opt_d.load_state_dict(st["opt_d"])
-        for name in ("scaler_g", "scaler_d"):
-            if st.get(name):
-                getattr(self, name).load_state_dict(st[name])
+        st = load_checkpoint(path, self.device)
+        mine = config_to_dict(self.cfg)
+        sections = ("generator", "discriminator") if self.D is not None and st.get("D") is not None else ("generator",)
+        diff = config_difference(st["config"], mine, sections)
+        if diff:
+            raise CheckpointError(f"{path}: does not fit {self.cfg.source}: {diff}")
+        try:
+            self.G.load_state_dict(st["G"])
+            self.ema.load_state_dict(st["ema"])
+            self.opt_g.load_state_dict(st["opt_g"])
+            if self.D is not None and st.get("D") is not None:
+                self.D.load_state_dict(st["D"])
+                self.opt_d.load_state_dict(st["opt_d"])
+            for name in ("scaler_g", "scaler_d"):
+                if st.get(name):
+                    getattr(self, name).load_state_dict(st[name])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: does not fit the model of {self.cfg.source} "
+                                  f"({state_dict_error(exc)})") from None
         self.step = self.sched = st["step"]
-        self.seconds = st.get("seconds", 0.0)
-        self.last_val = st.get("last_val", {})
+        seconds, last_val = st.get("seconds", 0.0), st.get("last_val", {})
+        self.seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+        self.last_val = last_val if isinstance(last_val, dict) else {}
 
     def card(self) -> dict:
         return {"task": self.task.name, "steps": self.step, "validation": self.last_val,
@@ -185,17 +227,17 @@ class Trainer:
         """Checkpoint and EMA weights (rank 0 only), each written atomically."""
         if not self.dist.main:
             return
-        _atomic_torch_save(self.state(), self.out / "checkpoint.pt")
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.state(), self.out / "checkpoint.pt")
         config, card = config_to_dict(self.cfg), self.card()
         state = {**self.ema.state_dict(), **{TASK_PREFIX + k: v for k, v in self.task.state().items()}}
         save_weights(self.out / "weights.safetensors", state, config, card)
-        tmp = self.out / "MODEL_CARD.md.tmp"
-        tmp.write_text(render_card(self.out.name, config, card))
-        os.replace(tmp, self.out / "MODEL_CARD.md")
+        write_atomic(self.out / "MODEL_CARD.md", render_card(self.out.name, config, card))
 
     def log(self, record: dict) -> None:
         if not self.dist.main:
             return
+        self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if getattr(self, "tb", None) is not None:
@@ -384,6 +426,22 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
+    def _start_run_folder(self) -> None:
+        """Called once setup has succeeded: a --force fresh start clears the old run's files,
+        then the resolved config is written. Nothing in the folder changes before this."""
+        if not self.dist.main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.fresh and self.force:
+            import shutil
+
+            for name in RUN_FILES:
+                (self.out / name).unlink(missing_ok=True)
+            for name in RUN_FOLDERS:
+                if (self.out / name).is_dir():
+                    shutil.rmtree(self.out / name)
+        write_atomic(self.out / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+
     def _open_tensorboard(self) -> None:
         self.tb = None
         if not self.dist.main:
@@ -417,11 +475,10 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, d = self.cfg, self.cfg.data
-        if self.dist.main:
-            (self.out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         train_paths, val_paths = split_paths(d.train, d.val, d.val_holdout, d.max_images)
         bank = self._bank(train_paths)
         val = self.validation_batches(val_paths) if self.dist.main else []
+        self._start_run_folder()
         self._open_tensorboard()
         old = signal.signal(signal.SIGTERM, self._on_signal)
         last_ckpt = time.time()
@@ -434,6 +491,7 @@ class Trainer:
                 self.seconds = seconds0 + time.time() - t0
                 stop, sched = ddp.agree_max([float(self._stop), self._schedule_position()], self.dist, self.device)
                 if stop:
+                    self.interrupted = True
                     break
                 self.sched = int(sched)
                 if self.sched >= self.total_steps:  # the time budget is spent
@@ -455,22 +513,27 @@ class Trainer:
                     self.save()
                     last_ckpt = time.time()
         except KeyboardInterrupt:
+            self.interrupted = True
             bar.write("interrupted: saving checkpoint")
         finally:
             bar.close()
             del loader
             signal.signal(signal.SIGTERM, old)
-            self.save()
             if getattr(self, "tb", None) is not None:
                 self.tb.close()
-            ddp.barrier(self.dist)
+        self.save()  # after an error mid-run the folder keeps the last periodic checkpoint
+        ddp.barrier(self.dist)
         return self.last_val
 
 def train_from_config(path: str | None, overrides: list[str], task_lookup, device: str = "cpu",
-                      resume: bool = False, quiet: bool = False) -> Trainer:
-    """Build a Trainer from a YAML file (or a run folder's config when resuming)."""
+                      resume: bool = False, quiet: bool = False, out: str | Path | None = None,
+                      force: bool = False) -> Trainer:
+    """Build a Trainer from a YAML file (or a run folder's config when resuming, with `out`
+    that folder). Everything is checked before anything is written."""
     cfg = load_config(path, overrides)
+    if out is not None:
+        cfg = replace(cfg, train=replace(cfg.train, out=str(out)))
     task = task_lookup(cfg.task).from_config(cfg)
-    trainer = Trainer(cfg, task, device=device, resume=resume, quiet=quiet)
+    trainer = Trainer(cfg, task, device=device, resume=resume, quiet=quiet, force=force)
     trainer.command = " ".join(["vitrestore train", str(path)] + [f"--set {o}" for o in overrides])
     return trainer

@@ -1,0 +1,129 @@
+"""The allowed values of every numeric (and every closed-choice) config key, checked when a
+config is loaded, so `train.val_every=0` or `generator.window=0` is a one-line error naming
+the key and the file, not a ZeroDivisionError an hour into a run (or garbage trained at rc 0).
+
+Every int/float field of the config dataclasses has an entry in RANGES (a test enforces it);
+tuple fields are checked item by item.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+INF = math.inf
+
+# key: (lowest, highest), both inclusive
+RANGES: dict[str, tuple[float, float]] = {
+    "generator.in_channels": (1, 64),
+    "generator.out_channels": (1, 64),
+    "generator.cond_channels": (0, 64),
+    "generator.stem_channels": (1, 4096),
+    "generator.dims": (1, 8192),
+    "generator.heads": (1, 512),
+    "generator.enc_depths": (1, 256),
+    "generator.dec_depths": (0, 256),
+    "generator.window": (1, 256),
+    "generator.mlp_ratio": (0.0625, 64),
+    "generator.upscale": (1, 16),
+    "generator.patch_stride": (1, 4),
+    "discriminator.in_channels": (1, 256),
+    "discriminator.dim": (1, 8192),
+    "discriminator.patch": (2, 1024),
+    "discriminator.depth": (1, 256),
+    "discriminator.heads": (1, 512),
+    "discriminator.mlp_ratio": (0.0625, 64),
+    "loss.pixel_weight": (0, 1e6),
+    "loss.msssim_weight": (0, 1e6),
+    "loss.adversarial_weight": (0, 1e6),
+    "loss.feature_matching_weight": (0, 1e6),
+    "loss.lpips_weight": (0, 1e6),
+    "loss.r1_weight": (0, 1e6),
+    "loss.r1_every": (1, 1_000_000),
+    "data.val_holdout": (0, INF),
+    "data.val_limit": (0, INF),
+    "data.val_size": (0, 1_000_000),
+    "data.crop": (1, 100_000),
+    "data.batch": (1, 1_000_000),
+    "data.max_images": (0, INF),
+    "data.min_size": (0, 1_000_000),
+    "data.workers": (0, 1024),
+    "train.steps": (0, 10**12),
+    "train.adversarial_steps": (0, 10**12),
+    "train.lr": (1e-12, 10),
+    "train.lr_min": (0, 10),
+    "train.warmup": (0, 10**12),
+    "train.lr_d": (1e-12, 10),
+    "train.betas": (0, 0.999999),
+    "train.weight_decay": (0, 100),
+    "train.grad_clip": (0, 1e9),
+    "train.ema_decay": (0, 1),
+    "train.ema_start": (0, 10**12),
+    "train.val_every": (1, 10**12),
+    "train.checkpoint_minutes": (0, 1e7),
+    "train.log_every": (1, 10**12),
+    "train.seed": (0, 2**31 - 1),
+    "train.threads": (0, 4096),
+    "train.accumulate": (1, 1_000_000),
+    "train.minutes": (0, 1e7),
+}
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "generator.patch_stride": (1, 2, 4),
+    "generator.token_upsample": ("shuffle", "bilinear"),
+    "loss.pixel": ("charbonnier", "l1", "l2"),
+    "loss.adversarial": ("nonsaturating", "hinge", "wgan-gp"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+}
+
+
+def _fmt(v: float) -> str:
+    return "no limit" if v == INF else f"{v:g}"
+
+
+def _check_number(key: str, value: Any, source: str) -> None:
+    lo, hi = RANGES[key]
+    if not (lo <= value <= hi):  # also false for NaN
+        raise ValueError(f"{source}: {key}: must be between {_fmt(lo)} and {_fmt(hi)}, got {value!r}")
+
+
+def check_values(cfg: Any, source: str) -> None:
+    """Raise ValueError (one line, key and file named) for any value out of its range or
+    choices, and for generator/discriminator shapes that cannot be built."""
+    for section in ("generator", "discriminator", "loss", "data", "train"):
+        sub = getattr(cfg, section)
+        for f in dataclasses.fields(sub):
+            key, value = f"{section}.{f.name}", getattr(sub, f.name)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ValueError(f"{source}: {key}: must be one of "
+                                 f"{', '.join(str(c) for c in CHOICES[key])}, got {value!r}")
+            if key in RANGES:
+                for v in value if isinstance(value, tuple) else (value,):
+                    _check_number(key, v, source)
+    _check_shapes(cfg, source)
+
+
+def _check_shapes(cfg: Any, source: str) -> None:
+    g, d, t = cfg.generator, cfg.discriminator, cfg.train
+    levels = len(g.dims)
+    if not levels:
+        raise ValueError(f"{source}: generator.dims: needs at least one level")
+    for key in ("heads", "enc_depths"):
+        if len(getattr(g, key)) != levels:
+            raise ValueError(f"{source}: generator.{key}: needs one entry per level of generator.dims "
+                             f"({levels}), got {list(getattr(g, key))}")
+    if len(g.dec_depths) != levels - 1:
+        raise ValueError(f"{source}: generator.dec_depths: needs one entry fewer than generator.dims "
+                         f"({levels - 1}), got {list(g.dec_depths)}")
+    for i, (dim, heads) in enumerate(zip(g.dims, g.heads)):
+        if dim % heads:
+            raise ValueError(f"{source}: generator.heads: {heads} heads do not divide level {i}'s "
+                             f"dimension {dim} (generator.dims)")
+    if d.dim % d.heads:
+        raise ValueError(f"{source}: discriminator.heads: {d.heads} heads do not divide discriminator.dim {d.dim}")
+    if d.patch & (d.patch - 1):
+        raise ValueError(f"{source}: discriminator.patch: must be a power of two, got {d.patch}")
+    if t.steps + t.adversarial_steps < 1:
+        raise ValueError(f"{source}: train.steps: train.steps + train.adversarial_steps must be at least 1")
+    if t.lr_min > t.lr:
+        raise ValueError(f"{source}: train.lr_min: must not exceed train.lr ({t.lr:g}), got {t.lr_min:g}")
