@@ -239,3 +239,14 @@ def test_resume_a_folder_whose_name_is_yaml_syntax(cfg_file, tmp_path):
     assert code == 0, out
     code, out = run("train", "--resume", odd, "-q", "--set", "train.steps=4")
     assert code == 0 and "finished at step 4" in out, out
+
+
+def test_no_readable_training_image_names_key_and_file(cfg_file, tmp_path):
+    data = tmp_path / "junk"
+    data.mkdir()
+    for i in range(3):
+        (data / f"j{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))  # a PNG signature, nothing else
+    code, out = run("train", cfg_file, "-q", "--set", f"data.train=[{data}]", "--set", "data.val_holdout=0")
+    line = one_error(out)
+    assert code == 2 and str(cfg_file) in line and "data.train" in line and "can be read" in line
+    assert not (tmp_path / "run").exists()

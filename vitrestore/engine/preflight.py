@@ -41,11 +41,12 @@ def _folder_images(key: str, folder: str, source: str) -> list[Path]:
 
 def _check_sizes(key: str, images: list[Path], need: int, min_size: int, source: str) -> None:
     """Every image must be at least `need` px on its shorter side, unless data.min_size skips them."""
-    small, usable = [], 0
+    small, usable, unreadable = [], 0, []
     for p in images:
         size = image_size(p)
         if size is None:
-            continue  # unreadable files are skipped with a warning by the loader
+            unreadable.append(p)  # skipped with a warning by the loader
+            continue
         if min(size) < need:
             small.append((p, size))
         elif min(size) >= min_size:
@@ -55,6 +56,8 @@ def _check_sizes(key: str, images: list[Path], need: int, min_size: int, source:
         raise ConfigError(
             f"{source}: data.crop: {len(small)} of {len(images)} images in {key} are smaller than the "
             f"{need}px crop (e.g. {p}: {w}x{h}); lower data.crop, or set data.min_size={need} to skip them")
+    if not usable and len(unreadable) == len(images):
+        raise ConfigError(f"{source}: {key}: none of the {len(images)} images can be read (e.g. {unreadable[0]})")
     if not usable:
         raise ConfigError(f"{source}: {key}: no image is at least {max(need, min_size)}px on its shorter side")
 

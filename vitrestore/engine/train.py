@@ -476,7 +476,10 @@ class Trainer:
     def fit(self) -> dict:
         cfg, d = self.cfg, self.cfg.data
         train_paths, val_paths = split_paths(d.train, d.val, d.val_holdout, d.max_images)
-        bank = self._bank(train_paths)
+        try:
+            bank = self._bank(train_paths)
+        except ValueError as exc:  # every file unreadable: name the key and the file
+            raise ConfigError(f"{cfg.source}: data.train: {exc}") from None
         val = self.validation_batches(val_paths) if self.dist.main else []
         self._start_run_folder()
         self._open_tensorboard()
