@@ -201,7 +201,7 @@ def _task_is(task: str, given: str):
     """A `check` for _run: the model must be one of `task` (a command never runs another task's model)."""
     def check(model) -> None:
         if model.task.name != task:
-            raise ValueError(f"{given}: not a {task} model (its task is {model.task.name}; "
+            raise ValueError(f"{given}: not a model for `vitrestore {task}` (its task is {model.task.name}; "
                              f"run it with `vitrestore restore --weights {given}`)")
     return check
 
