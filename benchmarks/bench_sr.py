@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,17 +28,12 @@ import cv2
 import numpy as np
 import torch
 
-import tempfile
-
 from vitrestore.data import list_images, read_rgb_uint8
+from vitrestore.degrade import quantize
 from vitrestore.downscale import DOWNSCALERS, downscale
 from vitrestore.io import read_image
 from vitrestore.metrics import psnr, ssim
 from vitrestore.resize import imresize
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0, 1) * 255).round() / 255
 
 
 def lanczos(lr: torch.Tensor, s: int) -> torch.Tensor:
@@ -85,7 +81,7 @@ def main() -> None:
                         continue
                     h, w = hr.shape[1:]
                     hr = hr[:, : h - h % s, : w - w % s][None].double() / 255
-                    lr = to_uint8(downscale(hr, (hr.shape[-2] // s, hr.shape[-1] // s), down)).float()
+                    lr = quantize(downscale(hr, (hr.shape[-2] // s, hr.shape[-1] // s), down)).float()
                     if args.protocol == "file":  # the small image as a PNG file, read back as the CLI reads it
                         path = Path(files.name) / f"{i}.png"
                         u8 = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -102,7 +98,7 @@ def main() -> None:
                             sr = models[s].run_tensor(lr)
                         acc[m]["sec"] += time.perf_counter() - t0
                         acc[m]["mp"] += hr.shape[-1] * hr.shape[-2] / 1e6
-                        sr = to_uint8(sr)
+                        sr = quantize(sr)
                         acc[m]["psnr"].append(psnr(sr, hr, border=s, y_channel=True))
                         acc[m]["ssim"].append(ssim(sr, hr, border=s, y_channel=True))
                 for m in methods:

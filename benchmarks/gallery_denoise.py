@@ -18,14 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gallery_grid import label, side_by_side, write_grid
 from vitrestore.data import list_images
 from vitrestore.io import read_image
-
-
-def label(width: int, text: str) -> np.ndarray:
-    bar = np.full((22, width, 3), 255, np.uint8)
-    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return bar
 
 
 def noise_sigma(rgb: np.ndarray) -> float:
@@ -62,22 +57,11 @@ def main() -> None:
         hh = max(1.0, 0.8 * sigma)
         nlm = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(rgb[:, :, ::-1]), None, hh, hh, 7, 21)[:, :, ::-1]
         outs = [rgb, nlm] + [m(rgb) for _, m in models]
-        sep = np.full((ch, gap, 3), 255, np.uint8)
-        row = outs[0][y: y + ch, x: x + cw]
-        for o in outs[1:]:
-            row = np.hstack([row, sep, o[y: y + ch, x: x + cw]])
+        row = side_by_side([o[y: y + ch, x: x + cw] for o in outs], gap)
         rows.append(label(row.shape[1], f"{path.name}  ({w}x{h}, crop at x={x}, y={y}; noise estimate {sigma:.1f})"))
         rows.append(row)
         print(f"{path.name}: {w}x{h}, noise estimate {sigma:.1f}", flush=True)
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    head = np.full((22, width, 3), 255, np.uint8)
-    for i, n in enumerate(names):
-        cv2.putText(head, n, (i * (c + gap) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    img = np.vstack([head] + rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), img[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    print(f"{args.out}: {img.shape[1]}x{img.shape[0]}, {args.out.stat().st_size / 1e6:.2f} MB")
+    write_grid(args.out, rows, names, c, gap)
 
 
 if __name__ == "__main__":

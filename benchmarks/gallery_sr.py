@@ -14,18 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
+from gallery_grid import label, side_by_side, write_grid
 from vitrestore.data import read_rgb_uint8
 from vitrestore.resize import imresize
-
-
-def label(width: int, text: str) -> np.ndarray:
-    bar = np.full((22, width, 3), 255, np.uint8)
-    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return bar
 
 
 def main() -> None:
@@ -59,23 +52,11 @@ def main() -> None:
         for o in outs:
             t = (o[0, :, s * y: s * (y + ch), s * x: s * (x + cw)].clamp(0, 1) * 255).round().to(torch.uint8)
             tiles.append(t.permute(1, 2, 0).numpy())
-        sep = np.full((s * ch, gap, 3), 255, np.uint8)
-        row = tiles[0]
-        for t in tiles[1:]:
-            row = np.hstack([row, sep, t])
+        row = side_by_side(tiles, gap)
         rows.append(label(row.shape[1], f"{photo}  (crop {cw}x{ch} at x={x}, y={y} of {w}x{h})"))
         rows.append(row)
         print(f"{photo}: {w}x{h}, crop at y={y} x={x}", flush=True)
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    tile_w = s * c
-    head = np.full((22, width, 3), 255, np.uint8)
-    for i, n in enumerate(names):
-        cv2.putText(head, n, (i * (tile_w + gap) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    img = np.vstack([head] + rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), img[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    print(f"{args.out}: {img.shape[1]}x{img.shape[0]}, {args.out.stat().st_size / 1e6:.2f} MB")
+    write_grid(args.out, rows, names, s * c, gap)
 
 
 if __name__ == "__main__":

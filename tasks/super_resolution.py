@@ -30,7 +30,6 @@ from vitrestore.config import ConfigError
 from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
 from vitrestore.downscale import DOWNSCALERS, Downscale
 from vitrestore.registry import register
-from vitrestore.resize import imresize
 from vitrestore.task import Batch, Task
 
 DEGRADATIONS = ("classic", "real")
@@ -53,11 +52,6 @@ class UpscaleOptions:
     jpeg_quality_max: int = 95
     second_order_prob: float = 0.8
     camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/camera.py)
-
-
-def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """The papers' degradation: MATLAB imresize(x, 1/scale), quantised."""
-    return quantize(imresize(x, 1 / scale)).to(x.dtype)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
