@@ -12,7 +12,8 @@ carry. Training draws, per image, one noise kind:
 then, for images whose level is not given, JPEG (`jpeg_prob`) and sometimes a second round of
 noise and JPEG (`twice_prob`, as photos re-saved by apps); and always, last, the 8-bit file
 (clip and round, `quantize_bits`). A noisy photo is a file: nothing is trained on values a file
-cannot hold.
+cannot hold, except an optional share of plain Gaussian images (`paper_prob`, 0 by default) left
+as unclipped floats, so that one model also holds the papers' protocol.
 
 Conditioning channels (B, 2, H, W):
     0: sigma / SIGMA_SCALE where the level is known, else 0
@@ -50,6 +51,7 @@ class DenoiseOptions:
     twice_prob: float = 0.0  # share of the blind images given a second round: mild noise, then JPEG
     known_sigma_prob: float = 0.5  # share of Gaussian-noise images whose level is given as a condition
     quantize_bits: int = 8  # the noisy file's bit depth (8 or 16); 0 = float noise, never clipped (paper protocol)
+    paper_prob: float = 0.0  # share of the Gaussian images (no JPEG) kept as unclipped floats (paper protocol)
     val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
 
 
@@ -67,6 +69,8 @@ class Denoise(Task):
         if min(o.poisson_prob, o.camera_prob, o.correlated_prob) < 0 or shares > 1:
             raise ConfigError(f"{source}: 'task_options' poisson_prob + camera_prob + correlated_prob must be "
                               f"shares in [0, 1], got {shares:g}")
+        if not 0 <= o.paper_prob <= 1:
+            raise ConfigError(f"{source}: 'task_options.paper_prob' must be in [0, 1], got {o.paper_prob:g}")
         if o.quantize_bits not in (0, 8, 16):
             raise ConfigError(f"{source}: 'task_options.quantize_bits' must be 8, 16 or 0, got {o.quantize_bits}")
 
@@ -100,15 +104,24 @@ class Denoise(Task):
             noisy = torch.where(use_cor.view(-1, 1, 1, 1), cor.apply(clean, rp), noisy)
         known = select(gen, b, o.known_sigma_prob) & ~(use_pg | use_cam | use_cor)
         jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
-        noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), select(gen, b, o.jpeg_prob) & ~known)
+        gaussian = ~(use_pg | use_cam | use_cor)
+        plain = gaussian.clone()  # (B,) Gaussian images that no JPEG or second round touches
+        jpeged = select(gen, b, o.jpeg_prob) & ~known
+        plain &= ~jpeged
+        noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), jpeged)
         if o.twice_prob > 0:
             again = select(gen, b, o.twice_prob) & ~known
+            plain &= ~again
             mild = CorrelatedNoise(1.0, 12.0)
             mp = mild.sample(gen, shape)
             noisy = torch.where(again.view(-1, 1, 1, 1), mild.apply(noisy.clamp(0, 1), mp), noisy)
             noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), again)
         cond = self._cond_map(clean, gp["sigma"] * 255.0, known)
-        return Batch(input=self._file(noisy), target=clean, cond=cond)
+        filed = self._file(noisy)
+        if o.paper_prob > 0:  # drawn last, so that seeds without it replay as before
+            paper = (select(gen, b, o.paper_prob) & plain).view(-1, 1, 1, 1)
+            filed = torch.where(paper, noisy, filed)
+        return Batch(input=filed, target=clean, cond=cond)
 
     @staticmethod
     def _jpeg(x: torch.Tensor, jpeg: JPEG, params: dict, on: torch.Tensor) -> torch.Tensor:

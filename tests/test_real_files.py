@@ -173,3 +173,19 @@ def test_denoise_gives_the_level_only_for_plain_gaussian_noise(tiny_cfg):
     assert not on_levels(paper.degrade(clean, torch.Generator().manual_seed(1)).input)
     with pytest.raises(ConfigError, match="shares"):
         get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.camera_prob=0.9"))
+
+
+def test_denoise_paper_share_keeps_only_plain_gaussian_images_as_floats(tiny_cfg):
+    mix = ["task=denoise", "task_options.poisson_prob=0.2", "task_options.camera_prob=0.2",
+           "task_options.correlated_prob=0.2", "task_options.jpeg_prob=0.5"]
+    clean = quantize(torch.rand(64, 3, 16, 16) * 0.8 + 0.1)
+    paper = get_task("denoise").from_config(tiny_cfg(*mix, "task_options.paper_prob=0.5"))
+    batch = paper.degrade(clean, torch.Generator().manual_seed(3))
+    floats = [not on_levels(x) for x in batch.input]
+    assert 2 <= sum(floats) <= 30  # some images, not all
+    # the same seed without the share gives the same images, each one as its 8-bit file
+    filed = get_task("denoise").from_config(tiny_cfg(*mix)).degrade(clean, torch.Generator().manual_seed(3))
+    assert on_levels(filed.input) and torch.equal(quantize(batch.input), filed.input)
+    assert torch.equal(batch.cond, filed.cond)
+    with pytest.raises(ConfigError, match="paper_prob"):
+        get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.paper_prob=1.5"))
