@@ -131,6 +131,9 @@ def main() -> None:
     ap.add_argument("--tune-on", type=Path, help="clean training images for tuning NLM's h")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--ensemble", type=int, default=1, help="test-time flips/rotations averaged (1, 2, 4, 8)")
+    ap.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                    help="vitrestore's backend (auto: ONNX Runtime on the CPU); method vitrestore-torch runs the "
+                         "same model on PyTorch in the same run")
     ap.add_argument("--json", type=Path, help="write results here")
     ap.add_argument("--save-dir", type=Path, help="save vitrestore / CBM3D outputs of the first image per set here")
     args = ap.parse_args()
@@ -142,10 +145,12 @@ def main() -> None:
 
     from vitrestore.tasks import load_model
 
-    model = load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble)
-    model_x2 = load_model(args.model, device="cpu", tile=args.tile, ensemble=2) if "vitrestore-x2" in methods else None
-    baseline = (load_model(args.baseline, device="cpu", tile=args.tile, ensemble=args.ensemble)
-                if "baseline" in methods else None)
+    run = dict(device="cpu", tile=args.tile, backend=args.backend)
+    model = load_model(args.model, ensemble=args.ensemble, **run)
+    model_x2 = load_model(args.model, ensemble=2, **run) if "vitrestore-x2" in methods else None
+    model_torch = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch")
+                   if "vitrestore-torch" in methods else None)
+    baseline = load_model(args.baseline, ensemble=args.ensemble, **run) if "baseline" in methods else None
     if "cbm3d" in methods:
         try:
             import bm3d  # noqa: F401
@@ -156,7 +161,8 @@ def main() -> None:
     levels = args.sigmas if args.noise == "gaussian" else args.strengths
     results = []
     files = tempfile.TemporaryDirectory(prefix="bench_denoise_")
-    print(f"torch threads: {torch.get_num_threads()}; protocol {args.protocol}; noise {args.noise}")
+    print(f"torch threads: {torch.get_num_threads()}; protocol {args.protocol}; noise {args.noise}; "
+          f"vitrestore backend {model.backend}")
     print(f"{'set':<12}{'noise':>12}  {'method':<18}{'PSNR':>8}{'SSIM':>8}{'s/MP':>9}  images")
     for folder in args.sets:
         paths = list_images(folder)[: args.limit or None]
@@ -184,8 +190,8 @@ def main() -> None:
                         import bm3d as _b
 
                         out = to_tensor(np.asarray(_b.bm3d_rgb(noisy, true_sigma / 255), dtype=np.float32))
-                    elif m in ("vitrestore", "vitrestore-sigma", "vitrestore-x2", "baseline"):
-                        net = {"vitrestore-x2": model_x2, "baseline": baseline}.get(m, model)
+                    elif m in ("vitrestore", "vitrestore-sigma", "vitrestore-x2", "vitrestore-torch", "baseline"):
+                        net = {"vitrestore-x2": model_x2, "vitrestore-torch": model_torch, "baseline": baseline}.get(m, model)
                         request = {"sigma": level} if m == "vitrestore-sigma" else {}
                         if noisy_u8 is not None:  # the file's uint8 pixels, as the CLI hands them over
                             out = to_tensor(net(noisy_u8, **request).astype(np.float32) / 255)
@@ -222,7 +228,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results, "card_lines": card_lines, "protocol": args.protocol,
-                                         "noise": args.noise, "threads": torch.get_num_threads()}, indent=1))
+                                         "noise": args.noise, "threads": torch.get_num_threads(),
+                                         "backend": model.backend}, indent=1))
 
 
 if __name__ == "__main__":

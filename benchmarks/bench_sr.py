@@ -54,6 +54,9 @@ def main() -> None:
                     help="weights for a scale instead of the shipped model, e.g. x4=runs/sr4/weights.safetensors")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--tile", type=int, default=0, help="0 = whole image (test images are small)")
+    ap.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                    help="vitrestore's backend (auto: ONNX Runtime on the CPU); method vitrestore-torch runs the "
+                         "same weights on PyTorch in the same run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -63,12 +66,14 @@ def main() -> None:
         raise SystemExit(f"unknown downscaler(s) {', '.join(unknown)} (known: {', '.join(DOWNSCALERS)})")
     files = tempfile.TemporaryDirectory(prefix="bench_sr_")
     weights = {int(w.split("=")[0].lstrip("x")): w.split("=", 1)[1] for w in args.weights}
-    models = {}
-    if "vitrestore" in methods:
-        from vitrestore.tasks import load_model
+    models = {}  # (method, scale) -> model
+    for m in ("vitrestore", "vitrestore-torch"):
+        if m in methods:
+            from vitrestore.tasks import load_model
 
-        for s in args.scales:
-            models[s] = load_model(weights.get(s, f"upscale-x{s}"), device="cpu", tile=args.tile)
+            for s in args.scales:
+                models[m, s] = load_model(weights.get(s, f"upscale-x{s}"), device="cpu", tile=args.tile,
+                                          backend="torch" if m == "vitrestore-torch" else args.backend)
     rows, lines = [], []
     for folder in args.folders:
         paths = list_images(folder)[: args.limit or None]
@@ -95,7 +100,7 @@ def main() -> None:
                         elif m == "lanczos":
                             sr = lanczos(lr, s)
                         else:
-                            sr = models[s].run_tensor(lr)
+                            sr = models[m, s].run_tensor(lr)
                         acc[m]["sec"] += time.perf_counter() - t0
                         acc[m]["mp"] += hr.shape[-1] * hr.shape[-2] / 1e6
                         sr = quantize(sr)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,6 +67,9 @@ class Inpaint(Task):
     name = "inpaint"
     Options = InpaintOptions
     output_suffix = "inpainted"
+    contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
+                "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
+                "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")
     description = "fill holes given by a mask (or a key colour)"
 
     def __init__(self, options: Any = None, source: str = "<options>"):
@@ -254,7 +256,9 @@ def hole_depth(mask: torch.Tensor) -> np.ndarray:
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
     """(3, H, W) -> Gaussian blur, sigma 2 px (reflect at the border)."""
-    return kornia.filters.gaussian_blur2d(x[None], (13, 13), (2.0, 2.0), border_type="reflect")[0]
+    from kornia.filters import gaussian_blur2d  # noqa: PLC0415  (kornia takes ~0.3 s to import: only when used)
+
+    return gaussian_blur2d(x[None], (13, 13), (2.0, 2.0), border_type="reflect")[0]
 
 
 # --- masks given by the user ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ back; alpha is handed to the task's `alpha` hook (kept as is by default); 16-bit
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from vitrestore.config import ConfigError, load_config
 from vitrestore.engine.checkpoint import state_dict_error
 from vitrestore.engine.infer import tiled_forward
+from vitrestore.engine.nets import OrtNet, TorchNet, cached_export, pick_backend
 from vitrestore.nn.generator import Generator
 from vitrestore.registry import get_task
 from vitrestore.task import Task, as_unit
@@ -56,14 +58,28 @@ def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
 
 
 class Model:
+    """A task's generator ready for inference. `backend`: 'torch', 'onnx' (ONNX Runtime, CPU) or
+    'auto' (ONNX Runtime on the CPU when installed, else torch; $VITRESTORE_BACKEND overrides the
+    default); `precision`: 'auto' (fp16 on CUDA, fp32 on a CPU), 'fp32', 'fp16' (CUDA), 'bf16'."""
+
     def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
-                 tile: int = 512, overlap: int = 32, ensemble: int = 1):
+                 tile: int = 512, overlap: int = 32, ensemble: int = 1, backend: str | None = None,
+                 precision: str = "auto", config: dict | None = None, name: str = "model"):
         self.task, self.generator, self.card, self.device = task, generator.eval().to(device), card, device
         self.tile, self.overlap = tile, overlap
         if ensemble not in (1, 2, 4, 8):
             raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flips/rotations averaged), got {ensemble}")
         self.ensemble = ensemble
         self.scale = generator.cfg.upscale
+        self.config = config or {"generator": vars(generator.cfg)}
+        self.tiles_per_call = 4 if device.type == "cuda" else 1  # a GPU is busier with several tiles at once
+        self.backend = pick_backend(backend or os.environ.get("VITRESTORE_BACKEND", "auto"), device, precision)
+        self.net = (OrtNet(self.generator, cached_export(self.generator, self.config, card, self.task_doc(), name))
+                    if self.backend == "onnx" else TorchNet(self.generator, device, precision))
+
+    def task_doc(self) -> str:
+        """The task's inference contract in words, for exported files."""
+        return f"{self.task.name}: {self.task.contract or 'no cond; the output has the input size.'}"
 
     @classmethod
     def from_weights(cls, name_or_path: str | Path, device: str = "auto", **kw: Any) -> "Model":
@@ -87,7 +103,7 @@ class Model:
             task.load_state(task_state)
         except (ValueError, RuntimeError, TypeError) as exc:
             raise WeightsError(f"{name_or_path}: {exc}") from None
-        return cls(task, gen, card, pick_device(device), **kw)
+        return cls(task, gen, card, pick_device(device), config=config, name=str(name_or_path), **kw)
 
     # --- tensors -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -118,7 +134,8 @@ class Model:
         def cond(t: torch.Tensor, sl: tuple[slice, slice]):
             return self.task.condition(t, **_sliced(request, sl))
 
-        return tiled_forward(self.generator, x, cond, tile, self.overlap, self.scale, self.device)
+        return tiled_forward(self.net, x, cond, tile, self.overlap, self.scale, self.device,
+                             tiles_per_call=self.tiles_per_call)
 
     def run_channels(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
         """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] (or uint8/uint16)

@@ -43,6 +43,7 @@ class RestoreOptions:
 
 @register
 class Restore(Task):
+    contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
     name = "restore"
     Options = RestoreOptions
     description = "any restoration defined in YAML (a degradation pipeline), run with --weights"

@@ -100,6 +100,7 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
 
 @register
 class Upscale(Task):
+    contract = "no cond; the output is `scale` times the input's size (tiles overlap 32 px, feathered)."
     name = "upscale"
     Options = UpscaleOptions
     description = "super-resolution x2 / x4 (classic bicubic, or real-world photos)"

@@ -44,6 +44,15 @@ def stripes(h: int = 80, w: int = 112) -> np.ndarray:
     return np.where(on[..., None], [0.9, 0.6, 0.2], [0.1, 0.2, 0.5]).astype(np.float32)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a folder of the test session, never the user's cache."""
+    import os
+
+    os.environ["VITRESTORE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def image_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("clean")

@@ -158,3 +158,15 @@ def test_installed_entry_point_runs_from_any_directory(tmp_path, tiny_weights):
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "x_denoised.png").is_file()
+
+
+def test_help_and_models_start_without_torch():
+    """`vitrestore --help` and `vitrestore models` read no tensors: they must not pay torch's import."""
+    code = ("import sys\nfrom vitrestore.cli import main\n"
+            "for argv in (['--help'], ['models'], ['denoise', '--help']):\n"
+            "    try:\n        main(argv, standalone_mode=False)\n    except SystemExit:\n        pass\n"
+            "heavy = sorted(m for m in ('torch', 'cv2', 'kornia', 'onnxruntime') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout and "denoise" in done.stdout and "--backend" in done.stdout

@@ -37,6 +37,29 @@ def test_tiled_upscale_shape():
     assert y.shape == (1, 3, 140, 90)
 
 
+def test_several_tiles_per_call_give_the_tiles_one_by_one():
+    """Batched tiles (the GPU path): same result, each tile with its own condition."""
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,),
+                                  window=4, mlp_ratio=1.0, cond_channels=1, upscale=2)).eval()
+    torch.nn.init.normal_(g.head[-2].weight, std=0.05)
+    x = torch.rand(2, 3, 70, 101)
+    calls = []
+
+    def net(t, c):
+        calls.append(t.shape[0])
+        return g(t, c)
+
+    def cond(t, sl):  # differs per tile: its position
+        return torch.full_like(t[:, :1], sl[0].start / 100 + sl[1].start / 1000)
+
+    one = tiled_forward(net, x, cond, tile=32, overlap=8, scale=2)
+    n = len(calls)
+    three = tiled_forward(net, x, cond, tile=32, overlap=8, scale=2, tiles_per_call=3)
+    assert torch.allclose(one, three, atol=1e-5)
+    assert calls[n:] == [6] * (n // 3) + ([2 * (n % 3)] if n % 3 else [])  # B=2 images x 3 tiles per call
+
+
 def test_ensemble_averages_flips_and_rotations(tiny_weights):
     from vitrestore.tasks import load_model
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import kornia
 import torch
 import torch.nn.functional as F
 
@@ -51,7 +50,9 @@ def disk_kernels(radius: torch.Tensor, k: int) -> torch.Tensor:
 
 def apply_kernels(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Convolve each image of x (B, C, H, W) with its own kernel (B, k, k)."""
-    return kornia.filters.filter2d(x, kernels.to(x), border_type="reflect")
+    from kornia.filters import filter2d  # noqa: PLC0415  (slow to import: training only)
+
+    return filter2d(x, kernels.to(x), border_type="reflect")
 
 
 class _KernelBlur:

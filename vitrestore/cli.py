@@ -3,16 +3,17 @@ the package that imports the task modules (`vitrestore.tasks`); the core modules
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from .atomic import os_reason
 from .config import ConfigError
-from .engine.batch import FORMATS
-from .io import DEFAULT_MAX_PIXELS
+from .formats import DEFAULT_MAX_PIXELS, FORMATS
 from .weights import WeightsError, read_metadata, resolve, shipped_models
 
 
@@ -91,7 +92,37 @@ def _check_report_path(report: Path | None) -> None:
         _fail(f"{report}: --report: folder {parent} is not writable")
 
 
+@dataclass(frozen=True)
+class RunArgs:
+    """The options every image command shares (collected by `_common_run_options`)."""
+
+    inputs: tuple[Path, ...]
+    output: Path | None
+    tile: int
+    device: str
+    backend: str
+    precision: str
+    recursive: bool
+    overwrite: bool
+    quiet: bool
+    max_megapixels: float
+    fmt: str | None
+    jpeg_quality: int
+    shard: str | None
+    report: Path | None
+    ensemble: str
+
+
 def _common_run_options(f, ensemble: str = "1"):
+    """Add the shared options to a command; the command receives them as one `run: RunArgs`."""
+    body = f
+
+    @functools.wraps(body)
+    def command(**kw):
+        run = RunArgs(**{name: kw.pop(name) for name in RunArgs.__dataclass_fields__})
+        return body(run, **kw)
+
+    f = command
     f = click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=ensemble, show_default=True,
                      help="Average the model over this many flips/rotations (N times slower, a little better).")(f)
     f = click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
@@ -106,6 +137,13 @@ def _common_run_options(f, ensemble: str = "1"):
     f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
     f = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (default: skip them).")(f)
     f = click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")(f)
+    f = click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+                     show_default=True, help="auto: fp16 on CUDA (a tile that overflows is rerun in fp32), "
+                                             "fp32 on a CPU; bf16 on a CPU only where it has bf16 units.")(f)
+    f = click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]),
+                     default=lambda: os.environ.get("VITRESTORE_BACKEND", "auto"),
+                     help="auto: ONNX Runtime on a CPU (faster; the graph is exported once and cached), "
+                          "PyTorch on CUDA.  [default: $VITRESTORE_BACKEND, else auto]")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(f)
     f = click.option("--tile", type=int, default=512, show_default=True, callback=_tile_size,
                      help=f"Tile size in pixels (0 = whole image at once; else at least {MIN_TILE}).")(f)
@@ -138,8 +176,7 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
     return ((k - 1) * info.world + info.rank + 1, n * info.world), device
 
 
-def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels,
-         fmt, jpeg_quality, shard, report, ensemble, suffix: str | None = None, finish=None, check=None, per_image=None,
+def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, check=None, per_image=None,
          exclude: tuple[Path, ...] = (), **request) -> None:
     """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
@@ -150,10 +187,11 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
     from .engine.batch import RunOptions, plan_jobs, run_jobs
 
     tasks = _tasks()
-    _check_report_path(report)
-    shard_kn, device = _shard_and_device(shard, device)
+    _check_report_path(run.report)
+    shard_kn, device = _shard_and_device(run.shard, run.device)
     try:
-        model = tasks.load_model(model_name, device=device, tile=tile, ensemble=int(ensemble))
+        model = tasks.load_model(model_name, device=device, tile=run.tile, ensemble=int(run.ensemble),
+                                 backend=run.backend, precision=run.precision)
         if check is not None:
             check(model)
         if per_image is None:
@@ -161,12 +199,13 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
         _fail(_message(exc))
     try:
-        jobs, problems = plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt, shard_kn,
-                                   exclude)
+        jobs, problems = plan_jobs(list(run.inputs), run.output, suffix or model.task.suffix, run.recursive,
+                                   run.fmt, shard_kn, exclude)
     except ValueError as exc:
         _fail(str(exc))
     if not jobs and not problems:
-        if shard_kn is not None and plan_jobs(list(inputs), output, suffix or model.task.suffix, recursive, fmt)[0]:
+        if shard_kn is not None and plan_jobs(list(run.inputs), run.output, suffix or model.task.suffix,
+                                              run.recursive, run.fmt)[0]:
             click.echo(f"notice: share {shard_kn[0]}/{shard_kn[1]} holds none of the images (each file goes to "
                        f"one share; with more shares than files, some are empty): nothing to do", err=True)
             return
@@ -181,14 +220,14 @@ def _run(model_name: str, inputs, output, tile, device, recursive, overwrite, qu
 
     # same-size small images share a model call on a GPU; on a CPU that was measured slower
     # (0.91x vs 1.22x unbatched, docs/batch.md), so there they go one by one
-    options = RunOptions(overwrite=overwrite, quiet=quiet, max_pixels=int(max_megapixels * 1e6),
-                         jpeg_quality=jpeg_quality,
+    options = RunOptions(overwrite=run.overwrite, quiet=run.quiet, max_pixels=int(run.max_megapixels * 1e6),
+                         jpeg_quality=run.jpeg_quality,
                          batch=8 if model.device.type == "cuda" and per_image is None else 1)
     summary = run_jobs(jobs, process, options, problems=problems)
     click.echo(summary.line(), err=True)
-    if report is not None:
+    if run.report is not None:
         try:
-            summary.write_report(report)
+            summary.write_report(run.report)
         except OSError as exc:
             _fail(f"{os_reason(exc)} (writing the --report; the files themselves are done)", 1)
     if summary.interrupted:
@@ -217,27 +256,23 @@ def _denoise_options(f):
               help="Noise level (0-255 scale) if known; blind when omitted.")
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
-def denoise(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, ensemble, sigma, model_name) -> None:
+def denoise(run: RunArgs, sigma, model_name) -> None:
     """Remove noise from images or folders of images.
 
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
-    _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, ensemble, check=_task_is("denoise", model_name), sigma=sigma)
+    _run(model_name, run, check=_task_is("denoise", model_name), sigma=sigma)
 
 
 @main.command()
 @_common_run_options
 @click.option("--weights", required=True, help="A .safetensors weights file from `vitrestore train` (or a shipped name).")
-def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, ensemble, weights) -> None:
+def restore(run: RunArgs, weights) -> None:
     """Run any trained model (e.g. a task defined in YAML) on images or folders.
 
     Writes <stem>_<name>.<ext> beside each input, where <name> comes from the model's config.
     """
-    _run(weights, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, ensemble)
+    _run(weights, run)
 
 
 @main.command()
@@ -247,8 +282,7 @@ def restore(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
               help="classic (sharp, for clean images), real (noisy/JPEG'd real photos), or a .safetensors file.")
 @click.option("--outscale", type=click.FloatRange(0.05, 16), default=None,
               help="Final size as a factor of the input (the network output is resized to it).")
-def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, ensemble, scale, kind, outscale) -> None:
+def upscale(run: RunArgs, scale, kind, outscale) -> None:
     """Enlarge images x2 or x4 (super-resolution).
 
     Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).
@@ -280,8 +314,7 @@ def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         return out[:, :, None] if out.ndim == 2 else np.ascontiguousarray(out)
 
     suffix = f"x{outscale:g}" if outscale is not None else None
-    _run(name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-         report, ensemble, suffix=suffix, finish=finish, check=check)
+    _run(name, run, suffix=suffix, finish=finish, check=check)
 
 
 @main.command()
@@ -298,8 +331,7 @@ def upscale(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
                    "a little closer on average, visibly blurred in large holes).")
 @click.option("--model", "model_name", default="inpaint", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
-def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, ensemble, mask_path, mask_color, tolerance, dilate, texture, model_name) -> None:
+def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, model_name) -> None:
     """Fill holes: the white (or opaque) pixels of a mask, or every pixel of a key colour.
 
     Writes <stem>_inpainted.<ext> beside each input. Pixels outside the hole are kept exactly.
@@ -327,7 +359,7 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
         for m in list_images(mask_path):
             by_stem.setdefault(m.stem, []).append(m)
             by_rel.setdefault(m.relative_to(mask_path).with_suffix(""), []).append(m)
-    folders = [Path(p).expanduser() for p in inputs if Path(p).expanduser().is_dir()]
+    folders = [Path(p).expanduser() for p in run.inputs if Path(p).expanduser().is_dir()]
 
     def relative(path: Path) -> Path:
         """The image's path relative to the input folder it came from (its name for a file input)."""
@@ -370,8 +402,7 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
                              f"whole image: no known pixel to fill the hole from")
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
 
-    _run(model_name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality,
-         shard, report, ensemble, check=_task_is("inpaint", model_name), per_image=mask_for,
+    _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for,
          exclude=(mask_path,) if mask_path is not None and mask_path.is_dir() else ())
 
 
@@ -382,8 +413,7 @@ def inpaint(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
                    "file trained with configs/stylize.yaml.")
 @click.option("--strength", type=click.FloatRange(0, 1), default=None,
               help="Blend: 0 = the photo, 1 = fully stylised [the model's default, 1].")
-def stylize(inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-            report, ensemble, style, strength) -> None:
+def stylize(run: RunArgs, style, strength) -> None:
     """Repaint photos in the style of a painting.
 
     Writes <stem>_<style>.<ext> beside each input (e.g. photo_starry-night.png).
@@ -401,8 +431,51 @@ def stylize(inputs, output, tile, device, recursive, overwrite, quiet, max_megap
             raise ValueError(f"{style}: not a style model (it is a {model.task.name} model)")
 
     request = {} if strength is None else {"strength": strength}
-    _run(name, inputs, output, tile, device, recursive, overwrite, quiet, max_megapixels, fmt, jpeg_quality, shard,
-         report, ensemble, check=check, **request)
+    _run(name, run, check=check, **request)
+
+
+@main.command()
+@click.argument("model_name", metavar="MODEL")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The .onnx file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Run the exported file in ONNX Runtime beside PyTorch on an odd-sized input and report the "
+                   "largest difference.")
+def export(model_name, output, overwrite, check) -> None:
+    """Export a model (shipped name or .safetensors file) to ONNX, for ONNX Runtime, OpenCV DNN,
+    chaiNNer and other tools.
+
+    Dynamic batch, height and width; the model card, config and input/output contract are in the
+    file's metadata (docs/onnx.md).
+    """
+    from .engine.onnx_export import export_generator
+    from .engine.nets import onnx_available
+
+    if output.suffix.lower() != ".onnx":
+        _fail(f"{output}: the output must be a .onnx file")
+    if output.exists() and not overwrite:
+        _fail(f"{output}: exists (use --overwrite to replace it)")
+    if not output.parent.is_dir():
+        _fail(f"{output}: folder {output.parent} does not exist")
+    if not onnx_available():
+        _fail("export needs the packages onnx and onnxruntime (pip install onnx onnxruntime)")
+    try:
+        model = _tasks().load_model(model_name, device="cpu", backend="torch")
+    except (WeightsError, ConfigError, KeyError, ValueError) as exc:
+        _fail(_message(exc))
+    try:
+        export_generator(model.generator, output, model.config, model.card, model.task_doc())
+    except OSError as exc:
+        _fail(os_reason(exc), 1)
+    click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
+    if check:
+        from .engine.onnx_check import compare_with_torch
+
+        size, diff = compare_with_torch(model.generator, output)
+        click.echo(f"checked: ONNX Runtime vs PyTorch on a {size[1]}x{size[0]} input, largest difference {diff:.1e}")
+        if diff > 1e-4:
+            _fail(f"{output}: ONNX Runtime differs from PyTorch by {diff:.1e} (> 1e-4); do not use this file", 1)
 
 
 @main.command()

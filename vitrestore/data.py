@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+from .formats import IMAGE_SUFFIXES  # noqa: F401  (re-exported: callers import it from here)
+
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
 
 from vitrestore.metrics import luminance
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = 2 * int(3 * sigma + 0.5) + 1
+    from kornia.filters import gaussian_blur2d  # noqa: PLC0415  (slow to import: only when used)
+
     return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="replicate")
 
 

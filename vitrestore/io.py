@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .formats import DEFAULT_MAX_PIXELS, WRITABLE_SUFFIXES  # noqa: F401  (re-exported)
+
 Image.MAX_IMAGE_PIXELS = None  # size limits are ours (max_pixels), checked from the header
 
 MIN_SIDE = 8
-DEFAULT_MAX_PIXELS = 300_000_000
-WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 class ImageReadError(ValueError):

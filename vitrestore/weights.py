@@ -9,12 +9,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
+
 from safetensors import SafetensorError as SafetensorsError
-from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 
 from .atomic import write_atomic
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where tensors are made, not here: `vitrestore models` and `--help` read
+# metadata only and start without it
 
 SUFFIX = ".safetensors"
 
@@ -25,6 +29,8 @@ class WeightsError(ValueError):
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: dict, card: dict) -> None:
     """Write weights atomically (temporary file, then rename) with config and card as metadata."""
+    from safetensors.torch import save as safetensors_bytes  # noqa: PLC0415
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
@@ -67,7 +73,7 @@ def read_metadata(path: Path) -> tuple[dict, dict]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "numpy") as f:  # metadata only: no tensor is read, torch is not imported
             meta = f.metadata() or {}
         config, card = json.loads(meta["config"]), json.loads(meta.get("card", "{}"))
     except KeyError:
@@ -82,6 +88,9 @@ def read_metadata(path: Path) -> tuple[dict, dict]:
 
 def load_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, Any]]:
     """(state_dict, config mapping, model card) from a shipped name or a file path."""
+    import torch  # noqa: PLC0415
+    from safetensors.torch import load_file  # noqa: PLC0415
+
     path = resolve(name_or_path)
     config, card = read_metadata(path)
     try:

@@ -42,11 +42,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import write_atomic
-from ..data import IMAGE_SUFFIXES
-from ..io import (DEFAULT_MAX_PIXELS, WRITABLE_SUFFIXES, LoadedImage, read_image, remove_stale_partials,
-                  write_image)
+from ..formats import DEFAULT_MAX_PIXELS, FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES  # noqa: F401
+from ..io import LoadedImage, read_image, remove_stale_partials, write_image
 
-FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""ONNX export and the ONNX Runtime backend: the exported graph matches PyTorch at any size, the
+backend matches the torch path through tiling and ensembles, exports are cached by digest, and
+half precision falls back to fp32 for a tile that overflows."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import vitrestore.tasks  # noqa: F401
+from vitrestore.config import GeneratorConfig
+from vitrestore.engine.nets import TorchNet, cache_dir, pick_backend
+from vitrestore.engine.onnx_check import compare_with_torch
+from vitrestore.engine.onnx_export import export_generator
+from vitrestore.nn.generator import Generator
+from vitrestore.tasks import load_model
+from vitrestore.weights import shipped_models
+
+
+def tiny_generator(**kw) -> Generator:
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,), window=4,
+                          mlp_ratio=1.0, **kw)
+    gen = Generator(cfg).eval()
+    with torch.no_grad():  # the head starts at zero: make the output depend on the network
+        for p in gen.head.parameters():
+            p.normal_(0, 0.1)
+    return gen
+
+
+@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"upscale": 2}, {"upscale": 4, "patch_stride": 1}])
+def test_export_matches_pytorch_on_two_odd_sizes(tmp_path, kw):
+    gen = tiny_generator(**kw)
+    path = tmp_path / "g.onnx"
+    export_generator(gen, path, {"task": "x"}, {"steps": 1}, "x: test")
+    m = gen.multiple
+    for size in [(m + 3, 3 * m + 1), (2 * m + 5, m + 7)]:
+        shape, diff = compare_with_torch(gen, path, size=size, seed=size[0])
+        assert shape == size and diff <= 1e-4, (size, diff)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    contract = json.loads(meta["vitrestore.contract"])
+    assert contract["scale"] == kw.get("upscale", 1) and contract["min_side"] == m + 1
+    assert contract["inputs"] == (["image", "cond"] if kw.get("cond_channels") else ["image"])
+    assert json.loads(meta["vitrestore.card"]) == {"steps": 1}
+
+
+def test_onnx_backend_matches_torch_through_tiles_and_ensemble(tiny_weights):
+    x = torch.rand(1, 3, 70, 150, generator=torch.Generator().manual_seed(1))
+    kw = dict(device="cpu", tile=48, ensemble=2)
+    onnx_model, torch_model = load_model(tiny_weights, backend="onnx", **kw), load_model(tiny_weights, backend="torch", **kw)
+    assert (onnx_model.backend, torch_model.backend) == ("onnx", "torch")
+    for sigma in (None, 25.0):
+        a, b = onnx_model.run_tensor(x, sigma=sigma), torch_model.run_tensor(x, sigma=sigma)
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-4
+    tiny = torch.rand(1, 3, 9, 13)  # below the pad multiple: the backend runs the torch generator
+    assert torch.allclose(onnx_model.run_tensor(tiny), torch_model.run_tensor(tiny), atol=1e-6)
+
+
+def test_exports_are_cached_by_weights_digest(tiny_weights):
+    load_model(tiny_weights, device="cpu", backend="onnx")
+    files = sorted((cache_dir() / "onnx").glob("*.onnx"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    load_model(tiny_weights, device="cpu", backend="onnx")  # same weights: no new export
+    assert sorted((cache_dir() / "onnx").glob("*.onnx")) == files
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    model = load_model(tiny_weights, device="cpu", backend="torch")
+    with torch.no_grad():
+        model.generator.head[-2].bias.add_(0.01)  # other weights, another file
+    type(model)(model.task, model.generator, model.card, model.device, backend="onnx", config=model.config)
+    assert len(list((cache_dir() / "onnx").glob("*.onnx"))) == len(files) + 1
+
+
+@pytest.mark.parametrize("name", shipped_models())
+def test_every_shipped_model_runs_the_same_on_both_backends(name):
+    """Within 1/255 through the whole inference path (tiling, conditions, compositing)."""
+    rng = np.random.default_rng(0)
+    img = (rng.random((70, 90, 3)) * 255).astype(np.uint8)
+    request = {}
+    if name == "inpaint":
+        mask = torch.zeros(1, 1, 70, 90)
+        mask[..., 20:40, 30:60] = 1
+        request = {"mask": mask}
+    a = load_model(name, device="cpu", backend="onnx", tile=64)(img, **request)
+    b = load_model(name, device="cpu", backend="torch", tile=64)(img, **request)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_backend_choices_and_impossible_asks():
+    cpu = torch.device("cpu")
+    assert pick_backend("auto", cpu, "auto") == "onnx" and pick_backend("torch", cpu, "auto") == "torch"
+    assert pick_backend("auto", torch.device("cuda"), "auto") == "torch"
+    with pytest.raises(ValueError, match="CPU"):
+        pick_backend("onnx", torch.device("cuda"), "auto")
+    with pytest.raises(ValueError, match="fp32"):
+        pick_backend("onnx", cpu, "bf16")
+    with pytest.raises(ValueError, match="CUDA only"):
+        TorchNet(tiny_generator(), cpu, "fp16")
+
+
+class _OverflowsInHalf(torch.nn.Module):
+    """Inf under autocast (as an fp16 overflow would give), finite in fp32."""
+
+    def forward(self, x, cond=None):
+        if torch.is_autocast_enabled("cpu"):
+            return x * float("inf")
+        return x * 2
+
+
+def test_half_precision_reruns_a_non_finite_tile_in_fp32():
+    net = TorchNet(_OverflowsInHalf(), torch.device("cpu"), "bf16")
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(net(x, None), x * 2) and net.fallbacks == 1
+    ok = TorchNet(tiny_generator(), torch.device("cpu"), "bf16")
+    y = ok(torch.rand(1, 3, 32, 32), None)
+    assert torch.isfinite(y).all() and y.dtype == torch.float32 and ok.fallbacks == 0
+
+
+def test_cli_export_writes_a_checked_self_describing_file(tiny_weights, tmp_path):
+    out = tmp_path / "tiny.onnx"
+    cmd = [sys.executable, "-m", "vitrestore", "export", str(tiny_weights), "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "largest difference" in done.stdout
+    diff = float(done.stdout.split("largest difference")[1].split()[0])
+    assert diff <= 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["vitrestore.config"])["task"] == "denoise"
+    assert "sigma / 50" in json.loads(meta["vitrestore.contract"])["task"]
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "x.txt")], capture_output=True, text=True)
+    assert bad.returncode == 2 and ".onnx" in bad.stderr

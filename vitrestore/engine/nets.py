@@ -1,0 +1,127 @@
+"""The network runners behind `Model`: each is a callable net(x, cond) -> output on the tile
+that `tiled_forward` hands it, so tiling, ensembles, conditioning and compositing stay the same
+whichever runs the network.
+
+    TorchNet   the generator in PyTorch, optionally in half precision (autocast: fp16 or bf16
+               on CUDA, bf16 on a CPU), a tile whose output is not finite rerun in fp32
+    OrtNet     ONNX Runtime on the CPU, from an export cached per weights digest; inputs with a
+               side at or below the pad multiple (where the traced graph does not hold) go to
+               the PyTorch generator
+
+`pick_backend` decides `auto`: ONNX Runtime on the CPU when it is installed and the export works,
+else PyTorch.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+from ..nn.generator import Generator
+from .onnx_export import export_generator, generator_digest
+
+BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept: $VITRESTORE_CACHE, else $XDG_CACHE_HOME/vitrestore, else
+    ~/.cache/vitrestore."""
+    if os.environ.get("VITRESTORE_CACHE"):
+        return Path(os.environ["VITRESTORE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "vitrestore"
+
+
+class TorchNet:
+    def __init__(self, generator: Generator, device: torch.device, precision: str = "auto"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("--precision fp16 runs on CUDA only (on a CPU: fp32, or bf16 where the CPU has it)")
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("--precision bf16: this GPU does not support bfloat16")
+        if precision == "auto":
+            precision = "fp16" if device.type == "cuda" else "fp32"
+        self.generator, self.device, self.precision = generator, device, precision
+        self.fallbacks = 0  # tiles rerun in fp32 because half precision gave non-finite values
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if self.precision == "fp32":
+            return self.generator(x, cond)
+        with torch.autocast(self.device.type, dtype=_HALF[self.precision]):
+            y = self.generator(x, cond).float()
+        if bool(torch.isfinite(y).all()):
+            return y
+        self.fallbacks += 1
+        return self.generator(x, cond)
+
+
+class OrtNet:
+    def __init__(self, generator: Generator, onnx_path: Path, threads: int | None = None):
+        import onnxruntime as ort  # noqa: PLC0415
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or torch.get_num_threads()
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.generator = generator
+        self.min_side = generator.multiple + 1
+        self.names = [i.name for i in self.session.get_inputs()]
+        self._lock = threading.Lock()  # one run at a time per session (threads share the cores anyway)
+
+    def __call__(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.min_side:  # the traced graph assumes more than one window
+            with torch.no_grad():
+                return self.generator(x, cond)
+        feed = {"image": x.detach().cpu().float().contiguous().numpy()}
+        if "cond" in self.names:
+            feed["cond"] = cond.detach().cpu().float().contiguous().numpy()
+        with self._lock:
+            out = self.session.run(None, feed)[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def cached_export(generator: Generator, config: dict, card: dict, task_doc: str, name: str) -> Path:
+    """The generator's ONNX export from the cache, made (once, atomically) when missing."""
+    digest = generator_digest(generator, config)
+    path = cache_dir() / "onnx" / f"{digest[:24]}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"vitrestore: exporting {name} to ONNX once for the fast CPU path (cached in {path.parent})",
+              file=sys.stderr)
+        export_generator(generator, path, config, card, task_doc)
+    return path
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401, PLC0415
+        import onnxruntime  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+def pick_backend(backend: str, device: torch.device, precision: str) -> str:
+    """'torch' or 'onnx' for a requested backend on a device (raises ValueError for impossible asks)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnx":
+        if device.type != "cpu":
+            raise ValueError("--backend onnx runs on the CPU (use --device cpu, or --backend torch on CUDA)")
+        if precision in _HALF:
+            raise ValueError(f"--backend onnx runs in fp32, not {precision}")
+        if not onnx_available():
+            raise ValueError("--backend onnx needs the packages onnx and onnxruntime (pip install onnx onnxruntime)")
+        return "onnx"
+    if backend == "auto" and device.type == "cpu" and precision in ("auto", "fp32") and onnx_available():
+        return "onnx"
+    return "torch"
