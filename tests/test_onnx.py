@@ -61,18 +61,28 @@ def test_onnx_backend_matches_torch_through_tiles_and_ensemble(tiny_weights):
     assert torch.allclose(onnx_model.run_tensor(tiny), torch_model.run_tensor(tiny), atol=1e-6)
 
 
+def _cached() -> list:
+    return sorted((cache_dir() / "onnx").glob("*.onnx"))
+
+
 def test_exports_are_cached_by_weights_digest(tiny_weights):
+    """One export per weights; beside it ONNX Runtime's optimised graph for this machine, made
+    on the first session and loaded (not re-optimised) by the next."""
     load_model(tiny_weights, device="cpu", backend="onnx")
-    files = sorted((cache_dir() / "onnx").glob("*.onnx"))
+    files = _cached()
+    assert any(f.name.endswith(".opt.onnx") for f in files)
+    assert not list((cache_dir() / "onnx").glob(".*"))  # no temporary file left
     stamps = [f.stat().st_mtime_ns for f in files]
-    load_model(tiny_weights, device="cpu", backend="onnx")  # same weights: no new export
-    assert sorted((cache_dir() / "onnx").glob("*.onnx")) == files
-    assert [f.stat().st_mtime_ns for f in files] == stamps
+    again = load_model(tiny_weights, device="cpu", backend="onnx")  # same weights: nothing new
+    assert _cached() == files and [f.stat().st_mtime_ns for f in files] == stamps
+    x = torch.rand(1, 3, 40, 56)
+    assert torch.allclose(again.run_tensor(x), load_model(tiny_weights, device="cpu", backend="torch").run_tensor(x),
+                          atol=1e-5)
     model = load_model(tiny_weights, device="cpu", backend="torch")
     with torch.no_grad():
-        model.generator.head[-2].bias.add_(0.01)  # other weights, another file
+        model.generator.head[-2].bias.add_(0.01)  # other weights, another export
     type(model)(model.task, model.generator, model.card, model.device, backend="onnx", config=model.config)
-    assert len(list((cache_dir() / "onnx").glob("*.onnx"))) == len(files) + 1
+    assert len(_cached()) == len(files) + 2
 
 
 @pytest.mark.parametrize("name", shipped_models())

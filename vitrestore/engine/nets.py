@@ -13,7 +13,10 @@ else PyTorch.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import platform
 import sys
 import threading
 from pathlib import Path
@@ -69,9 +72,23 @@ class OrtNet:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        # ORT's full optimisation of the graph takes ~1 s per start: it is done once and its result
+        # kept beside the export, per ONNX Runtime version and CPU (it holds CPU-specific layouts)
+        optimized = onnx_path.with_name(f"{onnx_path.stem}.{_machine_key(ort.__version__)}.opt.onnx")
+        if optimized.is_file():
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            path = optimized
+        else:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            tmp = optimized.with_name(f".{optimized.name}.{os.getpid()}.tmp")
+            so.optimized_model_filepath = str(tmp)
+            path = onnx_path
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        finally:
+            if path == onnx_path and Path(so.optimized_model_filepath).is_file():
+                os.replace(so.optimized_model_filepath, optimized)  # complete, or not there at all
         self.generator = generator
         self.min_side = generator.multiple + 1
         self.names = [i.name for i in self.session.get_inputs()]
@@ -89,6 +106,17 @@ class OrtNet:
         return torch.from_numpy(out).to(x.device)
 
 
+def _machine_key(ort_version: str) -> str:
+    """A short key of the ONNX Runtime version and this CPU's model and instruction sets."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+        cpu += "".join(line for line in info if line.startswith(("model name", "flags")))[:4000]
+    except OSError:
+        pass
+    return hashlib.sha256(f"{ort_version}|{cpu}".encode()).hexdigest()[:12]
+
+
 def cached_export(generator: Generator, config: dict, card: dict, task_doc: str, name: str) -> Path:
     """The generator's ONNX export from the cache, made (once, atomically) when missing."""
     digest = generator_digest(generator, config)
@@ -102,12 +130,9 @@ def cached_export(generator: Generator, config: dict, card: dict, task_doc: str,
 
 
 def onnx_available() -> bool:
-    try:
-        import onnx  # noqa: F401, PLC0415
-        import onnxruntime  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
+    """Whether onnx and onnxruntime are installed (found, not imported: `import onnx` alone takes
+    about a second, and it is needed only to export)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def pick_backend(backend: str, device: torch.device, precision: str) -> str:

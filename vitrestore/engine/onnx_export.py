@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,24 @@ from ..atomic import write_atomic
 from ..nn.generator import Generator
 
 OPSET = 17
-EXPORT_VERSION = 1  # bump when the graph or its metadata change: cached exports are then remade
+EXPORT_VERSION = 1  # bump when the metadata change: cached exports are then remade
+
+
+def _network_source() -> bytes:
+    """The network's code (vitrestore/nn/*.py): a change to it makes new exports."""
+    folder = Path(sys.modules[Generator.__module__].__file__).parent
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))
 
 
 def generator_digest(generator: Generator, config: dict) -> str:
-    """sha256 of the generator's tensors and the inference config: the cache key of its export."""
+    """sha256 of the generator's tensors, the inference config, the network's code and the
+    exporter's version: the cache key of its export."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, t in sorted(generator.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(f"opset{OPSET}-v{EXPORT_VERSION}".encode())
+    h.update(f"opset{OPSET}-v{EXPORT_VERSION}-torch{torch.__version__}".encode())
+    h.update(_network_source())
     return h.hexdigest()
 
 

@@ -35,7 +35,9 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torc
             label += 1
     ids = window_partition(region, window).squeeze(-1)  # (nW, window^2)
     same = ids.unsqueeze(1) == ids.unsqueeze(2)
-    return torch.zeros(same.shape, device=device).masked_fill(~same, float("-inf"))
+    # a large finite negative, not -inf: softmax gives exactly the same zeros in fp32 (and in
+    # fp16, where -1e4 is representable), and PyTorch's attention keeps its fused path
+    return torch.zeros(same.shape, device=device).masked_fill(~same, -1e4)
 
 
 class WindowAttention(nn.Module):
@@ -101,16 +103,25 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm2d(dim)
         self.mlp = ConvMLP(dim, mlp_ratio)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def shift_for(self, h: int, w: int) -> int:
+        """The window shift on an (h, w) map: half a window, unless one window covers it."""
+        return self.window // 2 if self.shift and min(h, w) > self.window else 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W); mask: this map's shifted-window mask when the caller has it (a Stage
+        makes it once for all its shifted blocks), else it is made here."""
         b, c, h, w = x.shape
         ws = self.window
         if h % ws or w % ws:
             raise ValueError(f"feature map {h}x{w} is not a multiple of window {ws}")
-        shift = ws // 2 if self.shift and min(h, w) > ws else 0
+        shift = self.shift_for(h, w)
         t = self.norm1(x.permute(0, 2, 3, 1))  # (B, H, W, C)
         if shift:
             t = torch.roll(t, (-shift, -shift), dims=(1, 2))
-        mask = shifted_window_mask(h, w, ws, shift, x.device) if shift else None
+            if mask is None:
+                mask = shifted_window_mask(h, w, ws, shift, x.device)
+        else:
+            mask = None
         t = window_merge(self.attn(window_partition(t, ws), mask), ws, b, h, w)
         if shift:
             t = torch.roll(t, (shift, shift), dims=(1, 2))
@@ -123,6 +134,15 @@ class Stage(nn.Sequential):
 
     def __init__(self, dim: int, depth: int, heads: int, window: int, mlp_ratio: float):
         super().__init__(*[TransformerBlock(dim, heads, window, i % 2 == 1, mlp_ratio) for i in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        shifted = [blk for blk in self if blk.shift_for(h, w)]
+        mask = (shifted_window_mask(h, w, self[0].window, shifted[0].shift_for(h, w), x.device)
+                if shifted else None)  # (nW, N, N), one for every shifted block of the stage
+        for blk in self:
+            x = blk(x, mask)
+        return x
 
 
 class Downsample(nn.Module):
