@@ -73,6 +73,7 @@ class Model:
         self.scale = generator.cfg.upscale
         self.config = config or {"generator": vars(generator.cfg)}
         self.tiles_per_call = 4 if device.type == "cuda" else 1  # a GPU is busier with several tiles at once
+        self.progress = None  # optional progress(done, total) per network pass (the studio's progress bar, cancel)
         self.backend = pick_backend(backend or os.environ.get("VITRESTORE_BACKEND", "auto"), device, precision)
         self.net = (OrtNet(self.generator, cached_export(self.generator, self.config, card, self.task_doc(), name))
                     if self.backend == "onnx" else TorchNet(self.generator, device, precision))
@@ -135,7 +136,7 @@ class Model:
             return self.task.condition(t, **_sliced(request, sl))
 
         return tiled_forward(self.net, x, cond, tile, self.overlap, self.scale, self.device,
-                             tiles_per_call=self.tiles_per_call)
+                             tiles_per_call=self.tiles_per_call, progress=self.progress)
 
     def run_channels(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
         """(B, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) in [0, 1] (or uint8/uint16)

@@ -290,13 +290,12 @@ def upscale(run: RunArgs, scale, kind, outscale) -> None:
     import cv2
     import numpy as np
 
-    if kind in ("classic", "real"):
-        scale = scale or "4"
-        if kind == "real" and scale != "4":
-            _fail("--model real is x4 only (use --outscale for other sizes)")
-        name = f"upscale-x{scale}" + ("-real" if kind == "real" else "")
-    else:
-        name = kind
+    from .commands import upscale_model
+
+    try:
+        name = upscale_model(scale, kind)
+    except ValueError as exc:
+        _fail(str(exc))
 
     def check(model) -> None:
         if model.scale == 1:
@@ -418,13 +417,12 @@ def stylize(run: RunArgs, style, strength) -> None:
 
     Writes <stem>_<style>.<ext> beside each input (e.g. photo_starry-night.png).
     """
-    from .data import IMAGE_SUFFIXES
+    from .commands import style_model
 
-    path = Path(style).expanduser()
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        _fail(f"{style}: is an image, not a style model; learn it first: vitrestore train configs/stylize.yaml "
-              f"--set task_options.style_image={style} --set train.out=runs/{path.stem}")
-    name = style if path.suffix == ".safetensors" or path.exists() else f"style-{style}"
+    try:
+        name = style_model(style)
+    except ValueError as exc:
+        _fail(str(exc))
 
     def check(model) -> None:
         if model.task.name != "stylize":
@@ -476,6 +474,63 @@ def export(model_name, output, overwrite, check) -> None:
         click.echo(f"checked: ONNX Runtime vs PyTorch on a {size[1]}x{size[0]} input, largest difference {diff:.1e}")
         if diff > 1e-4:
             _fail(f"{output}: ONNX Runtime differs from PyTorch by {diff:.1e} (> 1e-4); do not use this file", 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback makes the studio reachable from other machines "
+                   "and needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--token", default=None, help="A secret the page asks for once (sent as the X-Vitrestore-Token header).")
+@click.option("--models", "models_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of trained .safetensors files for the Restore task.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default=None,
+              help="As for the image commands [default: $VITRESTORE_BACKEND, else auto].")
+@click.option("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
+              callback=_positive_megapixels, help="Refuse larger uploads (decompression-bomb guard).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+def studio(host, port, token, models_dir, device, backend, max_megapixels, no_browser) -> None:
+    """Every task in the browser, on this machine: open a photo, paint what to remove, compare, download.
+
+    Serves http://127.0.0.1:7860 and opens it. Works offline; uploads live in a private
+    temporary folder that is removed when the studio stops (Ctrl-C).
+    """
+    from .studio.server import Studio, StudioServer
+
+    if models_dir is not None and not models_dir.is_dir():
+        _fail(f"{models_dir}: --models folder does not exist")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if not token:
+            _fail(f"--host {host} makes the studio reachable from other machines: give a --token too")
+        click.echo(f"warning: the studio listens on {host}: anyone who can reach this machine and knows the "
+                   f"token can run models and upload images", err=True)
+    st = Studio(_tasks(), device=device, models_dir=models_dir, max_pixels=int(max_megapixels * 1e6), backend=backend)
+    try:
+        server = StudioServer(st, host, port, token)
+    except OSError as exc:
+        st.close()
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    import signal
+
+    def stop(signum, frame):  # SIGTERM stops it as Ctrl-C does: the temporary folder is removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"vitrestore studio: {server.url}  (Ctrl-C stops it)", err=True)
+    if not no_browser:
+        import webbrowser
+
+        threading_timer = __import__("threading").Timer(0.5, webbrowser.open, (server.url,))
+        threading_timer.daemon = True
+        threading_timer.start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        st.close()
 
 
 @main.command()

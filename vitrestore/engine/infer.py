@@ -54,7 +54,7 @@ def _ramp(length: int, overlap: int, fade_start: bool, fade_end: bool, device) -
 @torch.no_grad()
 def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
                   overlap: int = 32, scale: int = 1, device: torch.device | None = None,
-                  tiles_per_call: int = 1) -> torch.Tensor:
+                  tiles_per_call: int = 1, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """net(x_tile, cond_tile) over tiles of x (B, C, H, W) -> (B, C_out, scale*H, scale*W) float32.
 
     x may be uint8/uint16 (scaled to [0, 1] tile by tile) and may live on the CPU while the
@@ -63,6 +63,8 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
     a column profile (no full-size weight map). tile <= 0, or an image that fits in one tile,
     runs in one pass. Every tile of the grid has the same size, so `tiles_per_call` of them can
     go through the network as one batch (a GPU is busier that way; a CPU is not faster).
+    `progress(done, total)` is called after each network call with the tiles done so far (it
+    may raise to cancel the run).
     """
     device = device or x.device
     def prepare(t: torch.Tensor) -> torch.Tensor:
@@ -71,7 +73,10 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
     b, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
         xt = prepare(x)
-        return net(xt, _cond_for(cond, xt, (slice(None), slice(None))))
+        y = net(xt, _cond_for(cond, xt, (slice(None), slice(None))))
+        if progress is not None:
+            progress(1, 1)
+        return y
     overlap = max(0, min(overlap, tile // 2))
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     o = overlap * scale
@@ -103,5 +108,7 @@ def tiled_forward(net: Net, x: torch.Tensor, cond: Cond = None, tile: int = 512,
             wx = _ramp(tw * scale, o, x0 > 0, x0 + tw < w, device)
             yt = yt * (wy[:, None] * wx[None, :])[None, None]  # (1, 1, s*th, s*tw) feathering
             out[:, :, y0 * scale : (y0 + th) * scale, x0 * scale : (x0 + tw) * scale] += yt
+        if progress is not None:
+            progress(min(i + len(group), len(boxes)), len(boxes))
     out.div_(row_w.view(1, 1, -1, 1))
     return out.div_(col_w.view(1, 1, 1, -1))

@@ -1,0 +1,1 @@
+"""The local web studio (`vitrestore studio`): server.py serves static/ and the JSON API."""

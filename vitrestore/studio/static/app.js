@@ -1,0 +1,320 @@
+// vitrestore studio: plain JavaScript, no build step, nothing fetched from elsewhere.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const photo = $("photo"), mask = $("mask"), layer = $("layer"), stage = $("stage");
+const state = {
+  image: null,        // the current image {id, name, width, height, ...}
+  before: null,       // the image before the last run (hold-to-compare)
+  history: [],        // undo entries: {kind: "stroke", op} or {kind: "image", from, to}
+  redo: [],
+  ops: [],            // mask operations on the current image (replayed on undo)
+  tool: "brush",
+  zoom: 1, x: 0, y: 0,
+  job: null,
+  token: sessionStorage.getItem("vitrestore-token") || "",
+};
+
+function message(text, ok) {
+  $("message").textContent = text || "";
+  $("message").className = ok ? "ok" : "";
+}
+
+async function api(path, options = {}) {
+  options.headers = Object.assign({}, options.headers || {}, state.token ? {"X-Vitrestore-Token": state.token} : {});
+  const res = await fetch(path, options);
+  if (res.status === 401) {
+    const t = prompt("This studio needs its token (the one given to --token):");
+    if (t) { state.token = t; sessionStorage.setItem("vitrestore-token", t); return api(path, options); }
+  }
+  if (!res.ok) {
+    let text = res.status + " " + res.statusText;
+    try { text = (await res.json()).error || text; } catch (e) { /* not JSON */ }
+    throw new Error(text);
+  }
+  return res;
+}
+
+// --- view: zoom and pan -------------------------------------------------------------------
+function applyView() { layer.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.zoom})`; }
+function fit() {
+  if (!state.image) return;
+  const r = stage.getBoundingClientRect();
+  state.zoom = Math.min(r.width / state.image.width, r.height / state.image.height, 8) * 0.96;
+  state.x = (r.width - state.image.width * state.zoom) / 2;
+  state.y = (r.height - state.image.height * state.zoom) / 2;
+  applyView();
+}
+function zoomAt(factor, cx, cy) {
+  const z = Math.min(32, Math.max(0.02, state.zoom * factor));
+  state.x = cx - (cx - state.x) * z / state.zoom;
+  state.y = cy - (cy - state.y) * z / state.zoom;
+  state.zoom = z;
+  applyView();
+}
+stage.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const r = stage.getBoundingClientRect();
+  zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX - r.left, e.clientY - r.top);
+}, {passive: false});
+$("fit").onclick = fit;
+$("one").onclick = () => { const r = stage.getBoundingClientRect(); zoomAt(1 / state.zoom, r.width / 2, r.height / 2); };
+
+// --- images -----------------------------------------------------------------------------
+async function show(image) {
+  const res = await api(image.preview);
+  const bitmap = await createImageBitmap(await res.blob());
+  const sizeChanged = !state.image || state.image.width !== image.width || state.image.height !== image.height;
+  photo.width = mask.width = image.width;
+  photo.height = mask.height = image.height;
+  photo.getContext("2d").drawImage(bitmap, 0, 0);
+  state.image = image;
+  state.ops = [];
+  redrawMask();
+  document.body.dataset.image = image.id;
+  document.body.dataset.state = "ready";
+  $("run").disabled = false;
+  const link = $("download");
+  link.hidden = false;
+  link.textContent = "Download " + image.name;
+  if (sizeChanged) fit();
+}
+
+async function upload(file) {
+  message("uploading " + (file.name || "image") + " …", true);
+  try {
+    const res = await api("/api/images", {method: "POST", body: file,
+      headers: {"X-Filename": encodeURIComponent(file.name || "pasted.png")}});
+    const image = await res.json();
+    state.history = []; state.redo = []; state.before = null;
+    $("compare").disabled = true;
+    await show(image);
+    message(`${image.name}: ${image.width}x${image.height}, ${image.channels} channel(s), ${image.bits}-bit`, true);
+  } catch (e) { message(e.message); }
+}
+$("file").onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); e.target.value = ""; };
+stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("dragging"); });
+stage.addEventListener("dragleave", () => stage.classList.remove("dragging"));
+stage.addEventListener("drop", (e) => {
+  e.preventDefault(); stage.classList.remove("dragging");
+  if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (e) => {
+  const item = [...(e.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
+  if (item) upload(item.getAsFile());
+});
+
+$("download").onclick = async (e) => {
+  e.preventDefault();
+  if (!state.image) return;
+  try {
+    const blob = await (await api(state.image.file)).blob();
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = state.image.name;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (err) { message(err.message); }
+};
+
+// --- the mask: strokes and rectangles, replayed from a list (cheap undo on any image size) -----
+function drawOp(ctx, op) {
+  ctx.globalCompositeOperation = op.tool === "eraser" ? "destination-out" : "source-over";
+  ctx.fillStyle = ctx.strokeStyle = "rgb(255, 40, 90)";
+  if (op.tool === "rect") {
+    const [a, b] = op.points;
+    ctx.fillRect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
+    return;
+  }
+  ctx.lineWidth = op.size; ctx.lineCap = ctx.lineJoin = "round";
+  ctx.beginPath();
+  op.points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+  if (op.points.length === 1) ctx.lineTo(op.points[0][0] + 0.01, op.points[0][1]);
+  ctx.stroke();
+}
+function redrawMask(extra) {
+  const ctx = mask.getContext("2d");
+  ctx.clearRect(0, 0, mask.width, mask.height);
+  state.ops.concat(extra ? [extra] : []).forEach((op) => drawOp(ctx, op));
+}
+function imagePoint(e) {
+  const r = mask.getBoundingClientRect();
+  return [(e.clientX - r.left) / state.zoom, (e.clientY - r.top) / state.zoom];
+}
+let drawing = null, panning = null;
+stage.addEventListener("pointerdown", (e) => {
+  if (!state.image) return;
+  if (e.button === 1 || e.button === 2 || e.shiftKey || $("task").value !== "inpaint") {
+    panning = {x: e.clientX - state.x, y: e.clientY - state.y};
+  } else {
+    drawing = {tool: state.tool, size: Number($("size").value), points: [imagePoint(e)]};
+    if (drawing.tool === "rect") drawing.points.push(imagePoint(e));
+    redrawMask(drawing);
+  }
+  stage.setPointerCapture(e.pointerId);
+});
+stage.addEventListener("pointermove", (e) => {
+  if (panning) { state.x = e.clientX - panning.x; state.y = e.clientY - panning.y; applyView(); return; }
+  if (!drawing) return;
+  if (drawing.tool === "rect") drawing.points[1] = imagePoint(e); else drawing.points.push(imagePoint(e));
+  redrawMask(drawing);
+});
+stage.addEventListener("pointerup", () => {
+  if (drawing) {
+    state.ops.push(drawing);
+    state.history.push({kind: "stroke", op: drawing});
+    state.redo = [];
+    drawing = null;
+    redrawMask();
+  }
+  panning = null;
+});
+stage.addEventListener("contextmenu", (e) => e.preventDefault());
+for (const tool of ["brush", "eraser", "rect"]) {
+  $(tool).onclick = () => {
+    state.tool = tool;
+    document.querySelectorAll(".tool").forEach((b) => b.classList.toggle("active", b.id === tool));
+  };
+}
+$("clear").onclick = () => {
+  if (!state.ops.length) return;
+  const op = {tool: "clear", points: []};
+  state.history.push({kind: "clear", ops: state.ops}); state.redo = [];
+  state.ops = []; redrawMask();
+};
+
+async function undo() {
+  const entry = state.history.pop();
+  if (!entry) return;
+  if (entry.kind === "stroke") state.ops.pop();
+  else if (entry.kind === "clear") state.ops = entry.ops;
+  else { await show(entry.from); state.ops = entry.ops || []; }
+  state.redo.push(entry);
+  redrawMask();
+}
+async function redo() {
+  const entry = state.redo.pop();
+  if (!entry) return;
+  if (entry.kind === "stroke") state.ops.push(entry.op);
+  else if (entry.kind === "clear") state.ops = [];
+  else await show(entry.to);
+  state.history.push(entry);
+  redrawMask();
+}
+$("undo").onclick = undo;
+$("redo").onclick = redo;
+document.addEventListener("keydown", (e) => {
+  if (e.target.tagName === "INPUT") return;
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); e.shiftKey ? redo() : undo(); }
+  else if (e.key === "b") $("brush").click();
+  else if (e.key === "e") $("eraser").click();
+  else if (e.key === "r") $("rect").click();
+});
+
+function maskBlob() {
+  // white = fill, black = keep, at the image's size
+  const c = document.createElement("canvas");
+  c.width = mask.width; c.height = mask.height;
+  const ctx = c.getContext("2d");
+  const src = mask.getContext("2d").getImageData(0, 0, mask.width, mask.height);
+  const out = ctx.createImageData(mask.width, mask.height);
+  for (let i = 0; i < src.data.length; i += 4) {
+    const v = src.data[i + 3] > 0 ? 255 : 0;
+    out.data[i] = out.data[i + 1] = out.data[i + 2] = v; out.data[i + 3] = 255;
+  }
+  ctx.putImageData(out, 0, 0);
+  return new Promise((resolve) => c.toBlob(resolve, "image/png"));
+}
+
+// --- tasks and runs -----------------------------------------------------------------------
+function showOptions() {
+  const task = $("task").value;
+  document.body.dataset.task = task;
+  document.querySelectorAll("#options > span").forEach((s) => s.classList.toggle("shown", s.dataset.for === task));
+}
+$("task").onchange = showOptions;
+
+async function options(task) {
+  if (task === "denoise") return {sigma: $("sigma").value === "" ? null : Number($("sigma").value)};
+  if (task === "upscale") {
+    const v = $("scale").value;
+    return v === "real" ? {scale: 4, kind: "real"} : {scale: Number(v), kind: "classic"};
+  }
+  if (task === "stylize") {
+    const chosen = document.querySelector(".style.active");
+    return {style: chosen ? chosen.dataset.style : "", strength: Number($("strength").value)};
+  }
+  if (task === "restore") return {model: $("model").value};
+  if (!state.ops.length) throw new Error("paint over what to remove first");
+  const res = await api("/api/images", {method: "POST", body: await maskBlob(), headers: {"X-Filename": "mask.png"}});
+  return {mask: (await res.json()).id, texture: $("texture").checked};
+}
+
+async function run() {
+  const task = $("task").value;
+  let job;
+  try {
+    const opts = await options(task);
+    job = await (await api("/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({task, image: state.image.id, options: opts})})).json();
+  } catch (e) { message(e.message); return; }
+  state.job = job.id;
+  document.body.dataset.state = "running";
+  document.body.dataset.job = job.id;
+  $("run").disabled = true; $("cancel").hidden = false; $("progress").hidden = false; $("progress").value = 0;
+  message(task + ": queued", true);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 200));
+    try { job = await (await api("/api/jobs/" + job.id)).json(); } catch (e) { message(e.message); break; }
+    const p = job.progress;
+    if (p.total) { $("progress").value = p.done / p.total; }
+    if (job.status === "running") message(`${task}: pass ${p.passes}, tiles ${p.done} / ${p.total}`, true);
+    if (["done", "failed", "cancelled"].includes(job.status)) break;
+  }
+  $("run").disabled = false; $("cancel").hidden = true; $("progress").hidden = true;
+  state.job = null;
+  if (job.status === "done") {
+    const result = await (await api("/api/images/" + job.result)).json();
+    const from = state.image, ops = state.ops;
+    state.before = from;
+    state.history.push({kind: "image", from, to: result, ops}); state.redo = [];
+    await show(result);
+    $("compare").disabled = false;
+    document.body.dataset.state = "done";
+    document.body.dataset.result = result.id;
+    message(`${task}: done, ${result.width}x${result.height}`, true);
+  } else {
+    document.body.dataset.state = job.status === "failed" ? "error" : "ready";
+    message(job.status === "failed" ? `${task} failed: ${job.error}` : `${task}: cancelled`, job.status !== "failed");
+  }
+}
+$("run").onclick = run;
+$("cancel").onclick = () => { if (state.job) api(`/api/jobs/${state.job}/cancel`, {method: "POST"}).catch((e) => message(e.message)); };
+
+// hold to compare with the image before the last run
+async function peek(on) {
+  if (!state.before) return;
+  const image = on ? state.before : state.history.filter((h) => h.kind === "image").slice(-1)[0].to;
+  const bitmap = await createImageBitmap(await (await api(image.preview)).blob());
+  photo.getContext("2d").drawImage(bitmap, 0, 0, photo.width, photo.height);
+}
+$("compare").addEventListener("pointerdown", () => peek(true));
+$("compare").addEventListener("pointerup", () => peek(false));
+$("compare").addEventListener("pointerleave", () => peek(false));
+
+async function start() {
+  showOptions();
+  try {
+    const info = await (await api("/api/info")).json();
+    $("styles").innerHTML = "";
+    info.styles.forEach((name, i) => {
+      const b = document.createElement("button");
+      b.className = "style" + (i === 0 ? " active" : ""); b.dataset.style = name; b.textContent = name;
+      b.onclick = () => document.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
+      $("styles").appendChild(b);
+    });
+    $("model").innerHTML = info.models.map((m) => `<option>${m.replace(/[<&>"]/g, "")}</option>`).join("")
+      || "<option value=''>(start the studio with --models DIR)</option>";
+  } catch (e) { message(e.message); }
+  new ResizeObserver(() => fit()).observe(stage);  // the window or the toolbar changed size
+}
+start();
