@@ -63,7 +63,6 @@ class Denoise(Task):
     contract = ("cond (B, 2, H, W): channel 0 = sigma / 50 (sigma on the 0-255 scale) where the Gaussian noise "
                 "level is known, else 0; channel 1 = 1 where it is known, else 0 (blind: both 0). The CLI's "
                 "default averages the image and its horizontal mirror (--ensemble 2).")
-    description = "remove Gaussian / sensor / camera noise (blind, or with --sigma)"
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

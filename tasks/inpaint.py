@@ -70,7 +70,6 @@ class Inpaint(Task):
     contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
                 "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
                 "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")
-    description = "fill holes given by a mask (or a key colour)"
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

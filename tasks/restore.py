@@ -46,7 +46,6 @@ class Restore(Task):
     contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
     name = "restore"
     Options = RestoreOptions
-    description = "any restoration defined in YAML (a degradation pipeline), run with --weights"
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

@@ -149,7 +149,6 @@ class StyleTransfer(Task):
     contract = ("image: the photo colour-matched to the painting (StyleTransfer.prepare); cond (when "
                 "cond_channels is 1): a seeded noise map smeared along the photo's edge flow (noise_map); the "
                 "output is blended with the photo by strength.")
-    description = "repaint photos in the style of a painting"
 
     @property
     def suffix(self) -> str:

@@ -103,7 +103,6 @@ class Upscale(Task):
     contract = "no cond; the output is `scale` times the input's size (tiles overlap 32 px, feathered)."
     name = "upscale"
     Options = UpscaleOptions
-    description = "super-resolution x2 / x4 (classic bicubic, or real-world photos)"
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

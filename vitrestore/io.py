@@ -44,10 +44,6 @@ class LoadedImage:
     icc: bytes | None = None  # ICC colour profile, carried to the output
     exif: bytes | None = None  # EXIF as TIFF bytes (no "Exif\0\0" header), orientation reset to 1
 
-    @property
-    def bit_depth(self) -> int:
-        return 16 if self.pixels.dtype == np.uint16 else 8
-
 
 @dataclass
 class _Header:

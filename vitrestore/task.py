@@ -53,7 +53,6 @@ class Task:
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     output_suffix: ClassVar[str] = "restored"
-    description: ClassVar[str] = ""
     contract: ClassVar[str] = ""  # the condition channels and pre/post-processing in words (ONNX metadata)
 
     def __init__(self, options: Any = None, source: str = "<options>"):

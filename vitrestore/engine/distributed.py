@@ -47,11 +47,6 @@ def setup(info: DistInfo, device: torch.device) -> torch.device:
     return device
 
 
-def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every rank when `flag` is true on any (stop requests must be agreed on)."""
-    return bool(agree_max([1.0 if flag else 0.0], info, device)[0])
-
-
 def agree_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
     """Element-wise maximum over all ranks, in one all-reduce (identity in one process)."""
     if info.world <= 1:

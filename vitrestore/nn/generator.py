@@ -8,8 +8,9 @@
       -> head: tokens -> pixels (pixel shuffle or bilinear xs when s > 1, plus stem skip) -> x upscale (pixel shuffle)
       -> + global residual (the input, bilinearly resized when upscale > 1)
 
-Attention only ever runs inside (window x window) token windows at 1/2 resolution or lower, so
-cost and memory grow linearly with the pixel count.
+Attention only ever runs inside (window x window) token windows (at 1/s resolution and below,
+s = patch_stride, so at full resolution when s is 1), so cost and memory grow linearly with the
+pixel count.
 """
 from __future__ import annotations
 
