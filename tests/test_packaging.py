@@ -32,3 +32,22 @@ def test_no_generic_top_level_modules_installed():
     import vitrestore.tasks
 
     assert vitrestore.tasks.__name__ == "vitrestore.tasks"
+
+
+def test_a_plain_checkout_runs_without_installing(tmp_path):
+    """`python cli.py` and imports from a copy of the source tree use that copy's tasks, not an
+    installed or other copy's (no pip install in between)."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "checkout"
+    for part in ("vitrestore", "tasks", "configs"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("cli.py", "pyproject.toml"):
+        shutil.copy(ROOT / part, copy / part)
+    code = "import vitrestore, vitrestore.tasks; print(vitrestore.tasks.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=copy, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == str(copy / "tasks" / "__init__.py"), done.stderr
+    listed = subprocess.run([sys.executable, "cli.py", "models"], cwd=copy, capture_output=True, text=True)
+    assert listed.returncode == 0 and "denoise" in listed.stdout
