@@ -218,6 +218,7 @@ def start_denoise_and_wait(tmp_path, weights, n: int, prefix: str, written: int)
     return proc, d, out
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_weights):
     proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 40, "p", 2)
     proc.send_signal(signal.SIGTERM)
@@ -232,6 +233,7 @@ def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_wei
     assert len(list(out.glob("*.png"))) == 40
 
 
+@pytest.mark.slow
 def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch):
     from vitrestore.cli import _shard_and_device
 
@@ -255,6 +257,7 @@ def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch)
     assert len(written) == 2 and sum(written) == 10 and all(written)  # each process did its own share
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_only_complete_outputs(tmp_path, tiny_weights):
     proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 30, "k", 3)
     proc.kill()

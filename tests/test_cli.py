@@ -135,6 +135,7 @@ def test_models_command_lists_shipped_weights():
     assert code == 0 and "denoise" in out and "PSNR" in out
 
 
+@pytest.mark.slow
 def test_shipped_model_raises_psnr_substantially(tmp_path):
     rng = np.random.default_rng(5)
     clean = smooth_image(rng, 96, 128)
@@ -151,6 +152,7 @@ def test_shipped_model_raises_psnr_substantially(tmp_path):
     assert gain > 6, gain
 
 
+@pytest.mark.slow
 def test_installed_entry_point_runs_from_any_directory(tmp_path, tiny_weights):
     img = tmp_path / "x.png"
     write_rgb(img, smooth_image(np.random.default_rng(6), 24, 24))

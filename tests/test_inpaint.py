@@ -92,6 +92,7 @@ def test_prefill_of_both_methods_is_their_mean():
     assert torch.equal(out[0][keep], img[0][keep])
 
 
+@pytest.mark.slow
 def test_training_lowers_the_hole_loss(tiny_cfg, image_dir):
     """The learning itself, on holes set to 0 (from a Telea pre-fill there is less to learn)."""
     cfg = tiny_cfg("task=inpaint", "train.lr=3e-3", "train.warmup=1", "task_options.prefill=zero")
@@ -299,6 +300,7 @@ def _psnr_in(a: np.ndarray, b: np.ndarray, hole: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max((d * d).mean(), 1e-10)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("inpaint" not in shipped_models(),
                     reason="no shipped inpaint model")
 def test_cli_shipped_model_beats_telea(tmp_path):

@@ -85,6 +85,7 @@ def test_exports_are_cached_by_weights_digest(tiny_weights):
     assert len(_cached()) == len(files) + 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", shipped_models())
 def test_every_shipped_model_runs_the_same_on_both_backends(name):
     """Within 1/255 through the whole inference path (tiling, conditions, compositing)."""
@@ -130,6 +131,7 @@ def test_half_precision_reruns_a_non_finite_tile_in_fp32():
     assert torch.isfinite(y).all() and y.dtype == torch.float32 and ok.fallbacks == 0
 
 
+@pytest.mark.slow
 def test_cli_export_writes_a_checked_self_describing_file(tiny_weights, tmp_path):
     out = tmp_path / "tiny.onnx"
     cmd = [sys.executable, "-m", "vitrestore", "export", str(tiny_weights), "-o", str(out)]

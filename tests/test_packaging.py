@@ -1,3 +1,4 @@
+import pytest
 """The core never imports a task module; the CLI layer (vitrestore/cli.py, __main__.py) may."""
 import ast
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_no_generic_top_level_modules_installed():
     assert vitrestore.tasks.__name__ == "vitrestore.tasks"
 
 
+@pytest.mark.slow
 def test_a_plain_checkout_runs_without_installing(tmp_path):
     """`python cli.py` and imports from a copy of the source tree use that copy's tasks, not an
     installed or other copy's (no pip install in between)."""

@@ -195,6 +195,7 @@ def test_names_cannot_escape_and_the_folder_goes_away(tmp_path):
     assert not folder.exists()
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_open_host_without_a_token_and_serves_on_loopback(tmp_path):
     import subprocess
     import sys

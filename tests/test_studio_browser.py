@@ -92,6 +92,7 @@ def shot(driver, name: str):
         driver.save_screenshot(str(Path(SHOTS) / f"studio_{name}.png"))
 
 
+@pytest.mark.slow
 def test_paint_a_stroke_inpaint_and_download(page, tmp_path):
     driver, downloads = page
     photo = smooth_image(np.random.default_rng(7), 240, 320)
@@ -124,6 +125,7 @@ def test_paint_a_stroke_inpaint_and_download(page, tmp_path):
     WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "download").text.endswith("_inpainted.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, choose, name, factor", [
     ("denoise", None, "noisy_denoised.png", 1),
     ("upscale", "2", "noisy_x2.png", 2),
@@ -147,6 +149,7 @@ def test_denoise_and_upscale_through_the_page(page, tmp_path, task, choose, name
         assert err(out) < 0.7 * err(noisy)
 
 
+@pytest.mark.slow
 def test_errors_show_as_a_message_not_a_trace(page, tmp_path):
     driver, _ = page
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

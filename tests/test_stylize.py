@@ -100,6 +100,7 @@ def _trained(style_cfg, image_dir, *overrides):
     return t, photos, style, out, task
 
 
+@pytest.mark.slow
 def test_discriminator_learns_the_painting_from_photos(style_cfg, image_dir):
     """GAN and content losses alone: after 60 tiny steps the discriminator scores painting
     crops above photos. (It still scores the stylised photos below the photos at this size:
@@ -113,6 +114,7 @@ def test_discriminator_learns_the_painting_from_photos(style_cfg, image_dir):
     assert not torch.equal(out, photos.clamp(0, 1))  # the generator moved off the identity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("texture", [[], ["task_options.texture_bands=true", "task_options.texture_patch=5"]])
 def test_statistics_losses_move_patch_statistics_toward_the_painting(style_cfg, image_dir, texture):
     _, photos, style, out, task = _trained(style_cfg, image_dir, "loss.adversarial_weight=0", *texture)
@@ -181,6 +183,7 @@ def test_bad_stroke_and_content_options_fail_before_training(style_cfg, bad, mes
         Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
 
 
+@pytest.mark.slow
 def test_cli_trains_a_style_and_applies_it_with_strength(style_cfg, image_dir, tmp_path, tiny_weights):
     cfg_file = tmp_path / "style.yaml"
     import yaml

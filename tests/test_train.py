@@ -13,6 +13,7 @@ def make_trainer(cfg, resume=False):
     return Trainer(cfg, get_task(cfg.task).from_config(cfg), quiet=True, resume=resume)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(tiny_cfg, image_dir):
     cfg = tiny_cfg("train.steps=200", "train.lr=5e-3", "train.warmup=1", "task_options.sigma_min=30",
                    "task_options.poisson_prob=0", "task_options.jpeg_prob=0")
@@ -46,6 +47,7 @@ def test_fit_writes_metrics_checkpoint_and_weights(tiny_cfg):
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adv", ["nonsaturating", "hinge", "wgan-gp"])
 def test_resume_reproduces_next_steps_exactly(tiny_cfg, adv):
     """Train 6 steps straight vs 4 steps, checkpoint, resume in a fresh trainer, 2 more steps:
@@ -143,6 +145,7 @@ def test_tensorboard_scalars_when_installed(tiny_cfg):
     assert list((t.out / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_time_budget_stretches_the_schedule_and_ends_the_run(tiny_cfg):
     """train.minutes: the run ends when the budget is spent, long before its nominal steps; the
     learning-rate schedule and the adversarial switch follow the budget's share, the final

@@ -1,3 +1,4 @@
+import pytest
 """A task defined only in YAML trains through the CLI, and its weights restore an image
 through `vitrestore restore --weights`; the same config trains on 2 processes (gloo DDP)."""
 import os
@@ -27,6 +28,7 @@ def write_config(tmp_path, image_dir, **train):
     return path
 
 
+@pytest.mark.slow
 def test_yaml_task_trains_and_restores_through_the_cli(tmp_path, image_dir):
     cfg = write_config(tmp_path, image_dir, steps=150, lr=3e-3, warmup=10, val_every=150)
     res = CliRunner().invoke(main, ["train", str(cfg), "-q"], catch_exceptions=False)
@@ -49,6 +51,7 @@ def test_yaml_task_trains_and_restores_through_the_cli(tmp_path, image_dir):
     assert psnr(t(out), t(clean)) > psnr(t(degraded), t(clean)) + 3.0, "the YAML-defined model must clean the image"
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training_and_rank0_checkpoint(tmp_path, image_dir):
     cfg = write_config(tmp_path, image_dir, steps=3, adversarial_steps=3, val_every=3, threads=1)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
