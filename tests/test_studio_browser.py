@@ -41,9 +41,11 @@ SHOTS = os.environ.get("VITRESTORE_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, tiny_weights):
     downloads = tmp_path_factory.mktemp("downloads")
-    studio = Studio(vitrestore.tasks, device="cpu")
+    models = tmp_path_factory.mktemp("models")
+    shutil.copy(tiny_weights, models / "my-denoiser.safetensors")
+    studio = Studio(vitrestore.tasks, device="cpu", models_dir=models)
     server = StudioServer(studio, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     opts = webdriver.ChromeOptions()
@@ -129,21 +131,31 @@ def test_paint_a_stroke_inpaint_and_download(page, tmp_path):
 @pytest.mark.parametrize("task, choose, name, factor", [
     ("denoise", None, "noisy_denoised.png", 1),
     ("upscale", "2", "noisy_x2.png", 2),
+    ("stylize", "starry-night", "noisy_starry-night.png", 1),
+    ("restore", "my-denoiser.safetensors", "noisy_denoised.png", 1),
 ])
-def test_denoise_and_upscale_through_the_page(page, tmp_path, task, choose, name, factor):
+def test_every_task_runs_through_the_page(page, tmp_path, task, choose, name, factor):
     driver, downloads = page
     clean = smooth_image(np.random.default_rng(8), 96, 128).astype(np.float32)
     noisy = np.clip(clean + np.random.default_rng(9).normal(0, 20, clean.shape), 0, 255).round().astype(np.uint8)
     Image.fromarray(noisy).save(tmp_path / "noisy.png")
     open_photo(driver, tmp_path / "noisy.png")
     Select(driver.find_element(By.ID, "task")).select_by_value(task)
-    if choose:
+    if task == "upscale":
         Select(driver.find_element(By.ID, "scale")).select_by_value(choose)
+    elif task == "restore":
+        Select(driver.find_element(By.ID, "model")).select_by_value(choose)
+    elif task == "stylize":
+        button = driver.find_element(By.CSS_SELECTOR, f'.style[data-style="{choose}"]')
+        button.click()
+        WebDriverWait(driver, 60).until(lambda d: button.find_element(By.TAG_NAME, "img").get_attribute("src"))
     driver.find_element(By.ID, "run").click()
     assert wait_state(driver, "done", "error") == "done", driver.find_element(By.ID, "message").text
     shot(driver, task)
     out = download(driver, downloads, name)
     assert out.shape == (96 * factor, 128 * factor, 3)
+    if task == "stylize":
+        assert np.abs(out.astype(int) - noisy.astype(int)).mean() > 10
     if task == "denoise":
         err = lambda a: float(np.abs(a.astype(np.float32) - clean).mean())  # noqa: E731
         assert err(out) < 0.7 * err(noisy)

@@ -29,6 +29,7 @@ from .onnx_export import export_generator, generator_digest
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_EXPORT_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -121,11 +122,12 @@ def cached_export(generator: Generator, config: dict, card: dict, task_doc: str,
     """The generator's ONNX export from the cache, made (once, atomically) when missing."""
     digest = generator_digest(generator, config)
     path = cache_dir() / "onnx" / f"{digest[:24]}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"vitrestore: exporting {name} to ONNX once for the fast CPU path (cached in {path.parent})",
-              file=sys.stderr)
-        export_generator(generator, path, config, card, task_doc)
+    with _EXPORT_LOCK:  # torch.onnx.export keeps global state: one export at a time per process
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            print(f"vitrestore: exporting {name} to ONNX once for the fast CPU path (cached in {path.parent})",
+                  file=sys.stderr)
+            export_generator(generator, path, config, card, task_doc)
     return path
 
 

@@ -91,6 +91,8 @@ class Studio:
         self.max_pixels, self.max_upload_bytes = max_pixels, max_upload_bytes
         self.images: dict[str, Stored] = {}
         self._models: dict[tuple[str, int], Any] = {}
+        self._thumbs: dict[str, bytes] = {}
+        self.device_lock = threading.Lock()  # one model load or run at a time: jobs, thumbnails
         self._decode = threading.Semaphore(2)  # at most two uploads decoded at once: memory stays bounded
         self.jobs = JobQueue(self._run, size=queue_size)
 
@@ -163,6 +165,26 @@ class Studio:
         return {"tasks": list(TASKS), "styles": [n[len("style-"):] for n in shipped if n.startswith("style-")],
                 "models": self.model_files(), "max_megapixels": self.max_pixels / 1e6,
                 "max_upload_mb": self.max_upload_bytes / 2**20}
+
+    def style_thumbnail(self, style: str) -> bytes:
+        """A 128 px PNG of a generated scene in the style (made once per style, then kept)."""
+        import numpy as np
+
+        from ..commands import style_model
+        from ..io import encode_image
+
+        if style not in self.info()["styles"]:
+            raise ApiError(404, f"unknown style {style!r}")
+        if style not in self._thumbs:
+            yy, xx = np.mgrid[0:128, 0:128].astype(np.float32) / 127
+            scene = np.stack([0.35 + 0.5 * yy, 0.55 + 0.3 * np.sin(6 * xx), 0.9 - 0.6 * yy], -1)  # sky to field
+            scene[(xx - 0.65) ** 2 + (yy - 0.35) ** 2 < 0.02] = (0.95, 0.85, 0.3)  # a sun
+            scene[yy > 0.7 - 0.1 * np.sin(5 * xx)] *= (0.5, 0.9, 0.4)  # hills
+            photo = (np.clip(scene, 0, 1) * 255).round().astype(np.uint8)
+            with self.device_lock:
+                out = self.model(style_model(style)).run_arrays([photo])[0]
+            self._thumbs[style] = encode_image(out, ".png")
+        return self._thumbs[style]
 
     def model_files(self) -> list[str]:
         if self.models_dir is None or not self.models_dir.is_dir():
@@ -241,12 +263,13 @@ class Studio:
             if hole.all():
                 raise ValueError("the mask covers the whole image: no known pixel to fill from")
             request["mask"] = torch.from_numpy(hole.astype("float32"))[None, None]
-        model = self.model(name, ensemble)
-        model.progress = job.progress
-        try:
-            out = model.run_arrays([img.pixels], **{k: v for k, v in request.items() if v is not None})[0]
-        finally:
-            model.progress = None
+        with self.device_lock:
+            model = self.model(name, ensemble)
+            model.progress = job.progress
+            try:
+                out = model.run_arrays([img.pixels], **{k: v for k, v in request.items() if v is not None})[0]
+            finally:
+                model.progress = None
         result_id = uuid.uuid4().hex
         path = self.folder / f"{result_id}{src.suffix}"
         path.write_bytes(encode_image(out, src.suffix, 95, img.icc, img.exif))
@@ -318,6 +341,8 @@ class Handler(BaseHTTPRequestHandler):
             parts = path.strip("/").split("/")[1:]  # after "api"
             if method == "GET" and parts == ["info"]:
                 return self._json(200, studio.info())
+            if method == "GET" and len(parts) == 3 and parts[0] == "styles" and parts[2] == "thumbnail":
+                return self._send(200, studio.style_thumbnail(parts[1]), "image/png")
             if method == "POST" and parts == ["images"]:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > studio.max_upload_bytes:

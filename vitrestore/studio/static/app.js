@@ -308,12 +308,20 @@ async function start() {
     $("styles").innerHTML = "";
     info.styles.forEach((name, i) => {
       const b = document.createElement("button");
-      b.className = "style" + (i === 0 ? " active" : ""); b.dataset.style = name; b.textContent = name;
+      b.className = "style" + (i === 0 ? " active" : ""); b.dataset.style = name; b.title = name;
+      const img = document.createElement("img"), label = document.createElement("span");
+      label.textContent = name;
+      b.append(img, label);
       b.onclick = () => document.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
       $("styles").appendChild(b);
+      api(`/api/styles/${encodeURIComponent(name)}/thumbnail`).then((r) => r.blob())
+        .then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => {});
     });
-    $("model").innerHTML = info.models.map((m) => `<option>${m.replace(/[<&>"]/g, "")}</option>`).join("")
-      || "<option value=''>(start the studio with --models DIR)</option>";
+    $("model").replaceChildren(...(info.models.length ? info.models : [""]).map((m) => {
+      const o = document.createElement("option");
+      o.value = m; o.textContent = m || "(start the studio with --models DIR)";
+      return o;
+    }));
   } catch (e) { message(e.message); }
   new ResizeObserver(() => fit()).observe(stage);  // the window or the toolbar changed size
 }
