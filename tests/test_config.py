@@ -62,3 +62,16 @@ def test_shipped_configs_load():
 
     for p in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")):
         load_config(p)
+
+
+def test_diffaugment_typos_fail_when_the_config_loads_not_hours_later(tmp_path):
+    from vitrestore.augment import AUGMENTS
+    from vitrestore.ranges import DIFFAUGMENT_OPS
+
+    assert set(DIFFAUGMENT_OPS) == set(AUGMENTS)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("loss:\n  diffaugment: translation,cutuot\n")
+    with pytest.raises((ValueError, ConfigError), match="loss.diffaugment: unknown op 'cutuot'"):
+        load_config(str(cfg))
+    assert load_config(raw={"loss": {"diffaugment": ""}}).loss.diffaugment == ""
+    assert load_config(raw={"train": {"lr_adversarial": 0.5}}).train.lr_adversarial == 0.5

@@ -98,6 +98,7 @@ class TrainConfig:
     lr_min: float = 1e-6
     warmup: int = 200
     lr_d: float = 1e-4
+    lr_adversarial: float = 0.25  # the generator's lr in the adversarial stage, as a share of lr (constant)
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     grad_clip: float = 1.0

@@ -54,6 +54,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.lr_min": (0, 10),
     "train.warmup": (0, 10**12),
     "train.lr_d": (1e-12, 10),
+    "train.lr_adversarial": (1e-6, 100),
     "train.betas": (0, 0.999999),
     "train.weight_decay": (0, 100),
     "train.grad_clip": (0, 1e9),
@@ -67,6 +68,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.accumulate": (1, 1_000_000),
     "train.minutes": (0, 1e7),
 }
+
+DIFFAUGMENT_OPS = ("translation", "cutout", "crop")  # vitrestore/augment.py's AUGMENTS (a test keeps them equal)
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "generator.patch_stride": (1, 2, 4),
@@ -123,6 +126,11 @@ def _check_shapes(cfg: Any, source: str) -> None:
         raise ValueError(f"{source}: discriminator.heads: {d.heads} heads do not divide discriminator.dim {d.dim}")
     if d.patch & (d.patch - 1):
         raise ValueError(f"{source}: discriminator.patch: must be a power of two, got {d.patch}")
+    ops = [p.strip() for p in cfg.loss.diffaugment.split(",") if p.strip()]
+    unknown = [p for p in ops if p not in DIFFAUGMENT_OPS]
+    if unknown:
+        raise ValueError(f"{source}: loss.diffaugment: unknown op {unknown[0]!r} (known: {', '.join(DIFFAUGMENT_OPS)}; "
+                         f"comma-separated, or empty for none)")
     if t.steps + t.adversarial_steps < 1:
         raise ValueError(f"{source}: train.steps: train.steps + train.adversarial_steps must be at least 1")
     if t.lr_min > t.lr:

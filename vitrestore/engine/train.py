@@ -71,14 +71,15 @@ def build_discriminator(cfg: Config, task: Task) -> Discriminator:
 
 
 def learning_rate(cfg: Config, step: int) -> float:
-    """Linear warm-up, cosine decay to lr_min over the pixel stage; adversarial stage at lr/4 constant."""
+    """Linear warm-up, cosine decay to lr_min over the pixel stage; the adversarial stage at
+    lr * train.lr_adversarial (0.25 by default), constant."""
     t = cfg.train
     if step < t.warmup:
         return t.lr * (step + 1) / t.warmup
     if step < t.steps:
         frac = (step - t.warmup) / max(1, t.steps - t.warmup)
         return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + math.cos(math.pi * frac))
-    return t.lr * 0.25
+    return t.lr * t.lr_adversarial
 
 
 # what a training run writes into its folder (what --force clears before a fresh start)
