@@ -162,8 +162,10 @@ def test_a_running_job_stops_at_its_next_tile():
 
 
 def test_beyond_loopback_needs_a_token():
+    studio = Studio(vitrestore.tasks, device="cpu")
     with pytest.raises(ValueError, match="--token"):
-        StudioServer(Studio(vitrestore.tasks, device="cpu"), "0.0.0.0", 0, None)
+        StudioServer(studio, "0.0.0.0", 0, None)
+    studio.close()
     server, c = start(host="0.0.0.0", token="s3cret")
     try:
         assert c.request("GET", "/api/info")[0] == 200
