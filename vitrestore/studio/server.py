@@ -121,7 +121,8 @@ class Studio:
                     break
                 f.write(chunk)
                 left -= len(chunk)
-        head = tmp.read_bytes()[:16] if tmp.stat().st_size else b""
+        with open(tmp, "rb") as f:
+            head = f.read(16)  # the format's magic bytes (not the whole upload into memory)
         suffix = sniff_suffix(head)
         if left or suffix is None:
             tmp.unlink()
