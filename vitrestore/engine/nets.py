@@ -127,7 +127,7 @@ def cached_export(generator: Generator, config: dict, card: dict, task_doc: str,
             path.parent.mkdir(parents=True, exist_ok=True)
             print(f"vitrestore: exporting {name} to ONNX once for the fast CPU path (cached in {path.parent})",
                   file=sys.stderr)
-            export_generator(generator, path, config, card, task_doc)
+            export_generator(generator, path, config, card, task_doc, digest)
     return path
 
 

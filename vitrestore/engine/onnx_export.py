@@ -100,10 +100,11 @@ def export_bytes(generator: Generator, metadata: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
-def export_generator(generator: Generator, path: str | Path, config: dict, card: dict, task_doc: str) -> str:
+def export_generator(generator: Generator, path: str | Path, config: dict, card: dict, task_doc: str,
+                     digest: str | None = None) -> str:
     """Write the generator to `path` as ONNX (atomically) with its card, config and contract;
-    returns the digest stored in it."""
-    digest = generator_digest(generator, config)
+    returns the digest stored in it (`digest`, when the caller has already computed it)."""
+    digest = digest or generator_digest(generator, config)
     meta = {"vitrestore.card": json.dumps(card), "vitrestore.config": json.dumps(config),
             "vitrestore.contract": json.dumps(contract(generator, task_doc)),
             "vitrestore.weights_sha256": digest}
