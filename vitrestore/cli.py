@@ -100,7 +100,7 @@ class RunArgs:
     output: Path | None
     tile: int
     device: str
-    backend: str
+    backend: str | None  # None: $VITRESTORE_BACKEND, else auto (decided by the Model)
     precision: str
     recursive: bool
     overwrite: bool
@@ -141,7 +141,7 @@ def _common_run_options(f, ensemble: str = "1"):
                      show_default=True, help="auto: fp16 on CUDA (a tile that overflows is rerun in fp32), "
                                              "fp32 on a CPU; bf16 on a CPU only where it has bf16 units.")(f)
     f = click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]),
-                     default=lambda: os.environ.get("VITRESTORE_BACKEND", "auto"),
+                     default=None,  # the Model reads $VITRESTORE_BACKEND (one place for the default)
                      help="auto: ONNX Runtime on a CPU (faster; the graph is exported once and cached), "
                           "PyTorch on CUDA.  [default: $VITRESTORE_BACKEND, else auto]")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(f)
