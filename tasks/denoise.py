@@ -104,12 +104,11 @@ class Denoise(Task):
             cor = CorrelatedNoise(sigma_max=o.correlated_sigma_max)
             rp = cor.sample(gen, shape)
             noisy = torch.where(use_cor.view(-1, 1, 1, 1), cor.apply(clean, rp), noisy)
-        known = select(gen, b, o.known_sigma_prob) & ~(use_pg | use_cam | use_cor)
+        gaussian = ~(use_pg | use_cam | use_cor)  # (B,) white Gaussian images
+        known = select(gen, b, o.known_sigma_prob) & gaussian
         jpeg = JPEG(o.jpeg_quality_min, o.jpeg_quality_max)
-        gaussian = ~(use_pg | use_cam | use_cor)
-        plain = gaussian.clone()  # (B,) Gaussian images that no JPEG or second round touches
         jpeged = select(gen, b, o.jpeg_prob) & ~known
-        plain &= ~jpeged
+        plain = gaussian & ~jpeged  # (B,) Gaussian images that no JPEG or second round touches
         noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), jpeged)
         if o.twice_prob > 0:
             again = select(gen, b, o.twice_prob) & ~known
