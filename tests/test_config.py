@@ -75,3 +75,32 @@ def test_diffaugment_typos_fail_when_the_config_loads_not_hours_later(tmp_path):
         load_config(str(cfg))
     assert load_config(raw={"loss": {"diffaugment": ""}}).loss.diffaugment == ""
     assert load_config(raw={"train": {"lr_adversarial": 0.5}}).train.lr_adversarial == 0.5
+
+
+@pytest.mark.parametrize("override, key", [
+    ("loss.pixel=L1", "loss.pixel"),
+    ("loss.adversarial=hinged", "loss.adversarial"),
+    ("loss.lpips_net=resnet", "loss.lpips_net"),
+    ("generator.patch_stride=3", "generator.patch_stride"),
+    ("generator.token_upsample=nearest", "generator.token_upsample"),
+    ("train.precision=true", "train.precision"),
+])
+def test_closed_choices_are_checked_when_the_config_loads(tmp_path, override, key):
+    p = write(tmp_path, "run.yaml", "task: denoise\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, [override])
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: {key}: must be one of ") and "\n" not in msg
+
+
+def test_closed_choices_keep_their_type():
+    cfg = load_config(raw={"generator": {"patch_stride": 4}, "loss": {"pixel": "l1"}})
+    assert cfg.generator.patch_stride == 4 and cfg.loss.pixel == "l1"
+
+
+def test_defaults_live_in_the_dataclasses_only():
+    """No config restates a default by extending a defaults file: the dataclasses are the one place."""
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    assert not (configs / "base.yaml").exists()

@@ -2,9 +2,10 @@
 
     cfg = load_config("configs/denoise.yaml", ["train.steps=1000", "data.crop=96"])
 
-A YAML file may name a `base:` file (relative to itself) that it extends; mappings merge
-key by key. Unknown or mistyped keys, and values outside their range (`ranges.py`), are errors
-naming the key and the file.
+The dataclasses below are the one place for defaults. A YAML file may name a `base:` file
+(relative to itself) that it extends; mappings merge key by key. Unknown or mistyped keys,
+closed choices (`Literal` fields) outside their choices, and values outside their range
+(`ranges.py`) are errors naming the key and the file, raised when the config is loaded.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -31,18 +32,18 @@ class GeneratorConfig:
     in_channels: int = 3
     out_channels: int = 3
     cond_channels: int = 0
-    stem_channels: int = 24
-    dims: tuple[int, ...] = (48, 96, 192)  # token width at 1/2, 1/4, 1/8 resolution
-    heads: tuple[int, ...] = (2, 4, 8)
-    enc_depths: tuple[int, ...] = (2, 2, 4)  # the last level is the bottleneck
-    dec_depths: tuple[int, ...] = (1, 1)  # decoder blocks at 1/4 and 1/2 resolution
+    stem_channels: int = 16
+    dims: tuple[int, ...] = (32, 64, 128)  # token width per level: 1/s, 1/2s, 1/4s of the input (s = patch_stride)
+    heads: tuple[int, ...] = (1, 2, 4)
+    enc_depths: tuple[int, ...] = (2, 2, 6)  # the last level is the bottleneck
+    dec_depths: tuple[int, ...] = (1, 2)  # decoder blocks, one entry per level but the last
     window: int = 8
     mlp_ratio: float = 2.0
     upscale: int = 1  # output / input size (super-resolution)
-    patch_stride: int = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
+    patch_stride: Literal[1, 2, 4] = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
     # every token upsampling (decoder levels, tokens -> pixels): "shuffle" (conv + pixel shuffle,
     # learns sub-token detail) or "bilinear" (interpolate, then conv: nothing periodic in flat areas)
-    token_upsample: str = "shuffle"
+    token_upsample: Literal["shuffle", "bilinear"] = "shuffle"
     residual: bool = True
 
 
@@ -61,14 +62,14 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    pixel: str = "charbonnier"  # charbonnier | l1 | l2
+    pixel: Literal["charbonnier", "l1", "l2"] = "charbonnier"
     pixel_weight: float = 1.0
     msssim_weight: float = 0.0
-    adversarial: str = "nonsaturating"  # nonsaturating | hinge | wgan-gp
+    adversarial: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
     adversarial_weight: float = 0.005
     feature_matching_weight: float = 0.0
     lpips_weight: float = 0.0
-    lpips_net: str = "alex"
+    lpips_net: Literal["alex", "vgg"] = "alex"
     r1_weight: float = 1.0  # R1 penalty for nonsaturating/hinge; GP weight for wgan-gp
     r1_every: int = 4  # lazy regularisation
     diffaugment: str = "translation,cutout"
@@ -96,23 +97,23 @@ class TrainConfig:
     adversarial_steps: int = 0  # adversarial stage after it
     lr: float = 4e-4
     lr_min: float = 1e-6
-    warmup: int = 200
+    warmup: int = 500
     lr_d: float = 1e-4
     lr_adversarial: float = 0.25  # the generator's lr in the adversarial stage, as a share of lr (constant)
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    ema_start: int = 1000
-    val_every: int = 500
-    checkpoint_minutes: float = 5.0
-    log_every: int = 50
+    ema_start: int = 2000
+    val_every: int = 1000
+    checkpoint_minutes: float = 4.0
+    log_every: int = 100
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0 = torch default)
     out: str = "runs/default"
     init_weights: str | None = None  # start the generator from these weights (shipped name or file)
     accumulate: int = 1  # gradient accumulation: data.batch is split into this many micro-batches
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only, CPU trains in fp32)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; CUDA only, a CPU trains in fp32
     minutes: float = 0.0  # wall-clock budget: the step schedule is stretched over it (0 = steps only)
 
 
@@ -192,6 +193,10 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Literal:  # a closed choice: the loader names the key, the file and the choices
+        if value in args and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: must be one of {', '.join(str(a) for a in args)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -1,9 +1,10 @@
-"""The allowed values of every numeric (and every closed-choice) config key, checked when a
+"""The allowed values of every numeric config key, checked when a
 config is loaded, so `train.val_every=0` or `generator.window=0` is a one-line error naming
 the key and the file, not a ZeroDivisionError an hour into a run (or garbage trained at rc 0).
 
 Every int/float field of the config dataclasses has an entry in RANGES (a test enforces it);
-tuple fields are checked item by item.
+tuple fields are checked item by item. Closed choices are `Literal` fields, checked by the
+loader (config.py).
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "generator.window": (1, 256),
     "generator.mlp_ratio": (0.0625, 64),
     "generator.upscale": (1, 16),
-    "generator.patch_stride": (1, 4),
     "discriminator.in_channels": (1, 256),
     "discriminator.dim": (1, 8192),
     "discriminator.patch": (2, 1024),
@@ -71,13 +71,6 @@ RANGES: dict[str, tuple[float, float]] = {
 
 DIFFAUGMENT_OPS = ("translation", "cutout", "crop")  # vitrestore/augment.py's AUGMENTS (a test keeps them equal)
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "generator.patch_stride": (1, 2, 4),
-    "generator.token_upsample": ("shuffle", "bilinear"),
-    "loss.pixel": ("charbonnier", "l1", "l2"),
-    "loss.adversarial": ("nonsaturating", "hinge", "wgan-gp"),
-    "train.precision": ("fp32", "bf16", "fp16"),
-}
 
 
 def _fmt(v: float) -> str:
@@ -97,9 +90,6 @@ def check_values(cfg: Any, source: str) -> None:
         sub = getattr(cfg, section)
         for f in dataclasses.fields(sub):
             key, value = f"{section}.{f.name}", getattr(sub, f.name)
-            if key in CHOICES and value not in CHOICES[key]:
-                raise ValueError(f"{source}: {key}: must be one of "
-                                 f"{', '.join(str(c) for c in CHOICES[key])}, got {value!r}")
             if key in RANGES:
                 for v in value if isinstance(value, tuple) else (value,):
                     _check_number(key, v, source)
