@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="keep only the benchmark lines that start with this text "
                     "(one results file for several models, e.g. styles)")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--recipe", default=None, help="the model's whole recipe (default: configs/shipped/NAME.yaml, "
+                    "which must exist: tests/test_recipes.py checks it against the weights)")
     args = ap.parse_args()
     state, config, card = load_weights(args.run / "weights.safetensors")
     params = sum(v.numel() for v in state.values())
@@ -37,8 +39,11 @@ def main() -> None:
     if val and not lines:
         lines = [f"validation (held-out training crops, degraded as in training by task "
                  f"{config.get('task', '?')}): PSNR {val.get('val_psnr', 0):.2f} dB at step {val.get('step')}"]
+    recipe = args.recipe or f"configs/shipped/{args.name}.yaml"
+    if not (SHIPPED.parent.parent / recipe).is_file():
+        raise SystemExit(f"error: {recipe}: no such recipe (write the model's stages there first)")
     card = {**card, "name": args.name, "parameters": params, "command": args.command, "metrics": lines,
-            "notes": args.notes}
+            "notes": args.notes, "recipe": recipe}
     save_weights(SHIPPED / f"{args.name}.safetensors", state, config, card)
     (SHIPPED / f"{args.name}.md").write_text(render_card(args.name, config, card))
     print(f"shipped {args.name}: {params:,} parameters, {card['steps']} steps")

@@ -29,7 +29,6 @@ import torch
 from vitrestore.camera import CameraNoise
 from vitrestore.config import ConfigError
 from vitrestore.degrade import JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, select
-from vitrestore.registry import register
 from vitrestore.task import Batch, Task
 
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
@@ -55,7 +54,6 @@ class DenoiseOptions:
     val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
 
 
-@register
 class Denoise(Task):
     name = "denoise"
     Options = DenoiseOptions

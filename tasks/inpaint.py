@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from vitrestore.config import ConfigError
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.masks import MaskMix, batch_masks
-from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
 
 
@@ -62,7 +61,6 @@ class InpaintOptions:
     texture_patch: int = 5  # exemplar patch side, px (odd)
 
 
-@register
 class Inpaint(Task):
     name = "inpaint"
     Options = InpaintOptions

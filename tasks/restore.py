@@ -27,7 +27,6 @@ import torch
 
 from vitrestore.config import ConfigError
 from vitrestore.pipeline import apply_pipeline, build_pipeline, sample_pipeline
-from vitrestore.registry import register
 from vitrestore.task import Batch, Task
 
 CONDITIONS = ("none", "mask")
@@ -41,7 +40,6 @@ class RestoreOptions:
     quantize: int = 8  # bits of the degraded file the pipeline ends with (8 or 16; 0 = unrounded floats)
 
 
-@register
 class Restore(Task):
     contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
     name = "restore"

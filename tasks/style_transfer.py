@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from vitrestore.config import ConfigError
 from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
-from vitrestore.registry import register
 from vitrestore.task import Batch, Task, as_unit
 
 
@@ -141,7 +140,6 @@ def normalised_edges(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     return e / (e.mean(dim=(1, 2, 3), keepdim=True) + 1e-4)
 
 
-@register
 class StyleTransfer(Task):
     name = "stylize"
     Options = StyleOptions

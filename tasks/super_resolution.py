@@ -29,7 +29,6 @@ from vitrestore.camera import CameraNoise
 from vitrestore.config import ConfigError
 from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
 from vitrestore.downscale import DOWNSCALERS, Downscale
-from vitrestore.registry import register
 from vitrestore.task import Batch, Task
 
 DEGRADATIONS = ("classic", "real")
@@ -98,7 +97,6 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
     return quantize(x)
 
 
-@register
 class Upscale(Task):
     contract = "no cond; the output is `scale` times the input's size (tiles overlap 32 px, feathered)."
     name = "upscale"

@@ -74,9 +74,8 @@ def tiny_cfg(image_dir, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_weights(image_dir, tmp_path_factory) -> Path:
     """A tiny denoiser trained for a few steps: a real weights file for CLI/API mechanics."""
-    import vitrestore.tasks  # noqa: F401
     from vitrestore.engine.train import Trainer
-    from vitrestore.registry import get_task
+    from vitrestore.tasks import get_task
 
     out = tmp_path_factory.mktemp("tinyrun")
     raw = {**TINY, "data": {**TINY["data"], "train": [str(image_dir)]}, "train": {**TINY["train"], "out": str(out)}}
@@ -89,9 +88,8 @@ def tiny_weights(image_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_upscale_weights(image_dir, tmp_path_factory) -> Path:
     """A tiny x2 super-resolution model trained for a few steps (mechanics only, not quality)."""
-    import vitrestore.tasks  # noqa: F401
     from vitrestore.engine.train import Trainer
-    from vitrestore.registry import get_task
+    from vitrestore.tasks import get_task
 
     out = tmp_path_factory.mktemp("tinyup")
     raw = {**TINY, "task": "upscale", "task_options": {"scale": 2},
@@ -104,9 +102,8 @@ def tiny_upscale_weights(image_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_inpaint_weights(image_dir, tmp_path_factory) -> Path:
     """A tiny inpainting model trained for a few steps (mechanics only, not quality)."""
-    import vitrestore.tasks  # noqa: F401
     from vitrestore.engine.train import Trainer
-    from vitrestore.registry import get_task
+    from vitrestore.tasks import get_task
 
     out = tmp_path_factory.mktemp("tinyinpaint")
     raw = {**TINY, "task": "inpaint", "data": {**TINY["data"], "train": [str(image_dir)]},

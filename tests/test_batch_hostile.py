@@ -84,7 +84,7 @@ def test_nan_weights_are_refused_and_non_finite_outputs_fail(tmp_path, tiny_weig
     bad = edited(tiny_weights, tmp_path, tensors=lambda s: {k: torch.full_like(v, float("nan")) for k, v in s.items()})
     code, out = run("restore", src, "--weights", bad, "-q")
     assert code == 2 and "NaN" in errors(out)[0]
-    from vitrestore.tasks.model import Model
+    from vitrestore.engine.runtime import Model
 
     monkeypatch.setattr(Model, "_tiled", lambda self, x, tile, **r: torch.full((1, 3, *x.shape[-2:]), float("nan")))
     code, out = run("denoise", src, "--model", tiny_weights, "-q")

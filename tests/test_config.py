@@ -49,8 +49,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_task_options_are_validated(tmp_path):
-    import vitrestore.tasks  # noqa: F401
-    from vitrestore.registry import get_task
+    from vitrestore.tasks import get_task
 
     cfg = load_config(write(tmp_path, "t.yaml", "task: denoise\ntask_options:\n  sigma_maxx: 3\n"))
     with pytest.raises(ConfigError, match="task_options.sigma_maxx"):

@@ -1,8 +1,7 @@
 import torch
 
-import vitrestore.tasks  # noqa: F401
 from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise
-from vitrestore.registry import get_task
+from vitrestore.tasks import get_task
 
 
 def test_ops_replay_exactly_from_their_params():

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-import vitrestore.tasks  # noqa: F401
 from vitrestore.data import ImageBank, list_images
 from vitrestore.engine.train import Trainer
 from vitrestore.masks import Boxes, Large, MaskMix, Scratches, Strokes
-from vitrestore.registry import get_task
-from vitrestore.tasks.model import Model
+from vitrestore.tasks import get_task
+from vitrestore.engine.runtime import Model
 
 
 @pytest.mark.parametrize("make, lo, hi", [

@@ -12,7 +12,6 @@ import onnx
 import pytest
 import torch
 
-import vitrestore.tasks  # noqa: F401
 from vitrestore.config import GeneratorConfig
 from vitrestore.engine.nets import TorchNet, cache_dir, pick_backend
 from vitrestore.engine.onnx_check import compare_with_torch

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-import vitrestore.tasks  # noqa: F401
 from test_stylize import STYLE, painting
 from vitrestore.camera import CameraNoise, demosaic, mosaic
 from vitrestore.config import ConfigError, load_config
 from vitrestore.degrade import CorrelatedNoise, Quantize, quantize
 from vitrestore.downscale import DOWNSCALERS, Downscale, downscale
 from vitrestore.pipeline import apply_pipeline, build_pipeline, sample_pipeline
-from vitrestore.registry import get_task, task_names
+from vitrestore.tasks import TASKS, get_task
 from vitrestore.resize import imresize
 
 
@@ -155,7 +154,7 @@ def test_every_task_trains_on_inputs_a_file_can_hold(tiny_cfg, tmp_path, which):
 
 
 def test_every_registered_task_is_checked_above():
-    assert set(task_names()) == {"denoise", "upscale", "inpaint", "restore", "stylize"}
+    assert set(TASKS) == {"denoise", "upscale", "inpaint", "restore", "stylize"}
 
 
 def test_denoise_gives_the_level_only_for_plain_gaussian_noise(tiny_cfg):

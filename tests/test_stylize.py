@@ -9,14 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import vitrestore.tasks  # noqa: F401
 from vitrestore.cli import main
 from vitrestore.config import ConfigError
 from vitrestore.data import ImageBank, list_images
 from vitrestore.engine.train import Trainer
 from vitrestore.metrics import patch_swd
-from vitrestore.registry import get_task
-from vitrestore.tasks.model import Model
+from vitrestore.tasks import get_task, load_model
+from vitrestore.engine.runtime import Model
 
 from conftest import smooth_image
 
@@ -156,7 +155,7 @@ def test_colour_matching_follows_the_painting_and_travels_in_the_weights(style_c
     t = Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
     t.save()
     Path(cfg.task_options["style_image"]).unlink()  # the painting is gone
-    model = Model.from_weights(tmp_path / "run" / "weights.safetensors", device="cpu")
+    model = load_model(tmp_path / "run" / "weights.safetensors", device="cpu")
     assert torch.allclose(model.task.palette, t.task.palette)
 
 

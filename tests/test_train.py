@@ -3,10 +3,9 @@ import json
 import pytest
 import torch
 
-import vitrestore.tasks  # noqa: F401
 from vitrestore.data import ImageBank, list_images, step_generator
 from vitrestore.engine.train import Trainer
-from vitrestore.registry import get_task
+from vitrestore.tasks import get_task
 
 
 def make_trainer(cfg, resume=False):

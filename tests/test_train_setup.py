@@ -3,12 +3,11 @@ import cv2
 import numpy as np
 import pytest
 
-import vitrestore.tasks  # noqa: F401
 from conftest import smooth_image
 from vitrestore.config import ConfigError
 from vitrestore.engine.preflight import check_training_setup
 from vitrestore.engine.train import Trainer
-from vitrestore.registry import get_task
+from vitrestore.tasks import get_task
 
 
 def images(folder, n=3, size=(72, 88), seed=0):

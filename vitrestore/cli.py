@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -557,18 +557,18 @@ def models() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def train(config, overrides, resume, force, device, quiet) -> None:
-    """Train a model from a YAML config (or resume a run folder).
+    """Train a model from a YAML config or recipe (or resume a run folder).
 
     A train.out folder that already holds a run is never overwritten: continue it with
     --resume, or replace it deliberately with --force. Ctrl-C or SIGTERM saves a checkpoint
-    and exits with status 130.
+    and exits with status 130. A recipe of several stages (`stages:`, docs/training.md) trains
+    them in order; rerun the same command to continue it (a stage that holds a run is resumed).
     """
     from .engine import distributed
-    from .engine.train import train_from_config
-    from .registry import get_task
+    from .engine.train import build_trainer, existing_run
+    from .recipe import load_recipe
 
     tasks = _tasks()
-    out = None
     if resume is not None:
         if config is not None:
             _fail("give either CONFIG or --resume RUN, not both")
@@ -576,16 +576,26 @@ def train(config, overrides, resume, force, device, quiet) -> None:
             _fail("--force starts a new run; it cannot be combined with --resume")
         if not (resume / "config.yaml").is_file():
             _fail(f"{resume}: not a run folder (no config.yaml)" if resume.is_dir() else f"{resume}: no such run folder")
-        config, out = resume / "config.yaml", resume
+        config = resume / "config.yaml"
     elif config is None:
         _fail("missing CONFIG (a YAML file) or --resume RUN")
     info = distributed.DistInfo.from_env()
     rank = f" (rank {info.rank})" if info.world > 1 else ""
-    trainer = None
+    trainer, device = None, str(tasks.pick_device(device))
     try:
-        trainer = train_from_config(str(config), list(overrides), get_task, device=str(tasks.model.pick_device(device)),
-                                    resume=resume is not None, quiet=quiet, out=out, force=force)
-        result = trainer.fit()
+        stages = load_recipe(config, list(overrides))
+        if resume is not None:
+            stages = [replace(stages[0], train=replace(stages[0].train, out=str(resume)))]
+        for k, cfg in enumerate(stages, 1):
+            chained = len(stages) > 1
+            again = chained and not force and existing_run(Path(cfg.train.out)) is not None
+            if chained and info.main:
+                click.echo(f"stage {k} of {len(stages)}: {cfg.train.out}" + (" (resumed)" if again else ""), err=True)
+            trainer = build_trainer(cfg, tasks.get_task, config, list(overrides), device=device,
+                                    resume=resume is not None or again, quiet=quiet, force=force)
+            result = trainer.fit()
+            if trainer.interrupted:
+                break
     except KeyboardInterrupt:
         where = f"at step {trainer.step}" if trainer is not None else "before training started"
         _fail(f"{config}: interrupted {where}; the run folder was not changed{rank}", 130)
@@ -598,14 +608,15 @@ def train(config, overrides, resume, force, device, quiet) -> None:
     if info.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step") or "no validation"
         if trainer.interrupted:
+            again = (f"vitrestore train {config}" if len(stages) > 1 and resume is None
+                     else f"vitrestore train --resume {trainer.out}")
             click.echo(f"interrupted at step {trainer.step} of {trainer.total_steps} ({val}); checkpoint saved, "
-                       f"continue with: vitrestore train --resume {trainer.out}", err=True)
+                       f"continue with: {again}", err=True)
         else:
             click.echo(f"finished at step {trainer.step}: {val}")
         click.echo(f"weights: {trainer.out / 'weights.safetensors'}")
     if trainer.interrupted:
         sys.exit(130)
-
 
 if __name__ == "__main__":
     main()

@@ -129,11 +129,12 @@ class Config:
     source: str = "<defaults>"  # the file it was loaded from, for messages
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
+    """`over` merged into `base` key by key (nested mappings merge; anything else replaces)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -159,7 +160,7 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
-    return _merge(read_yaml(path.parent / base, seen + (path,)), data)
+    return merge(read_yaml(path.parent / base, seen + (path,)), data)
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
@@ -185,7 +186,7 @@ def apply_override(raw: dict, override: str, source: str) -> dict:
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
-    return _merge(raw, nested)
+    return merge(raw, nested)
 
 
 def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
@@ -261,9 +262,10 @@ def build_dataclass(cls: type, data: Any, source: str, prefix: str = ""):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                raw: dict | None = None) -> Config:
-    """Load a Config from YAML (or a raw mapping) plus `a.b=value` overrides."""
-    source = str(path) if path is not None else "<config>"
+                raw: dict | None = None, source: str | None = None) -> Config:
+    """Load a Config from YAML (or a raw mapping) plus `a.b=value` overrides; `source` names
+    it in messages (default: the path)."""
+    source = source or (str(path) if path is not None else "<config>")
     data = read_yaml(Path(path)) if path is not None else dict(raw or {})
     for item in overrides:
         data = apply_override(data, item, source)

@@ -114,6 +114,8 @@ def render_card(name: str, config: dict, card: dict) -> str:
              + (f" (inputs paired from {data['input']})" if data.get("input") else "")
              + (f" (held out: last {data['val_holdout']} files)" if data.get("val_holdout") else ""),
              f"- command: `{card.get('command') or '(not recorded)'}`",
+             *([f"- recipe: `{card['recipe']}` (every stage; `vitrestore train {card['recipe']}` retrains it)"]
+               if card.get("recipe") else []),
              f"- steps: {card.get('steps')} (batch {data.get('batch')}, crops {data.get('crop')} px)",
              "- final validation: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in val.items()) or "none")]

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from ..atomic import write_atomic
 from ..augment import diff_augment
-from ..config import Config, ConfigError, config_to_dict, load_config
+from ..config import Config, ConfigError, config_to_dict
 from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, match_pairs, split_paths,
                     step_generator)
 from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_penalty, ms_ssim_loss,
@@ -529,14 +529,9 @@ class Trainer:
         ddp.barrier(self.dist)
         return self.last_val
 
-def train_from_config(path: str | None, overrides: list[str], task_lookup, device: str = "cpu",
-                      resume: bool = False, quiet: bool = False, out: str | Path | None = None,
-                      force: bool = False) -> Trainer:
-    """Build a Trainer from a YAML file (or a run folder's config when resuming, with `out`
-    that folder). Everything is checked before anything is written."""
-    cfg = load_config(path, overrides)
-    if out is not None:
-        cfg = replace(cfg, train=replace(cfg.train, out=str(out)))
+def build_trainer(cfg: Config, task_lookup, path: str | Path | None, overrides: list[str], device: str = "cpu",
+                  resume: bool = False, quiet: bool = False, force: bool = False) -> Trainer:
+    """A Trainer for a loaded config; `path` and `overrides` are how it was asked for (the card's command)."""
     task = task_lookup(cfg.task).from_config(cfg)
     trainer = Trainer(cfg, task, device=device, resume=resume, quiet=quiet, force=force)
     trainer.command = " ".join(["vitrestore train", str(path)] + [f"--set {o}" for o in overrides])

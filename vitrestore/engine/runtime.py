@@ -1,4 +1,6 @@
-"""The Python API: load a model by shipped name or weights path, call it on an image.
+"""The inference runtime behind the Python API: a task's generator, its weights and how a
+request runs (tiles, ensembles, conditions, compositing, alpha), on either backend. It knows
+tasks only through the Task interface; `vitrestore.tasks.load_model` hands it the task table.
 
     from vitrestore.tasks import load_model
     model = load_model("denoise")               # or load_model("runs/x/weights.safetensors")
@@ -12,19 +14,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from vitrestore.config import ConfigError, load_config
-from vitrestore.engine.checkpoint import state_dict_error
-from vitrestore.engine.infer import tiled_forward
-from vitrestore.engine.nets import OrtNet, TorchNet, cached_export, pick_backend
-from vitrestore.nn.generator import Generator
-from vitrestore.registry import get_task
-from vitrestore.task import Task, as_unit
-from vitrestore.weights import WeightsError, load_weights, split_task_state
+from ..config import ConfigError, load_config
+from ..nn.generator import Generator
+from ..task import Task, as_unit
+from ..weights import WeightsError, load_weights, split_task_state
+from .checkpoint import state_dict_error
+from .infer import tiled_forward
+from .nets import OrtNet, TorchNet, cached_export, pick_backend
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -83,12 +84,15 @@ class Model:
         return f"{self.task.name}: {self.task.contract or 'no cond; the output has the input size.'}"
 
     @classmethod
-    def from_weights(cls, name_or_path: str | Path, device: str = "auto", **kw: Any) -> "Model":
+    def from_weights(cls, name_or_path: str | Path, task_lookup: Callable[[str], type[Task]], device: str = "auto",
+                     **kw: Any) -> "Model":
+        """The model in a weights file (or shipped name); `task_lookup` maps its config's task
+        name to the Task class (vitrestore.tasks.get_task)."""
         state, config, card = load_weights(name_or_path)
         # only what inference needs: training-only keys may differ between versions
         try:
             cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
-            task = get_task(cfg.task).from_config(cfg)
+            task = task_lookup(cfg.task).from_config(cfg)
             gen = Generator(task.generator_config(cfg.generator))
         except (ConfigError, KeyError, ValueError, TypeError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -196,7 +200,3 @@ class Model:
         res = self.run_arrays([a[:, :, None] if two_d else a], **request)[0]
         return res[:, :, 0] if two_d else res
 
-
-def load_model(name_or_path: str | Path = "denoise", device: str = "auto", **kw: Any) -> Model:
-    """A shipped model by name ('denoise') or any vitrestore weights file."""
-    return Model.from_weights(name_or_path, device=device, **kw)
