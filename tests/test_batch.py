@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +17,7 @@ from PIL import Image, ImageCms
 
 from conftest import smooth_image
 from vitrestore.cli import main
-from vitrestore.engine.batch import Job, RunOptions, plan_jobs, run_jobs
+from vitrestore.engine.batch import RunOptions, plan_jobs, run_jobs
 from vitrestore.io import read_image, write_image
 
 
@@ -200,37 +200,35 @@ def test_small_images_of_one_size_are_batched_and_match_single_runs(tmp_path, ti
         assert np.abs(single.astype(int) - batched.astype(int)).max() <= 1
 
 
-def start_denoise_and_wait(tmp_path, weights, n: int, prefix: str, written: int) -> tuple[subprocess.Popen, Path, Path]:
-    """`vitrestore denoise` on n generated 96x128 images in a subprocess, returned once `written`
-    outputs exist: (process, input folder, output folder)."""
+def denoise_stopped_after(tmp_path, weights, n: int, prefix: str, written: int, sig: str) -> tuple[subprocess.Popen, Path, Path]:
+    """`vitrestore denoise` on n generated images (96 x 128+4i: no two share a size, so each is
+    its own model call) in a subprocess that sends itself `sig` once the model has processed
+    `written` of them ($VITRESTORE_SIGNAL_AFTER: a known point, not a timed one):
+    (finished process, input folder, output folder)."""
     d = tmp_path / "in"
     d.mkdir()
     for i in range(n):
-        Image.fromarray(rgb(i, 96, 128)).save(d / f"{prefix}{i:02d}.png")
+        Image.fromarray(rgb(i, 96, 128 + 4 * i)).save(d / f"{prefix}{i:02d}.png")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model", str(weights), "-q",
-           "--tile", "32"]
+    cmd = [sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model", str(weights), "-q"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= written):
-        time.sleep(0.02)
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "VITRESTORE_SIGNAL_AFTER": f"{written}:{sig}"})
+    proc.err = proc.communicate(timeout=120)[1]
     return proc, d, out
 
 
 @pytest.mark.slow
 def test_sigterm_leaves_no_partial_files_and_a_rerun_finishes(tmp_path, tiny_weights):
-    proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 40, "p", 2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    proc, d, out = denoise_stopped_after(tmp_path, tiny_weights, 12, "p", 2, "SIGTERM")
     written = sorted(out.glob("*.png"))
-    assert proc.returncode == 130, err
-    assert 2 <= len(written) < 40 and not list(out.glob(".*partial"))
+    assert proc.returncode == 130, proc.err
+    assert "interrupted" in proc.err and "done: 2 written" in proc.err  # the stop came after the 2nd file
+    assert [p.name for p in written] == ["p00.png", "p01.png"] and not list(out.glob(".*"))
     for p in written:
-        assert read_image(p).pixels.shape == (96, 128, 3)
+        assert read_image(p).pixels.shape == read_image(d / p.name).pixels.shape
     code, text = run("denoise", d, "-o", out, "--model", tiny_weights, "-q")
     assert code == 0 and f"{len(written)} skipped" in text
-    assert len(list(out.glob("*.png"))) == 40
+    assert len(list(out.glob("*.png"))) == 12
 
 
 @pytest.mark.slow
@@ -259,14 +257,13 @@ def test_torchrun_processes_split_the_files(tmp_path, tiny_weights, monkeypatch)
 
 @pytest.mark.slow
 def test_kill_9_leaves_only_complete_outputs(tmp_path, tiny_weights):
-    proc, d, out = start_denoise_and_wait(tmp_path, tiny_weights, 30, "k", 3)
-    proc.kill()
-    proc.wait(timeout=30)
-    written = sorted(out.glob("*.png"))
-    assert 3 <= len(written) < 30
+    proc, d, out = denoise_stopped_after(tmp_path, tiny_weights, 10, "k", 3, "SIGKILL")
+    assert proc.returncode == -signal.SIGKILL
+    written = sorted(out.glob("*.png"))  # killed while the third may still be being written
+    assert [p.name for p in written] in (["k00.png", "k01.png"], ["k00.png", "k01.png", "k02.png"])
     for p in written:  # every visible output is a whole image
-        assert read_image(p).pixels.shape == (96, 128, 3)
+        assert read_image(p).pixels.shape == read_image(d / p.name).pixels.shape
     leftovers = list(out.glob(".*"))
     assert not leftovers or all(p.name.endswith(".partial") for p in leftovers)
     code, text = run("denoise", d, "-o", out, "--model", tiny_weights, "-q")
-    assert code == 0 and not list(out.glob(".*")) and len(list(out.glob("*.png"))) == 30
+    assert code == 0 and not list(out.glob(".*")) and len(list(out.glob("*.png"))) == 10

@@ -54,6 +54,7 @@ def served(tmp_path_factory, tiny_weights):
 PHOTO = smooth_image(np.random.default_rng(3), 72, 96)
 
 
+@pytest.mark.slow  # shipped models
 def test_every_task_runs_on_a_tiny_image(served):
     server, c = served
     status, img, _ = c.upload(png(PHOTO), "photo.png")

@@ -150,7 +150,8 @@ def test_colour_matching_follows_the_painting_and_travels_in_the_weights(style_c
     q = torch.linspace(0.2, 0.6, 256).repeat(3, 1)  # a reference spread evenly over [0.2, 0.6]
     got = channel_quantiles(match_histograms(rgb, q))
     assert (got - q).abs().max() < 0.03
-    assert torch.equal(match_histograms(rgb, q).argsort(), match_histograms(rgb, q).argsort())  # deterministic
+    order = rgb.flatten(2).argsort(-1)  # matching keeps each channel's order of values
+    assert (match_histograms(rgb, q).flatten(2).gather(-1, order).diff(dim=-1) >= 0).all()
     cfg = style_cfg("train.adversarial_steps=1", f"train.out={tmp_path / 'run'}")
     t = Trainer(cfg, get_task("stylize").from_config(cfg), quiet=True)
     t.save()
@@ -211,6 +212,7 @@ def test_cli_trains_a_style_and_applies_it_with_strength(style_cfg, image_dir, t
     assert res.exit_code == 2
 
 
+@pytest.mark.slow  # shipped models
 @pytest.mark.parametrize("style", ["starry-night", "the-scream", "kandinsky"])
 def test_cli_shipped_styles_by_name(style, tmp_path):
     """`--style NAME` finds the shipped style-NAME model: photo_NAME.jpg, same size, restyled

@@ -129,6 +129,7 @@ def edgy_image(seed: int, h: int, w: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
+@pytest.mark.slow  # shipped models
 def test_cli_shipped_x4_beats_bicubic(tmp_path):
     """`vitrestore upscale lr.png --scale 4` with no --model (the shipped classic x4) against the
     ground truth, bicubic as the baseline (the LR made by MATLAB-compatible bicubic, like Set5)."""

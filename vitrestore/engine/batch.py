@@ -353,6 +353,18 @@ class _Stop:
         return False
 
 
+def signal_after() -> tuple[int, int] | None:
+    """$VITRESTORE_SIGNAL_AFTER="N:SIGNAME" (e.g. "2:SIGTERM"): once the model has processed N
+    images (their writes handed to the writer) the process sends itself that signal. A
+    deterministic interruption for tests of what a stop leaves behind, instead of a timed signal
+    from outside; unset in normal use."""
+    text = os.environ.get("VITRESTORE_SIGNAL_AFTER")
+    if not text:
+        return None
+    count, _, name = text.partition(":")
+    return int(count), int(getattr(signal, name))
+
+
 def _is_output(dst: Path) -> bool:
     """An existing, non-empty file: a 0-byte file (a crash, a touch) is no result and is redone."""
     try:
@@ -415,6 +427,7 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
             bar.update(1)
 
     interrupted = False
+    stop_after, processed = signal_after(), 0
     with _Stop() as stop:
         try:
             fill()
@@ -455,7 +468,11 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
                     mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
                     fut = writer.submit(write_image, job.dst, result, o.jpeg_quality, img.icc, img.exif)
                     pending_writes.append((job, fut, t0, mp))
+                processed += len(outputs)
                 del group, outputs
+                if stop_after and processed >= stop_after[0]:
+                    os.kill(os.getpid(), stop_after[1])
+                    stop_after = None
                 drain_writes(block=len(pending_writes) > 2)  # bound the results waiting in memory
         except KeyboardInterrupt:
             interrupted = True
