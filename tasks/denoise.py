@@ -145,10 +145,12 @@ class Denoise(Task):
         level = (sigma.to(like.dtype).view(b, 1, 1, 1) / SIGMA_SCALE) * k
         return torch.cat([level.expand(b, 1, h, w), k.expand(b, 1, h, w)], 1)
 
+    def check_request(self, sigma: float | None = None, **request: Any) -> None:
+        if sigma is not None and not 0 <= sigma <= 255:
+            raise ValueError(f"sigma must be in [0, 255] (0-255 scale), got {sigma}")
+
     def condition(self, image: torch.Tensor, sigma: float | None = None, **request: Any) -> torch.Tensor:
         b = image.shape[0]
         if sigma is None:
             return self._cond_map(image, torch.zeros(b), torch.zeros(b, dtype=torch.bool))
-        if not 0 <= sigma <= 255:
-            raise ValueError(f"sigma must be in [0, 255] (0-255 scale), got {sigma}")
         return self._cond_map(image, torch.full((b,), float(sigma)), torch.ones(b, dtype=torch.bool))

@@ -112,7 +112,7 @@ class Inpaint(Task):
     def with_holes(self, clean: torch.Tensor, mask: torch.Tensor) -> Batch:
         holed = self.prefill(clean, mask)
         weight = 1 + (self.options.hole_weight - 1) * mask
-        return Batch(input=holed, target=clean, cond=mask, mask=weight)
+        return Batch(input=holed, target=clean, cond=mask, loss_weight=weight)
 
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         b, _, h, w = clean.shape
@@ -125,7 +125,7 @@ class Inpaint(Task):
         return output * batch.cond + batch.input * (1 - batch.cond)
 
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.postprocess(output, batch.input, mask=batch.cond, texture=False)  # the network's own fill
+        return self.composite(output, batch.input, mask=batch.cond)  # the network's own fill
 
     def infer(self, run: Any, image: torch.Tensor, tile: int, mask: torch.Tensor | None = None,
               **request: Any) -> torch.Tensor:
@@ -137,8 +137,6 @@ class Inpaint(Task):
 
         The network sees the hole as it was trained to, pre-filled from the known pixels:
         whatever the image holds there (damage, an object, a key colour) never reaches it."""
-        if mask is None:
-            raise ValueError("inpainting needs a mask (--mask or --mask-color)")
         image = self.prefill(as_unit(image), mask.to(image.device))  # a new float tensor
         depth = hole_depth(mask)  # (B, H, W), for the layout and the coarse-to-fine blend
         image = self.layout(run, image, mask, depth, **request)
@@ -149,7 +147,7 @@ class Inpaint(Task):
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         coarse = run(small, 0, mask=small_mask, **request)
-        coarse = self.postprocess(coarse, small, mask=small_mask, texture=False)
+        coarse = self.composite(coarse, small, mask=small_mask)
         fine = run(image, tile, mask=mask, **request)  # (B, 3, H, W)
         reach = max(8.0, tile / 4)
         for b in range(fine.shape[0]):
@@ -178,30 +176,36 @@ class Inpaint(Task):
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         small = self.prefill(small, small_mask)  # pixels that mixed hole and known are refilled
-        coarse = self.postprocess(run(small, 0, mask=small_mask, **request), small, mask=small_mask, texture=False)
+        coarse = self.composite(run(small, 0, mask=small_mask, **request), small, mask=small_mask)
         up = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
         lead = torch.from_numpy(np.clip(depth / LAYOUT_DEPTH - 0.5, 0, 1))[:, None].to(image)  # (B, 1, H, W)
         return image + lead * (up.to(image) - image)  # lead is 0 on known pixels
 
-    def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
-        """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""
+    def check_request(self, mask: torch.Tensor | None = None, **request: Any) -> None:
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
+
+    def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
+        """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""
         return mask
 
-    def postprocess(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
-                    texture: bool | None = None, **request: Any) -> torch.Tensor:
-        """Known pixels are the input's, exactly; the network's output only fills the hole, with
-        texture added when `texture` (default: the option) is on."""
+    def composite(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
+                  **request: Any) -> torch.Tensor:
+        """Known pixels are the input's, exactly; the network's output only fills the hole."""
         output = output.clamp_(0, 1)
         if mask is None:
             return output
         m = mask.to(output)
-        known = as_unit(image).to(output)
-        output.mul_(m).add_(known.mul(1 - m))  # not in place: image may be the caller's
-        if self.options.texture if texture is None else texture:
-            output = self.add_texture(output, known, m).mul_(m).add_(known.mul(1 - m))
-        return output
+        return output.mul_(m).add_(as_unit(image).to(output).mul(1 - m))  # not in place: image may be the caller's
+
+    def postprocess(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
+                    texture: bool | None = None, **request: Any) -> torch.Tensor:
+        """The composite, with texture added in wide holes when `texture` (default: the option) is on."""
+        output = self.composite(output, image, mask)
+        if mask is None or not (self.options.texture if texture is None else texture):
+            return output
+        m, known = mask.to(output), as_unit(image).to(output)
+        return self.add_texture(output, known, m).mul_(m).add_(known.mul(1 - m))
 
     def add_texture(self, fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """fill, image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) 1 = hole -> a new tensor: the

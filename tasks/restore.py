@@ -86,9 +86,10 @@ class Restore(Task):
             raise ConfigError("task_options.condition: mask cannot be used with paired data (no mask is known)")
         return Batch(input=input, target=target)
 
-    def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any):
-        if self.options.condition != "mask":
-            return None
-        if mask is None:
+    def check_request(self, mask: torch.Tensor | None = None, **request: Any) -> None:
+        if self.options.condition == "mask" and mask is None:
             raise ValueError("this model needs a mask of the area to restore")
-        return mask
+
+    def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any):
+        self.check_request(mask=mask)  # also reached from paired training data, which has no mask
+        return mask if self.options.condition == "mask" else None

@@ -5,7 +5,7 @@ painting's colour histogram (per channel, over the whole image; the painting's q
 saved in the weights file, so inference needs no painting), and the generator refines that:
 it adds the texture, and it may undo what the matching did to the photo's structure. Training
 pairs nothing with nothing: a batch is content crops (photos, matched, the generator's input;
-the photos themselves as `source`) and, as `target`, crops of the painting taken at several
+the photos themselves as `source`) and, as the discriminator's `real`, crops of the painting taken at several
 sizes with flips and quarter turns (one painting is little data). The losses:
 
 - adversarial: the PatchGAN ViT discriminator sees only candidates (no condition) and judges
@@ -231,7 +231,7 @@ class StyleTransfer(Task):
         """Content crops (B, 3, c, c), matched to the painting's colours, in; painting crops of the
         same size as the 'real' side; the photos as `source` (the content loss's reference)."""
         cond = self.noise_map(clean, gen) if self.options.noise else None
-        return Batch(input=self.prepare(clean), target=self.style_crops(clean.shape[0], clean.shape[-1], gen),
+        return Batch(input=self.prepare(clean), target=None, real=self.style_crops(clean.shape[0], clean.shape[-1], gen),
                      source=clean, cond=cond)
 
     # --- the painting's colours: computed for training, saved in the weights ------------------
@@ -313,9 +313,9 @@ class StyleTransfer(Task):
         crops), with the photo's own style distance for reference."""
         photo = batch.input if batch.source is None else batch.source
         return {"content_edge_ssim": edge_ssim(output, photo),
-                "style_swd": patch_swd(output, batch.target),
-                "style_swd_input": patch_swd(photo, batch.target),
-                "style_swd_matched": patch_swd(batch.input, batch.target)}
+                "style_swd": patch_swd(output, batch.real),
+                "style_swd_input": patch_swd(photo, batch.real),
+                "style_swd_matched": patch_swd(batch.input, batch.real)}
 
     # --- inference ------------------------------------------------------------------------------
     def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
@@ -326,11 +326,14 @@ class StyleTransfer(Task):
             request = {**request, "noise": self.noise_map(photo)}
         return run(self.prepare(photo), tile, **request)
 
+    def check_request(self, strength: float | None = None, **request: Any) -> None:
+        if strength is not None and (math.isnan(float(strength)) or not 0.0 <= float(strength) <= 1.0):
+            raise ValueError(f"strength must be in [0, 1], got {float(strength)}")
+
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
                     **request: Any) -> torch.Tensor:
         """strength 0 = the photo, 1 = the stylised output, linear in between."""
         s = self.options.strength if strength is None else float(strength)
-        if not 0.0 <= s <= 1.0 or math.isnan(s):
-            raise ValueError(f"strength must be in [0, 1], got {s}")
+        self.check_request(strength=s)
         output = output.clamp_(0, 1)
         return output if s == 1.0 else torch.lerp(as_unit(image).to(output), output, s)

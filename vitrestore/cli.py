@@ -182,8 +182,6 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
     adds request arguments for one image (e.g. its mask; a ValueError fails that file only);
     files under an `exclude` folder (e.g. the mask folder) are never inputs."""
-    import torch
-
     from .engine.batch import RunOptions, plan_jobs, run_jobs
 
     tasks = _tasks()
@@ -195,7 +193,7 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         if check is not None:
             check(model)
         if per_image is None:
-            model.task.condition(torch.zeros(1, 3, 8, 8), **request)  # a bad request fails now
+            model.task.check_request(**request)  # a bad request fails now, before any image is read
     except (WeightsError, ConfigError, KeyError, ValueError) as exc:
         _fail(_message(exc))
     try:

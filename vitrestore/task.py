@@ -1,8 +1,16 @@
-"""The contract every task module fills in.
+"""The contract every task module fills in, as three roles with one caller each.
 
-A task turns clean images into training pairs (its degradation), declares the extra
-conditioning channels its generator reads, builds those channels at inference time from the
-user's request, and post-processes the network output.
+    TrainingRole       called by the trainer (engine/train.py): the batches it learns from
+                       (degradation, validation, paired data), the task's own losses and
+                       metrics, and what the weights file must carry besides the generator
+    DiscriminatorRole  called by the trainer's adversarial step only: what the discriminator
+                       sees beside the candidate, and which candidate it judges
+    InferenceRole      called by the runtime (engine/runtime.py), the CLI and the studio: the
+                       request's checks, the condition channels, how the network is run over an
+                       image, compositing and the final output
+
+A task (one module in tasks/, listed in tasks/__init__.py) is `Task`, which composes the three
+and adds what all of them share: its name, options and the generator's shape.
 """
 from __future__ import annotations
 
@@ -20,10 +28,16 @@ class Batch:
     """A training or validation batch. All tensors (B, C, H, W) floats in [0, 1] (input may overshoot)."""
 
     input: torch.Tensor  # what the generator sees (degraded)
-    target: torch.Tensor  # what it should produce
+    target: torch.Tensor | None  # what it should produce (None: the task has no pixel target)
     cond: torch.Tensor | None = None  # extra conditioning channels, same H, W as input
-    mask: torch.Tensor | None = None  # (B, 1, H, W) per-pixel loss weight, when the task has one
+    loss_weight: torch.Tensor | None = None  # (B, 1, H, W) per-pixel weight of the pixel loss
+    real: torch.Tensor | None = None  # what the discriminator sees as real, when not the target
     source: torch.Tensor | None = None  # the picture before the task's pre-processing, when that differs from input
+
+    @property
+    def real_sample(self) -> torch.Tensor:
+        """The discriminator's real sample: `real`, else the target."""
+        return self.target if self.real is None else self.real
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(**{k: (v.to(device, non_blocking=True) if v is not None else None) for k, v in vars(self).items()})
@@ -47,8 +61,129 @@ class NoOptions:
     pass
 
 
-class Task:
-    """Base class: subclasses set `name`, `Options`, `output_suffix` and override the hooks."""
+class TrainingRole:
+    """What a task feeds the trainer. The trainer calls `check_training` once before any model
+    is built, `degrade` (or `paired_batch` with paired data) for every step's batch,
+    `validation_batch` once per held-out image, `finish_batch` and `metrics` at each
+    validation, `generator_losses` every step, and `state` whenever it saves weights."""
+
+    def check_training(self, source: str) -> None:
+        """Raise ConfigError for task options that cannot train (before any model is built)."""
+
+    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        """A training batch from clean crops (B, 3, H, W), every draw from `gen`."""
+        raise NotImplementedError
+
+    def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
+        return self.degrade(clean, gen)
+
+    def paired_batch(self, input: torch.Tensor, target: torch.Tensor) -> Batch:
+        """A batch from paired data (degraded input, clean target) instead of a degradation."""
+        return Batch(input=input, target=target, cond=self.condition(input))
+
+    def generator_losses(self, output: torch.Tensor, batch: Batch,
+                         gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict] | None:
+        """The generator's non-adversarial loss and its log entries, for tasks without a pixel
+        target (style transfer); None = the configured pixel losses against batch.target,
+        weighted by batch.loss_weight. `gen` seeds any sampling (the step's generator, so a
+        resumed run repeats it)."""
+        return None
+
+    def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The final output for a validation batch (what validation metrics see): the user's
+        output by default."""
+        return self.postprocess(output, batch.input)
+
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Validation metrics of a finished output (names without the val_ prefix)."""
+        from .metrics import psnr, ssim
+
+        res = {"psnr": psnr(output, batch.target), "ssim": ssim(output, batch.target)}
+        if batch.input.shape == batch.target.shape:
+            res["psnr_input"] = psnr(batch.input, batch.target)
+        return res
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors the task derives from its training data that inference needs (saved in the
+        weights file beside the generator's, under 'task.'), e.g. a painting's colour quantiles."""
+        return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `state` saved (the keys without the 'task.' prefix); called when
+        weights are loaded for inference."""
+        if state:
+            raise ValueError(f"task {self.name} keeps no state, the weights carry {', '.join(state)}")
+
+
+class DiscriminatorRole:
+    """What the discriminator sees. Called by the trainer's adversarial step only (generator and
+    discriminator updates): the discriminator judges `disc_candidate` (a fake) or
+    `batch.real_sample` (real), each beside `disc_condition`."""
+
+    def disc_condition(self, batch: Batch) -> torch.Tensor:
+        """What the discriminator sees beside the candidate, at the candidate's size."""
+        parts = [batch.input] + ([batch.cond] if batch.cond is not None else [])
+        return torch.cat(parts, 1)
+
+    def disc_candidate(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """What the discriminator judges as the fake, from the generator's raw output (kept
+        differentiable): the output itself, or e.g. inpainting's composite, so that only what
+        the user will see (the filled hole) is judged and gets the adversarial gradient."""
+        return output
+
+    def disc_in_channels(self, gcfg: GeneratorConfig) -> int:
+        """Channels of the condition and the candidate together (the discriminator's input)."""
+        return gcfg.in_channels + self.cond_channels + gcfg.out_channels
+
+
+class InferenceRole:
+    """How a request runs. The CLI and the studio call `check_request` before reading any image;
+    the runtime then calls, per image, `infer` (which runs the tiled network through `run`,
+    asking `condition` for each tile's channels), then `postprocess`, and `alpha` for an alpha
+    channel. `composite` is the output put back together with the input, which `infer` may use
+    between passes (and `postprocess` builds on)."""
+
+    @property
+    def scale(self) -> int:
+        """Output size / input size (super-resolution tasks override)."""
+        return 1
+
+    @property
+    def suffix(self) -> str:
+        """What output file names get: <stem>_<suffix>.<ext>."""
+        return self.output_suffix
+
+    def check_request(self, **request: Any) -> None:
+        """Raise ValueError (one line) for request options this task cannot run with."""
+
+    def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:
+        """Conditioning channels (B, C_cond, H, W) for an input image (B, C, H, W) and request."""
+        return None
+
+    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
+        """How inference runs the network: `run(x, tile, **request)` is the tiled network.
+        Default: tiles of the user's size over the whole image."""
+        return run(image, tile, **request)
+
+    def composite(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
+        """The network's output (owned by the caller: may be changed in place) in [0, 1], put
+        together with the input where the task keeps input pixels."""
+        return output.clamp_(0, 1)
+
+    def postprocess(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
+        """The final output for the user: the composite plus any finishing step of the task."""
+        return self.composite(output, image, **request)
+
+    def alpha(self, alpha: torch.Tensor, scale: int) -> torch.Tensor:
+        """The output alpha channel from the input's (B, 1, H, W): kept as is (resized if scale > 1)."""
+        if scale == 1:
+            return alpha
+        return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class Task(TrainingRole, DiscriminatorRole, InferenceRole):
+    """A task: subclasses set `name`, `Options`, `output_suffix` (and `contract`, the inference
+    contract in words for exported files) and fill in the roles' methods they need."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
@@ -64,99 +199,11 @@ class Task:
     def from_config(cls, cfg: Config) -> "Task":
         return cls(cfg.task_options, cfg.source)
 
-    # --- model shape -------------------------------------------------------------------------
     @property
     def cond_channels(self) -> int:
+        """Extra channels the generator reads beside the image (the condition's)."""
         return 0
 
     def generator_config(self, cfg: GeneratorConfig) -> GeneratorConfig:
         """The generator config with the task's conditioning/scale filled in."""
         return dataclasses.replace(cfg, cond_channels=self.cond_channels)
-
-    # --- training ----------------------------------------------------------------------------
-    def check_training(self, source: str) -> None:
-        """Raise ConfigError for task options that cannot train (before any model is built)."""
-
-    def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
-        raise NotImplementedError
-
-    def validation_batch(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
-        return self.degrade(clean, gen)
-
-    def paired_batch(self, input: torch.Tensor, target: torch.Tensor) -> Batch:
-        """A batch from paired data (degraded input, clean target) instead of a degradation."""
-        return Batch(input=input, target=target, cond=self.condition(input))
-
-    @property
-    def scale(self) -> int:
-        """Output size / input size (super-resolution tasks override)."""
-        return 1
-
-    @property
-    def suffix(self) -> str:
-        """What output file names get: <stem>_<suffix>.<ext>."""
-        return self.output_suffix
-
-    def generator_losses(self, output: torch.Tensor, batch: Batch,
-                         gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict] | None:
-        """The generator's non-adversarial loss and its log entries, for tasks without a pixel
-        target (style transfer); None = the configured pixel losses against batch.target.
-        `gen` seeds any sampling (the step's generator, so a resumed run repeats it)."""
-        return None
-
-    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
-        """Validation metrics of a finished output (names without the val_ prefix)."""
-        from .metrics import psnr, ssim
-
-        res = {"psnr": psnr(output, batch.target), "ssim": ssim(output, batch.target)}
-        if batch.input.shape == batch.target.shape:
-            res["psnr_input"] = psnr(batch.input, batch.target)
-        return res
-
-    def disc_condition(self, batch: Batch) -> torch.Tensor:
-        """What the discriminator sees beside the candidate, at the candidate's size."""
-        parts = [batch.input] + ([batch.cond] if batch.cond is not None else [])
-        return torch.cat(parts, 1)
-
-    def disc_candidate(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """What the discriminator judges as the fake, from the generator's raw output (kept
-        differentiable): the output itself, or e.g. inpainting's composite, so that only what
-        the user will see (the filled hole) is judged and gets the adversarial gradient."""
-        return output
-
-    def disc_in_channels(self, gcfg: GeneratorConfig) -> int:
-        return gcfg.in_channels + self.cond_channels + gcfg.out_channels
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """Tensors the task derives from its training data that inference needs (saved in the
-        weights file beside the generator's, under 'task.'), e.g. a painting's colour quantiles."""
-        return {}
-
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Take back what `state` saved (the keys without the 'task.' prefix)."""
-        if state:
-            raise ValueError(f"task {self.name} keeps no state, the weights carry {', '.join(state)}")
-
-    # --- inference ---------------------------------------------------------------------------
-    def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:
-        """Conditioning channels (B, C_cond, H, W) for an input image (B, C, H, W) and request."""
-        return None
-
-    def alpha(self, alpha: torch.Tensor, scale: int) -> torch.Tensor:
-        """The output alpha channel from the input's (B, 1, H, W): kept as is (resized if scale > 1)."""
-        if scale == 1:
-            return alpha
-        return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
-
-    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
-        """How inference runs the network: `run(x, tile, **request)` is the tiled network.
-        Default: tiles of the user's size over the whole image."""
-        return run(image, tile, **request)
-
-    def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The final output for a training/validation batch (what validation metrics see)."""
-        return self.postprocess(output, batch.input)
-
-    def postprocess(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
-        """The final output from the network's (owned by the caller: may be changed in place)."""
-        return output.clamp_(0, 1)

@@ -120,7 +120,7 @@ class Model:
         stays bounded by the tile size plus the output. A task may run the network its own way
         (`Task.infer`, e.g. inpainting's coarse-to-fine pass for large holes).
         """
-        self.task.condition(x[..., :8, :8], **_sliced(request, (slice(0, 8), slice(0, 8))))  # bad request: fail first
+        self.task.check_request(**request)  # a bad request fails before any pass
         out = None
         for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
             xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if _is_map(v) else v) for n, v in request.items()}

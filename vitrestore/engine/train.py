@@ -266,7 +266,7 @@ class Trainer:
         custom = self.task.generator_losses(out, batch, gen)
         if custom is not None:  # a task without a pixel target (style transfer)
             return custom
-        loss, logs = pixel_loss(out, batch.target, lc.pixel, batch.mask)
+        loss, logs = pixel_loss(out, batch.target, lc.pixel, batch.loss_weight)
         loss = loss * lc.pixel_weight
         if lc.msssim_weight:
             l_ms, lg = ms_ssim_loss(out.clamp(0, 1), batch.target)
@@ -286,7 +286,7 @@ class Trainer:
         l_adv, logs = g_adv_loss(fake_logits, lc.adversarial)
         loss = lc.adversarial_weight * l_adv
         if lc.feature_matching_weight:
-            real_in = diff_augment(torch.cat([cond, batch.target], 1), lc.diffaugment, gen)
+            real_in = diff_augment(torch.cat([cond, batch.real_sample], 1), lc.diffaugment, gen)
             with torch.no_grad():
                 _, real_feats = self.D(real_in[:, :nc], real_in[:, nc:])
             l_fm, lg = feature_matching(real_feats, fake_feats)
@@ -360,7 +360,7 @@ class Trainer:
                 fake = self.task.disc_candidate(self.G(mb.input, mb.cond).float(), mb)
             cond = self.task.disc_condition(mb)
             nc, b = cond.shape[1], cond.shape[0]
-            real_in = diff_augment(torch.cat([cond, mb.target], 1), lc.diffaugment, gen)
+            real_in = diff_augment(torch.cat([cond, mb.real_sample], 1), lc.diffaugment, gen)
             fake_in = diff_augment(torch.cat([cond, fake], 1), lc.diffaugment, gen)
             real_cand = real_in[:, nc:].detach().requires_grad_(regularise and lc.adversarial != "wgan-gp")
             last = i == len(micro) - 1
@@ -418,7 +418,7 @@ class Trainer:
             for k, v in self.task.metrics(out, batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             if len(rows) < 4:
-                rows.append((batch.input, out, batch.target))
+                rows.append((batch.input, out, batch.real_sample))
         if grid_path is not None and rows:
             save_grid(grid_path, rows)
         return {f"val_{k}": v / len(batches) for k, v in sums.items()}
