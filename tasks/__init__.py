@@ -12,6 +12,7 @@ from vitrestore.engine.runtime import Model, pick_device
 from vitrestore.task import Task
 
 from .denoise import Denoise
+from . import inpaint_masks  # the user's masks for inpaint (the CLI, the studio)
 from .inpaint import Inpaint
 from .restore import Restore
 from .style_transfer import StyleTransfer
@@ -34,4 +35,4 @@ def load_model(name_or_path: str | Path = "denoise", device: str = "auto", **kw:
     return Model.from_weights(name_or_path, get_task, device=device, **kw)
 
 
-__all__ = ["TASKS", "Model", "get_task", "load_model", "pick_device"]
+__all__ = ["TASKS", "Model", "get_task", "inpaint_masks", "load_model", "pick_device"]

@@ -149,7 +149,7 @@ from click.testing import CliRunner  # noqa: E402
 from conftest import smooth_image, stripes  # noqa: E402
 from vitrestore.cli import main  # noqa: E402
 from vitrestore.io import read_image  # noqa: E402
-from vitrestore.tasks.inpaint import color_key_mask, dilate, mask_from_pixels, parse_color  # noqa: E402
+from vitrestore.tasks.inpaint_masks import color_key_mask, dilate, mask_from_pixels, parse_color  # noqa: E402
 from vitrestore.weights import shipped_models  # noqa: E402
 
 

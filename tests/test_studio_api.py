@@ -132,6 +132,7 @@ def test_full_queue_answers_429_and_queued_jobs_cancel():
         _, img, _ = c.upload(png(PHOTO))
         server.studio.jobs.paused.set()  # the worker holds its first job
         _, first, _ = c.job("denoise", img["id"])
+        assert server.studio.jobs.holding.wait(30)  # taken off the queue: the queue has room for one
         _, second, _ = c.job("denoise", img["id"])
         status, third, _ = c.job("denoise", img["id"])
         assert status == 429 and "queue is full" in third["error"]

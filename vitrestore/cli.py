@@ -335,68 +335,15 @@ def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, mod
     """
     import torch
 
-    from .data import list_images
-    from .io import ImageReadError, read_image
-
     tasks = _tasks()
-    ip = tasks.inpaint
-    if (mask_path is None) == (mask_color is None):
-        _fail("give exactly one of --mask PATH or --mask-color R,G,B")
-    key = None
-    if mask_color is not None:
-        try:
-            key = ip.parse_color(mask_color)
-        except ValueError as exc:
-            _fail(str(exc))
-    elif not mask_path.exists():
-        _fail(f"{mask_path}: mask not found")
-    by_stem: dict[str, list[Path]] = {}
-    by_rel: dict[Path, list[Path]] = {}  # a mask tree mirroring the image tree: a/x.png -> masks/a/x.*
-    if mask_path is not None and mask_path.is_dir():
-        for m in list_images(mask_path):
-            by_stem.setdefault(m.stem, []).append(m)
-            by_rel.setdefault(m.relative_to(mask_path).with_suffix(""), []).append(m)
-    folders = [Path(p).expanduser() for p in run.inputs if Path(p).expanduser().is_dir()]
-
-    def relative(path: Path) -> Path:
-        """The image's path relative to the input folder it came from (its name for a file input)."""
-        for folder in folders:
-            try:
-                return path.relative_to(folder).with_suffix("")
-            except ValueError:
-                continue
-        return Path(path.stem)
+    try:
+        masks = tasks.inpaint_masks.UserMasks(run.inputs, mask_path=mask_path, color=mask_color,
+                                              tolerance=tolerance, dilate=dilate)
+    except ValueError as exc:
+        _fail(str(exc))
 
     def mask_for(img) -> dict:
-        h, w = img.pixels.shape[:2]
-        if key is not None:
-            hole = ip.color_key_mask(img.pixels, key, tolerance)
-            where = f"no pixel has colour {mask_color}"
-        else:
-            path = mask_path
-            if mask_path.is_dir():
-                found = by_rel.get(relative(img.path)) or by_stem.get(img.path.stem, [])
-                if not found:
-                    raise ValueError(f"no mask named {img.path.stem}.* in {mask_path}")
-                if len(found) > 1:
-                    raise ValueError(f"several masks named {img.path.stem}.* in {mask_path}: "
-                                     + ", ".join(str(f) for f in found) + " (a mask tree mirroring the "
-                                     "image folders is matched by relative path)")
-                path = found[0]
-            try:
-                m = read_image(path, min_side=1)
-            except ImageReadError as exc:
-                raise ValueError(f"mask {path}: {exc}") from None
-            if m.pixels.shape[:2] != (h, w):
-                raise ValueError(f"mask {path} is {m.pixels.shape[1]}x{m.pixels.shape[0]} but the image is {w}x{h}")
-            hole = ip.mask_from_pixels(m.pixels)
-            where = f"mask {path} is empty (no white or opaque pixel: nothing to fill)"
-        hole = ip.dilate(hole, dilate)
-        if not hole.any():
-            raise ValueError(where)
-        if hole.all():
-            raise ValueError(f"{'mask ' + str(path) if key is None else '--mask-color ' + mask_color} covers the "
-                             f"whole image: no known pixel to fill the hole from")
+        hole = masks.hole_for(img)  # (H, W) bool
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
 
     _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for,

@@ -57,6 +57,7 @@ class JobQueue:
         self._keep = keep
         self._lock = threading.Lock()
         self.paused = threading.Event()  # set: the worker waits before its next job (tests, shutdown)
+        self.holding = threading.Event()  # set while the paused worker holds a job it took off the queue
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._loop, name="vitrestore-studio-worker", daemon=True)
         self._worker.start()
@@ -96,7 +97,9 @@ class JobQueue:
         while not self._stop.is_set():
             job = self._queue.get()
             while self.paused.is_set() and not self._stop.is_set():
+                self.holding.set()
                 time.sleep(0.02)
+            self.holding.clear()
             if job is None or self._stop.is_set():
                 continue
             if job.cancel.is_set():

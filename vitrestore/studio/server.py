@@ -84,7 +84,7 @@ class Studio:
     def __init__(self, tasks: Any, device: str = "auto", models_dir: Path | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_upload_bytes: int = 256 * 2**20, queue_size: int = 8,
                  tile: int = 512, backend: str | None = None):
-        """`tasks`: the task package (load_model, inpaint.mask_from_pixels)."""
+        """`tasks`: the task package (load_model, inpaint_masks.mask_from_pixels)."""
         self.tasks = tasks
         self.folder = Path(tempfile.mkdtemp(prefix="vitrestore-studio-"))
         self.device, self.models_dir, self.tile, self.backend = device, models_dir, tile, backend
@@ -258,7 +258,7 @@ class Studio:
         name, ensemble, request = self.plan(job.task, job.options, src)
         img = read_image(src.path, max_pixels=self.max_pixels)
         if job.task == "inpaint":
-            hole = self.tasks.inpaint.mask_from_pixels(read_image(self.image(job.options["mask"]).path).pixels)
+            hole = self.tasks.inpaint_masks.mask_from_pixels(read_image(self.image(job.options["mask"]).path).pixels)
             if not hole.any():
                 raise ValueError("the mask is empty: paint over what to remove")
             if hole.all():
