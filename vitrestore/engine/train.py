@@ -43,12 +43,10 @@ import yaml
 from tqdm import tqdm
 
 from ..atomic import write_atomic
-from ..augment import diff_augment
 from ..config import Config, ConfigError, config_to_dict
 from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, match_pairs, split_paths,
                     step_generator)
-from ..losses import (LPIPSLoss, d_loss, feature_matching, g_adv_loss, gradient_penalty, ms_ssim_loss,
-                      pixel_loss, r1_penalty)
+from ..losses import LPIPSLoss, ms_ssim_loss, pixel_loss
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Batch, Task
@@ -56,6 +54,7 @@ from ..weights import TASK_PREFIX, WeightsError, load_weights, render_card, save
 from . import distributed as ddp
 from .checkpoint import (CheckpointError, config_difference, load_checkpoint, save_checkpoint,
                          state_dict_error)
+from .gan_step import discriminator_terms, generator_terms
 from .preflight import check_training_setup
 from .samples import save_grid
 from .stream import TrainStream, batch_loader
@@ -278,21 +277,8 @@ class Trainer:
 
     def _adversarial_losses(self, out, batch, gen) -> tuple[torch.Tensor, dict]:
         """Generator-side GAN terms through the frozen plain D (no DDP sync needed)."""
-        lc = self.cfg.loss
-        cond = self.task.disc_condition(batch)
-        nc = cond.shape[1]
-        fake_in = diff_augment(torch.cat([cond, self.task.disc_candidate(out, batch)], 1), lc.diffaugment, gen)
-        fake_logits, fake_feats = self.D(fake_in[:, :nc], fake_in[:, nc:])
-        l_adv, logs = g_adv_loss(fake_logits, lc.adversarial)
-        loss = lc.adversarial_weight * l_adv
-        if lc.feature_matching_weight:
-            real_in = diff_augment(torch.cat([cond, batch.real_sample], 1), lc.diffaugment, gen)
-            with torch.no_grad():
-                _, real_feats = self.D(real_in[:, :nc], real_in[:, nc:])
-            l_fm, lg = feature_matching(real_feats, fake_feats)
-            loss = loss + lc.feature_matching_weight * l_fm
-            logs.update(lg)
-        return loss, logs
+        return generator_terms(self.D, self.task.disc_condition(batch), self.task.disc_candidate(out, batch),
+                               batch.real_sample, self.cfg.loss, gen)
 
     @staticmethod
     def _sync(module, last: bool):
@@ -349,8 +335,7 @@ class Trainer:
         return logs
 
     def _d_step(self, micro: list[Batch], gen: torch.Generator) -> dict:
-        """One discriminator step. Real and fake go through D in one forward pass (DDP needs one
-        forward per backward); R1 is the gradient of the real logits w.r.t. the real input."""
+        """One discriminator step over the micro-batches (gan_step.discriminator_terms)."""
         lc = self.cfg.loss
         regularise = lc.r1_weight > 0 and self.step % max(1, lc.r1_every) == 0
         self.opt_d.zero_grad(set_to_none=True)
@@ -358,27 +343,9 @@ class Trainer:
         for i, mb in enumerate(micro):
             with torch.no_grad(), self._autocast():
                 fake = self.task.disc_candidate(self.G(mb.input, mb.cond).float(), mb)
-            cond = self.task.disc_condition(mb)
-            nc, b = cond.shape[1], cond.shape[0]
-            real_in = diff_augment(torch.cat([cond, mb.real_sample], 1), lc.diffaugment, gen)
-            fake_in = diff_augment(torch.cat([cond, fake], 1), lc.diffaugment, gen)
-            real_cand = real_in[:, nc:].detach().requires_grad_(regularise and lc.adversarial != "wgan-gp")
-            last = i == len(micro) - 1
-            with self._sync(self.D_train, last):
-                with self._autocast():
-                    logits, _ = self.D_train(torch.cat([real_in[:, :nc], fake_in[:, :nc]]),
-                                             torch.cat([real_cand, fake_in[:, nc:]]))
-                logits = logits.float()
-                real_logits, fake_logits = logits[:b], logits[b:]
-                loss, lg = d_loss(real_logits, fake_logits, lc.adversarial)
-                if regularise:
-                    if lc.adversarial == "wgan-gp":
-                        pen, lg2 = gradient_penalty(self.D, real_in[:, :nc], real_in[:, nc:], fake_in[:, nc:], gen)
-                        loss = loss + lc.r1_weight * pen * lc.r1_every
-                    else:
-                        pen, lg2 = r1_penalty(real_logits, real_cand)
-                        loss = loss + 0.5 * lc.r1_weight * pen * lc.r1_every
-                    lg = {**lg, **lg2}
+            with self._sync(self.D_train, i == len(micro) - 1):
+                loss, lg = discriminator_terms(self.D_train, self.D, self.task.disc_condition(mb), mb.real_sample,
+                                               fake, lc, gen, regularise, self._autocast)
                 self.scaler_d.scale(loss / len(micro)).backward()
             logs.update(lg)
         self._optimiser_step(self.D.parameters(), self.opt_d, self.scaler_d)
