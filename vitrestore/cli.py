@@ -510,7 +510,8 @@ def train(config, overrides, resume, force, device, quiet) -> None:
     them in order; rerun the same command to continue it (a stage that holds a run is resumed).
     """
     from .engine import distributed
-    from .engine.train import build_trainer, existing_run
+    from .engine.run_folder import existing_run
+    from .engine.train import build_trainer
     from .recipe import load_recipe
 
     tasks = _tasks()

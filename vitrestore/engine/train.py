@@ -12,25 +12,16 @@ as a one-process run: more processes make a run faster, not different. `train.ac
 splits each process's share further into micro-batches (same semantics, less memory).
 Rank 0 alone logs, validates and writes checkpoints.
 
-A run folder is never overwritten by a fresh run (refused unless `force`), and is only changed
-once a run has started cleanly (config checked, data loaded); checkpoints hold tensors and
-plain values only and load with weights_only=True (`checkpoint.py`).
-
-Run folder layout:
-    <out>/config.yaml         the resolved config
-    <out>/checkpoint.pt       latest full training state (atomic replace)
-    <out>/weights.safetensors EMA generator + config + card (what inference loads)
-    <out>/MODEL_CARD.md       the card in words
-    <out>/metrics.jsonl       one JSON object per log/validation event
-    <out>/samples/step_N.png  validation grids: input | output | target
-    <out>/tensorboard/        the same scalars, when tensorboard is installed
+A run folder (`run_folder.py`: its layout) is never overwritten by a fresh run (refused unless
+`force`), and is only changed once a run has started cleanly (config checked, data loaded);
+checkpoints hold tensors and plain values only and load with weights_only=True
+(`checkpoint.py`). The adversarial terms of a step are in `gan_step.py`.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
-import json
 import math
 import signal
 import sys
@@ -39,10 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from ..atomic import write_atomic
 from ..config import Config, ConfigError, config_to_dict
 from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, match_pairs, split_paths,
                     step_generator)
@@ -50,12 +39,12 @@ from ..losses import LPIPSLoss, ms_ssim_loss, pixel_loss
 from ..nn.discriminator import Discriminator
 from ..nn.generator import Generator
 from ..task import Batch, Task
-from ..weights import TASK_PREFIX, WeightsError, load_weights, render_card, save_weights, split_task_state
+from ..weights import TASK_PREFIX, WeightsError, load_weights, split_task_state
 from . import distributed as ddp
-from .checkpoint import (CheckpointError, config_difference, load_checkpoint, save_checkpoint,
-                         state_dict_error)
+from .checkpoint import CheckpointError, config_difference, load_checkpoint, state_dict_error
 from .gan_step import discriminator_terms, generator_terms
 from .preflight import check_training_setup
+from .run_folder import RunFolder, existing_run
 from .samples import save_grid
 from .stream import TrainStream, batch_loader
 
@@ -82,15 +71,6 @@ def learning_rate(cfg: Config, step: int) -> float:
 
 
 # what a training run writes into its folder (what --force clears before a fresh start)
-RUN_FILES = ("config.yaml", "checkpoint.pt", "weights.safetensors", "MODEL_CARD.md", "metrics.jsonl")
-RUN_FOLDERS = ("samples", "tensorboard")
-
-
-def existing_run(out: Path) -> str | None:
-    """The name of a run file already in `out`, or None when the folder holds no run."""
-    return next((name for name in RUN_FILES if (out / name).exists()), None)
-
-
 class Trainer:
     def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False,
                  force: bool = False):
@@ -100,6 +80,7 @@ class Trainer:
         self.dist = ddp.DistInfo.from_env()
         self.quiet = quiet or not self.dist.main
         self.out = Path(cfg.train.out).expanduser()
+        self.run = RunFolder(self.out, main=self.dist.main)
         self.fresh, self.force = not resume, force
         found = existing_run(self.out)
         if not resume and found and not force:
@@ -193,7 +174,7 @@ class Trainer:
                               f"({state_dict_error(exc)})") from None
 
     def _load_checkpoint(self) -> None:
-        path = self.out / "checkpoint.pt"
+        path = self.run.checkpoint
         st = load_checkpoint(path, self.device)
         mine = config_to_dict(self.cfg)
         sections = ("generator", "discriminator") if self.D is not None and st.get("D") is not None else ("generator",)
@@ -227,23 +208,11 @@ class Trainer:
         """Checkpoint and EMA weights (rank 0 only), each written atomically."""
         if not self.dist.main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(self.state(), self.out / "checkpoint.pt")
-        config, card = config_to_dict(self.cfg), self.card()
-        state = {**self.ema.state_dict(), **{TASK_PREFIX + k: v for k, v in self.task.state().items()}}
-        save_weights(self.out / "weights.safetensors", state, config, card)
-        write_atomic(self.out / "MODEL_CARD.md", render_card(self.out.name, config, card))
+        weights = {**self.ema.state_dict(), **{TASK_PREFIX + k: v for k, v in self.task.state().items()}}
+        self.run.save(self.state(), weights, config_to_dict(self.cfg), self.card())
 
     def log(self, record: dict) -> None:
-        if not self.dist.main:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if getattr(self, "tb", None) is not None:
-            for k, v in record.items():
-                if k not in ("step", "time") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, record["step"])
+        self.run.log(record)
 
     # --- steps -------------------------------------------------------------------------------
     def _set_lr(self) -> float:
@@ -394,32 +363,6 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
-    def _start_run_folder(self) -> None:
-        """Called once setup has succeeded: a --force fresh start clears the old run's files,
-        then the resolved config is written. Nothing in the folder changes before this."""
-        if not self.dist.main:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.fresh and self.force:
-            import shutil
-
-            for name in RUN_FILES:
-                (self.out / name).unlink(missing_ok=True)
-            for name in RUN_FOLDERS:
-                if (self.out / name).is_dir():
-                    shutil.rmtree(self.out / name)
-        write_atomic(self.out / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
-
-    def _open_tensorboard(self) -> None:
-        self.tb = None
-        if not self.dist.main:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        self.tb = SummaryWriter(str(self.out / "tensorboard"))
-
     def _bank(self, train_paths: list[Path]) -> ImageBank | PairBank:
         d = self.cfg.data
         if d.input:
@@ -436,7 +379,7 @@ class Trainer:
 
     def _validate_and_log(self, val: list[Batch], bar) -> None:
         """Validate at the current step: sample grid, metrics log, one progress line."""
-        grid = self.out / "samples" / f"step_{self.step:07d}.png"
+        grid = self.run.sample_grid(self.step)
         self.last_val = {"step": self.step, **self.validate(val, grid)}
         self.log(self.last_val)
         bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_val.items() if k != "step"))
@@ -449,8 +392,7 @@ class Trainer:
         except ValueError as exc:  # every file unreadable: name the key and the file
             raise ConfigError(f"{cfg.source}: data.train: {exc}") from None
         val = self.validation_batches(val_paths) if self.dist.main else []
-        self._start_run_folder()
-        self._open_tensorboard()
+        self.run.start(config_to_dict(self.cfg), clear=self.fresh and self.force)
         old = signal.signal(signal.SIGTERM, self._on_signal)
         last_ckpt = time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=self.quiet, dynamic_ncols=True,
@@ -490,8 +432,7 @@ class Trainer:
             bar.close()
             del loader
             signal.signal(signal.SIGTERM, old)
-            if getattr(self, "tb", None) is not None:
-                self.tb.close()
+            self.run.close()
         self.save()  # after an error mid-run the folder keeps the last periodic checkpoint
         ddp.barrier(self.dist)
         return self.last_val
