@@ -126,6 +126,7 @@ def test_uploads_over_the_limit_are_refused_before_reading():
         server.close()
 
 
+@pytest.mark.slow  # shipped models
 def test_full_queue_answers_429_and_queued_jobs_cancel():
     server, c = start(queue_size=1)
     try:

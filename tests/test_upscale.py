@@ -149,6 +149,7 @@ def test_cli_shipped_x4_beats_bicubic(tmp_path):
     assert ours > base + 1.5, (ours, base)  # measured: +2.3 dB
 
 
+@pytest.mark.slow  # shipped models
 def test_cli_shipped_real_model_runs_and_sizes(tmp_path):
     img = edgy_image(1, 24, 36)
     noisy = np.clip(img + np.random.default_rng(1).normal(0, 10, img.shape), 0, 255).astype(np.uint8)
