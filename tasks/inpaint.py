@@ -201,10 +201,11 @@ class Inpaint(Task):
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
                     texture: bool | None = None, **request: Any) -> torch.Tensor:
         """The composite, with texture added in wide holes when `texture` (default: the option) is on."""
-        output = self.composite(output, image, mask)
+        known = as_unit(image).to(output)  # converted once: composite takes it as it is
+        output = self.composite(output, known, mask)
         if mask is None or not (self.options.texture if texture is None else texture):
             return output
-        m, known = mask.to(output), as_unit(image).to(output)
+        m = mask.to(output)
         return self.add_texture(output, known, m).mul_(m).add_(known.mul(1 - m))
 
     def add_texture(self, fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -81,12 +81,17 @@ class UserMasks:
                 raise ValueError(f"mask {path} is {m.pixels.shape[1]}x{m.pixels.shape[0]} but the image is {w}x{h}")
             hole = mask_from_pixels(m.pixels)
             what, empty = f"mask {path}", f"mask {path} is empty (no white or opaque pixel: nothing to fill)"
-        hole = dilate(hole, self.dilate)
-        if not hole.any():
-            raise ValueError(empty)
-        if hole.all():
-            raise ValueError(f"{what} covers the whole image: no known pixel to fill the hole from")
-        return hole
+        return fillable(dilate(hole, self.dilate), empty, f"{what} covers the whole image: no known pixel to fill the hole from")
+
+
+def fillable(hole: np.ndarray, empty: str, full: str) -> np.ndarray:
+    """The hole, when there is something to fill and something known to fill it from; else
+    ValueError with the message `empty` (no hole pixel) or `full` (no known pixel)."""
+    if not hole.any():
+        raise ValueError(empty)
+    if hole.all():
+        raise ValueError(full)
+    return hole
 
 
 def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -532,8 +532,8 @@ def train(config, overrides, resume, force, device, quiet) -> None:
         stages = load_recipe(config, list(overrides))
         if resume is not None:
             stages = [replace(stages[0], train=replace(stages[0].train, out=str(resume)))]
+        chained = len(stages) > 1
         for k, cfg in enumerate(stages, 1):
-            chained = len(stages) > 1
             again = chained and not force and existing_run(Path(cfg.train.out)) is not None
             if chained and info.main:
                 click.echo(f"stage {k} of {len(stages)}: {cfg.train.out}" + (" (resumed)" if again else ""), err=True)
@@ -554,7 +554,7 @@ def train(config, overrides, resume, force, device, quiet) -> None:
     if info.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step") or "no validation"
         if trainer.interrupted:
-            again = (f"vitrestore train {config}" if len(stages) > 1 and resume is None
+            again = (f"vitrestore train {config}" if chained and resume is None
                      else f"vitrestore train --resume {trainer.out}")
             click.echo(f"interrupted at step {trainer.step} of {trainer.total_steps} ({val}); checkpoint saved, "
                        f"continue with: {again}", err=True)

@@ -70,7 +70,6 @@ def learning_rate(cfg: Config, step: int) -> float:
     return t.lr * t.lr_adversarial
 
 
-# what a training run writes into its folder (what --force clears before a fresh start)
 class Trainer:
     def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False,
                  force: bool = False):
@@ -79,8 +78,7 @@ class Trainer:
         self.cfg, self.task = cfg, task
         self.dist = ddp.DistInfo.from_env()
         self.quiet = quiet or not self.dist.main
-        self.out = Path(cfg.train.out).expanduser()
-        self.run = RunFolder(self.out, main=self.dist.main)
+        self.run = RunFolder(Path(cfg.train.out).expanduser(), main=self.dist.main)
         self.fresh, self.force = not resume, force
         found = existing_run(self.out)
         if not resume and found and not force:
@@ -360,6 +358,11 @@ class Trainer:
         return {f"val_{k}": v / len(batches) for k, v in sums.items()}
 
     # --- loop --------------------------------------------------------------------------------
+    @property
+    def out(self) -> Path:
+        """The run folder's path (train.out)."""
+        return self.run.out
+
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 

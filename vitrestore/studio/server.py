@@ -258,11 +258,10 @@ class Studio:
         name, ensemble, request = self.plan(job.task, job.options, src)
         img = read_image(src.path, max_pixels=self.max_pixels)
         if job.task == "inpaint":
-            hole = self.tasks.inpaint_masks.mask_from_pixels(read_image(self.image(job.options["mask"]).path).pixels)
-            if not hole.any():
-                raise ValueError("the mask is empty: paint over what to remove")
-            if hole.all():
-                raise ValueError("the mask covers the whole image: no known pixel to fill from")
+            masks = self.tasks.inpaint_masks
+            hole = masks.fillable(masks.mask_from_pixels(read_image(self.image(job.options["mask"]).path).pixels),
+                                  "the mask is empty: paint over what to remove",
+                                  "the mask covers the whole image: no known pixel to fill from")
             request["mask"] = torch.from_numpy(hole.astype("float32"))[None, None]
         with self.device_lock:
             model = self.model(name, ensemble)
