@@ -1,7 +1,8 @@
-import pytest
 """The core never imports a task module; the CLI layer (vitrestore/cli.py, __main__.py) may."""
 import ast
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_LAYER = {"cli.py", "__main__.py"}

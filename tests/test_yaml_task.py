@@ -1,4 +1,3 @@
-import pytest
 """A task defined only in YAML trains through the CLI, and its weights restore an image
 through `vitrestore restore --weights`; the same config trains on 2 processes (gloo DDP)."""
 import os
@@ -7,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 import yaml
 from click.testing import CliRunner
