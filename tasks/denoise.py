@@ -38,6 +38,8 @@ SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 class DenoiseOptions:
     sigma_min: float = 0.0
     sigma_max: float = 50.0
+    low_sigma_prob: float = 0.0  # share of the images whose Gaussian level is redrawn in [sigma_min, low_sigma_max]
+    low_sigma_max: float = 20.0  # (light noise: what most photos carry, and where CBM3D is hardest to beat)
     # shares of the noise kinds (the rest of the images get white Gaussian noise)
     poisson_prob: float = 0.25
     camera_prob: float = 0.0
@@ -71,6 +73,9 @@ class Denoise(Task):
                               f"shares in [0, 1], got {shares:g}")
         if not 0 <= o.paper_prob <= 1:
             raise ConfigError(f"{source}: 'task_options.paper_prob' must be in [0, 1], got {o.paper_prob:g}")
+        if not 0 <= o.low_sigma_prob <= 1 or not o.sigma_min <= o.low_sigma_max <= o.sigma_max:
+            raise ConfigError(f"{source}: 'task_options.low_sigma_prob' must be in [0, 1] and 'low_sigma_max' in "
+                              f"[sigma_min, sigma_max], got {o.low_sigma_prob:g} and {o.low_sigma_max:g}")
         if o.quantize_bits not in (0, 8, 16):
             raise ConfigError(f"{source}: 'task_options.quantize_bits' must be 8, 16 or 0, got {o.quantize_bits}")
 
@@ -87,6 +92,9 @@ class Denoise(Task):
         b, shape = clean.shape[0], tuple(clean.shape)
         gauss = GaussianNoise(o.sigma_min, o.sigma_max)
         gp = gauss.sample(gen, shape)
+        if o.low_sigma_prob > 0:  # drawn only when asked, so that seeds without it replay as before
+            low = o.sigma_min + torch.rand(b, generator=gen) * (o.low_sigma_max - o.sigma_min)  # (B,) 0-255 scale
+            gp["sigma"] = torch.where(select(gen, b, o.low_sigma_prob), low / 255.0, gp["sigma"])
         pg = PoissonGaussianNoise()
         pp = pg.sample(gen, shape)
         kind = torch.rand(b, generator=gen)  # (B,) which noise: cumulative shares

@@ -188,3 +188,22 @@ def test_denoise_paper_share_keeps_only_plain_gaussian_images_as_floats(tiny_cfg
     assert torch.equal(batch.cond, filed.cond)
     with pytest.raises(ConfigError, match="paper_prob"):
         get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.paper_prob=1.5"))
+
+
+def test_denoise_low_sigma_share_draws_light_noise_and_leaves_other_seeds_alone(tiny_cfg):
+    clean = quantize(torch.rand(64, 3, 16, 16) * 0.8 + 0.1)
+    base = ["task=denoise", "task_options.poisson_prob=0", "task_options.known_sigma_prob=1"]
+    levels = lambda b: b.cond[:, 0, 0, 0] * 50  # (B,) the given sigma, 0-255 scale
+    plain = get_task("denoise").from_config(tiny_cfg(*base)).degrade(clean, torch.Generator().manual_seed(4))
+    assert levels(plain).max() > 30  # uniform in [0, 50]
+    low = get_task("denoise").from_config(tiny_cfg(*base, "task_options.low_sigma_prob=1",
+                                                   "task_options.low_sigma_max=12"))
+    batch = low.degrade(clean, torch.Generator().manual_seed(4))
+    assert levels(batch).max() <= 12 + 1e-4 and levels(batch).std() > 2
+    residual = (batch.input - clean).flatten(1).std(1) * 255  # the noise drawn is the noise given
+    assert (residual - levels(batch)).abs().max() < 1.5
+    half = get_task("denoise").from_config(tiny_cfg(*base, "task_options.low_sigma_prob=0.5"))
+    share = (levels(half.degrade(clean, torch.Generator().manual_seed(4))) <= 20).float().mean()
+    assert 0.5 < share < 0.9  # half redrawn at <= 20, plus the uniform draws that fell there
+    with pytest.raises(ConfigError, match="low_sigma"):
+        get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.low_sigma_max=60"))
