@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
 import signal
 
 import pytest
@@ -33,13 +34,18 @@ def one_error(out: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def cfg_file(tmp_path, image_dir):
+def write_cfg(folder, image_dir):
+    """A tiny 3-step training config in `folder`, training into folder/run."""
     raw = {**TINY, "data": {**TINY["data"], "train": [str(image_dir)], "val_holdout": 1},
-           "train": {**TINY["train"], "steps": 3, "log_every": 1, "val_every": 3, "out": str(tmp_path / "run")}}
-    path = tmp_path / "cfg.yaml"
+           "train": {**TINY["train"], "steps": 3, "log_every": 1, "val_every": 3, "out": str(folder / "run")}}
+    path = folder / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+@pytest.fixture
+def cfg_file(tmp_path, image_dir):
+    return write_cfg(tmp_path, image_dir)
 
 
 def snapshot(folder):
@@ -47,10 +53,20 @@ def snapshot(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def trained(cfg_file, tmp_path):
-    code, out = run("train", cfg_file, "-q")
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, image_dir):
+    """One finished tiny run for the whole module (training it is most of a test's time)."""
+    folder = tmp_path_factory.mktemp("trained")
+    code, out = run("train", write_cfg(folder, image_dir), "-q")
     assert code == 0, out
+    return folder / "run"
+
+
+@pytest.fixture
+def trained(trained_once, cfg_file, tmp_path):
+    """This test's own copy of the finished run, at cfg_file's train.out (resume takes the folder
+    it is given as the run's place, not the path in its config.yaml)."""
+    shutil.copytree(trained_once, tmp_path / "run")
     return tmp_path / "run"
 
 

@@ -91,8 +91,9 @@ class Studio:
         self.max_pixels, self.max_upload_bytes = max_pixels, max_upload_bytes
         self.images: dict[str, Stored] = {}
         self._models: dict[tuple[str, int], Any] = {}
+        self._models_lock = threading.Lock()  # loaded models, kept: one load of each
         self._thumbs: dict[str, bytes] = {}
-        self.device_lock = threading.Lock()  # one model load or run at a time: jobs, thumbnails
+        self.device_lock = threading.Lock()  # one model run at a time: jobs, thumbnails
         self._decode = threading.Semaphore(2)  # at most two uploads decoded at once: memory stays bounded
         self.jobs = JobQueue(self._run, size=queue_size)
 
@@ -194,10 +195,11 @@ class Studio:
 
     def model(self, name: str, ensemble: int = 1):
         key = (name, ensemble)
-        if key not in self._models:
-            self._models[key] = self.tasks.load_model(name, device=self.device, tile=self.tile, ensemble=ensemble,
-                                                 backend=self.backend)
-        return self._models[key]
+        with self._models_lock:  # the request thread (checks) and the worker (jobs) both ask
+            if key not in self._models:
+                self._models[key] = self.tasks.load_model(name, device=self.device, tile=self.tile,
+                                                          ensemble=ensemble, backend=self.backend)
+            return self._models[key]
 
     def submit(self, body: dict[str, Any]) -> Job:
         task = body.get("task")
@@ -215,38 +217,41 @@ class Studio:
             raise ApiError(429, str(exc)) from None
 
     def plan(self, task: str, options: dict[str, Any], src: Stored) -> tuple[str, int, dict[str, Any]]:
-        """(model name, ensemble, request) for a job; ApiError 400 for bad options."""
+        """(model name, ensemble, request) for a job; ApiError 400 for bad options. The request's
+        values are checked by the model's task (Task.check_request), as the CLI checks them."""
         from ..commands import style_model, upscale_model
 
         try:
-            if task == "denoise":
-                sigma = options.get("sigma")
-                sigma = None if sigma in (None, "") else float(sigma)
-                if sigma is not None and not 0 <= sigma <= 255:
-                    raise ValueError(f"sigma must be in [0, 255], got {sigma}")
-                return "denoise", 2, {"sigma": sigma}
-            if task == "upscale":
-                return upscale_model(options.get("scale", 4), str(options.get("kind", "classic"))), 1, {}
-            if task == "stylize":
-                style = str(options.get("style", ""))
-                if style not in self.info()["styles"]:
-                    raise ValueError(f"unknown style {style!r}")
-                strength = float(options.get("strength", 1.0))
-                if not 0 <= strength <= 1:
-                    raise ValueError(f"strength must be in [0, 1], got {strength}")
-                return style_model(style), 1, {"strength": strength}
-            if task == "restore":
-                name = str(options.get("model", ""))
-                if name not in self.model_files():
-                    raise ValueError(f"unknown model {name!r} (the models folder holds: "
-                                     f"{', '.join(self.model_files()) or 'none'})")
-                return str(self.models_dir / name), 1, {}
-            mask = self.image(str(options.get("mask", "")))  # inpaint
-            if (mask.width, mask.height) != (src.width, src.height):
-                raise ValueError(f"the mask is {mask.width}x{mask.height} but the image is {src.width}x{src.height}")
-            return "inpaint", 1, {"texture": bool(options.get("texture", True))}
+            name, ensemble, request = self._request(task, options, src, style_model, upscale_model)
+            if task != "inpaint":  # inpaint's mask is read on the worker; _request checked its image
+                self.model(name, ensemble).task.check_request(**{k: v for k, v in request.items() if v is not None})
+            return name, ensemble, request
         except (TypeError, ValueError) as exc:
             raise ApiError(400, f"{task}: {exc}") from None
+
+    def _request(self, task: str, options: dict[str, Any], src: Stored, style_model, upscale_model
+                 ) -> tuple[str, int, dict[str, Any]]:
+        """The web form's options parsed into (model name, ensemble, request); ValueError if not."""
+        if task == "denoise":
+            sigma = options.get("sigma")
+            return "denoise", 2, {"sigma": None if sigma in (None, "") else float(sigma)}
+        if task == "upscale":
+            return upscale_model(options.get("scale", 4), str(options.get("kind", "classic"))), 1, {}
+        if task == "stylize":
+            style = str(options.get("style", ""))
+            if style not in self.info()["styles"]:
+                raise ValueError(f"unknown style {style!r}")
+            return style_model(style), 1, {"strength": float(options.get("strength", 1.0))}
+        if task == "restore":
+            name = str(options.get("model", ""))
+            if name not in self.model_files():
+                raise ValueError(f"unknown model {name!r} (the models folder holds: "
+                                 f"{', '.join(self.model_files()) or 'none'})")
+            return str(self.models_dir / name), 1, {}
+        mask = self.image(str(options.get("mask", "")))  # inpaint
+        if (mask.width, mask.height) != (src.width, src.height):
+            raise ValueError(f"the mask is {mask.width}x{mask.height} but the image is {src.width}x{src.height}")
+        return "inpaint", 1, {"texture": bool(options.get("texture", True))}
 
     def _run(self, job: Job) -> str:
         """On the worker thread: run the job's model on its image, store the result as a new image."""
