@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vitrestore.engine.batch import RunOptions, plan_jobs, run_jobs
-from vitrestore.io import read_image, write_image
+from vitrestore.io.images import read_image, write_image
 from vitrestore.tasks import load_model
 
 

@@ -16,7 +16,7 @@ Protocols (`--protocol`):
          never clipped or rounded; methods that need 8-bit input (NLM) get y clipped and rounded.
 Noise (`--noise`):
   gaussian  white Gaussian at each of `--sigmas` (0-255 scale), seed = image index.
-  camera    processed-camera noise (vitrestore/camera.py: shot + read noise on a random
+  camera    processed-camera noise (vitrestore/ops/camera.py: shot + read noise on a random
             camera's raw mosaic, demosaiced, colour matrix, gamma, tone curve) at each of
             `--strengths` (sensor shot noise: low 1e-3, mid 3e-3, high 1e-2), then JPEG q90.
             CBM3D is given each image's true noise std (of the noisy file against the clean).
@@ -36,10 +36,10 @@ import cv2
 import numpy as np
 import torch
 
-from vitrestore.camera import CameraNoise
 from vitrestore.data import list_images, read_rgb_uint8
-from vitrestore.io import read_image
+from vitrestore.io.images import read_image
 from vitrestore.metrics import psnr, ssim
+from vitrestore.ops.camera import CameraNoise
 
 STRENGTHS = {"low": 1e-3, "mid": 3e-3, "high": 1e-2}  # camera shot noise per strength
 CAMERA_JPEG_QUALITY = 90

@@ -8,7 +8,7 @@ step (`texture=False`: the network's own fill), to show what each stage adds.
         --methods telea,ns,mean,smooth,vitrestore --json bench_out/inpaint.json \
         --gallery docs/inpaint_gallery.png          # --model runs/x/weights.safetensors: not the shipped one
 
-Mask sets (vitrestore/masks.py, one mask per image, seed = set offset + image index, so every
+Mask sets (vitrestore/ops/masks.py, one mask per image, seed = set offset + image index, so every
 method and every run sees the same holes):
 
     thin    Strokes(1, 5, 0.01, 0.03)   free-form brush strokes 1-3% of the shorter side wide
@@ -46,8 +46,8 @@ import numpy as np
 import torch
 
 from vitrestore.data import list_images, read_rgb_uint8
-from vitrestore.masks import Large, Strokes
 from vitrestore.metrics import psnr, ssim, ssim_map
+from vitrestore.ops.masks import Large, Strokes
 
 MASK_SETS = {  # name -> (generator, seed offset)
     "thin": (Strokes(1, 5, 0.01, 0.03), 0),

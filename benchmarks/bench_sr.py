@@ -8,7 +8,7 @@ pixels cut.
 
 Protocols (`--protocol`):
   file   (default) the small image as users get it: made by each of `--downscalers` (default:
-         every one in vitrestore/downscale.py, each by its real library: MATLAB-compatible
+         every one in vitrestore/ops/downscale.py, each by its real library: MATLAB-compatible
          bicubic, Pillow bicubic / Lanczos / bilinear / box, OpenCV area / linear / cubic),
          written as an 8-bit PNG and read back through the CLI's reader.
   paper  the papers' protocol: MATLAB-compatible bicubic only, rounded to 8 bits in memory.
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from vitrestore.data import list_images, read_rgb_uint8
-from vitrestore.degrade import quantize
-from vitrestore.downscale import DOWNSCALERS, downscale
-from vitrestore.io import read_image
+from vitrestore.io.images import read_image
 from vitrestore.metrics import psnr, ssim
-from vitrestore.resize import imresize
+from vitrestore.ops.degrade import quantize
+from vitrestore.ops.downscale import DOWNSCALERS, downscale
+from vitrestore.ops.resize import imresize
 
 
 def lanczos(lr: torch.Tensor, s: int) -> torch.Tensor:
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--scales", nargs="+", type=int, default=[2, 4])
     ap.add_argument("--protocol", choices=("file", "paper"), default="file")
     ap.add_argument("--downscalers", default=",".join(DOWNSCALERS),
-                    help="file protocol: comma-separated names from vitrestore/downscale.py")
+                    help="file protocol: comma-separated names from vitrestore/ops/downscale.py")
     ap.add_argument("--methods", default="bicubic,lanczos,vitrestore")
     ap.add_argument("--weights", action="append", default=[], metavar="xS=PATH",
                     help="weights for a scale instead of the shipped model, e.g. x4=runs/sr4/weights.safetensors")

@@ -20,7 +20,7 @@ import numpy as np
 
 from gallery_grid import label, side_by_side, write_grid
 from vitrestore.data import list_images
-from vitrestore.io import read_image
+from vitrestore.io.images import read_image
 
 
 def noise_sigma(rgb: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import torch
 
 from gallery_grid import label, side_by_side, write_grid
 from vitrestore.data import read_rgb_uint8
-from vitrestore.resize import imresize
+from vitrestore.ops.resize import imresize
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ carry. Training draws, per image, one noise kind:
     gaussian     white Gaussian, sigma in [sigma_min, sigma_max] (the only kind whose level may
                  be given as a condition)
     poisson      signal-dependent shot + read noise on the sRGB values
-    camera       processed-camera noise (vitrestore/camera.py): sensor noise on a random
+    camera       processed-camera noise (vitrestore/ops/camera.py): sensor noise on a random
                  camera's raw mosaic, demosaiced, colour-matrixed, gamma and tone mapped,
                  sometimes made at a smaller size and enlarged
     correlated   Gaussian noise correlated across channels and in space (coarse grain)
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from vitrestore.camera import CameraNoise
 from vitrestore.config import ConfigError
-from vitrestore.degrade import JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, select
+from vitrestore.ops.camera import CameraNoise
+from vitrestore.ops.degrade import JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, select
 from vitrestore.task import Batch, Task
 
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
@@ -73,7 +73,7 @@ class Denoise(Task):
                               f"shares in [0, 1], got {shares:g}")
         if not 0 <= o.paper_prob <= 1:
             raise ConfigError(f"{source}: 'task_options.paper_prob' must be in [0, 1], got {o.paper_prob:g}")
-        if not 0 <= o.low_sigma_prob <= 1 or not o.sigma_min <= o.low_sigma_max <= o.sigma_max:
+        if not 0 <= o.low_sigma_prob <= 1 or o.low_sigma_prob > 0 and not o.sigma_min <= o.low_sigma_max <= o.sigma_max:
             raise ConfigError(f"{source}: 'task_options.low_sigma_prob' must be in [0, 1] and 'low_sigma_max' in "
                               f"[sigma_min, sigma_max], got {o.low_sigma_prob:g} and {o.low_sigma_max:g}")
         if o.quantize_bits not in (0, 8, 16):

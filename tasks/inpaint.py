@@ -8,7 +8,7 @@ as the classical fill and learns what to change. Deep inside a hole far larger t
 128 px training crops, the generator first fills the whole image at reduced size (`layout`),
 and that fill replaces the classical one there before the full-size pass. The discriminator
 sees the same plus the candidate, composited (`disc_candidate`). Training masks come from
-`vitrestore.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
+`vitrestore.ops.masks.MaskMix` (thin and thick brush strokes, LaMa-style large masks, boxes,
 scratches). The pixel loss weighs hole pixels `hole_weight` times more than the rest; the
 output outside the hole is the input's, exactly (composited back in `postprocess`).
 
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from vitrestore.config import ConfigError
 from vitrestore.exemplar import exemplar_fill
-from vitrestore.masks import MaskMix, batch_masks
+from vitrestore.ops.masks import MaskMix, batch_masks
 from vitrestore.task import Batch, Task, as_unit
 
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from vitrestore.data import list_images
-from vitrestore.io import ImageReadError, LoadedImage, read_image
+from vitrestore.io.images import ImageReadError, LoadedImage, read_image
 
 
 class UserMasks:

@@ -1,5 +1,5 @@
 """A restoration task defined entirely in YAML: the degradation is a pipeline of registered,
-seeded ops (vitrestore/pipeline.py), losses come from the `loss:` section, and the
+seeded ops (vitrestore/ops/pipeline.py), losses come from the `loss:` section, and the
 conditioning is chosen by name. Trained weights carry the config, so
 
     vitrestore restore photo.png --weights runs/my_deblur/weights.safetensors
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from vitrestore.config import ConfigError
-from vitrestore.pipeline import apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.ops.pipeline import apply_pipeline, build_pipeline, sample_pipeline
 from vitrestore.task import Batch, Task
 
 CONDITIONS = ("none", "mask")

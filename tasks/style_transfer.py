@@ -78,7 +78,7 @@ class StyleOptions:
 
 def read_style_image(path: str | Path) -> torch.Tensor:
     """The painting as (1, 3, H, W) floats in [0, 1]; a clear error when it cannot be used."""
-    from vitrestore.io import ImageReadError, read_image
+    from vitrestore.io.images import ImageReadError, read_image
 
     p = Path(path).expanduser()
     if not str(path):

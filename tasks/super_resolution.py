@@ -4,7 +4,7 @@
 Two degradation families, both seeded and replayable from one torch.Generator:
 
 classic   a clean downscale by a downscaler drawn per image from `downscalers` (default: all of
-          vitrestore/downscale.py: MATLAB bicubic, Pillow bicubic / Lanczos / bilinear / box,
+          vitrestore/ops/downscale.py: MATLAB bicubic, Pillow bicubic / Lanczos / bilinear / box,
           OpenCV area / linear / cubic, with and without antialiasing), quantised to 8 bits:
           a small image as any tool writes it. `downscalers: [matlab_bicubic]` is the papers'
           protocol (what Set5/Set14 numbers are measured with). For PSNR-oriented models.
@@ -24,11 +24,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vitrestore.blur import GaussianBlur
-from vitrestore.camera import CameraNoise
 from vitrestore.config import ConfigError
-from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
-from vitrestore.downscale import DOWNSCALERS, Downscale
+from vitrestore.ops.blur import GaussianBlur
+from vitrestore.ops.camera import CameraNoise
+from vitrestore.ops.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
+from vitrestore.ops.downscale import DOWNSCALERS, Downscale
 from vitrestore.task import Batch, Task
 
 DEGRADATIONS = ("classic", "real")
@@ -50,7 +50,7 @@ class UpscaleOptions:
     jpeg_quality_min: int = 30
     jpeg_quality_max: int = 95
     second_order_prob: float = 0.8
-    camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/camera.py)
+    camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/ops/camera.py)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -18,7 +18,7 @@ from PIL import Image, ImageCms
 from conftest import smooth_image
 from vitrestore.cli import main
 from vitrestore.engine.batch import RunOptions, plan_jobs, run_jobs
-from vitrestore.io import read_image, write_image
+from vitrestore.io.images import read_image, write_image
 
 
 def run(*args):

@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-import vitrestore.atomic
+import vitrestore.io.atomic
 from conftest import smooth_image
 from vitrestore.cli import main
 from vitrestore.engine.batch import plan_jobs
-from vitrestore.io import read_image, write_image
+from vitrestore.io.images import read_image, write_image
 
 
 def run(*args):
@@ -103,7 +103,7 @@ def test_report_on_a_full_disk_leaves_no_partial_file(tmp_path, tiny_weights, mo
     def full(f, data, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vitrestore.atomic, "_write", full)
+    monkeypatch.setattr(vitrestore.io.atomic, "_write", full)
     code, out = run("denoise", src, "--model", tiny_weights, "--report", tmp_path / "r.json", "-q")
     assert code == 1 and "No space left on device" in errors(out)[0] and "r.json" in errors(out)[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "p_denoised.png"]
@@ -256,7 +256,7 @@ def test_truncated_jpeg_multipage_tiff_and_animation_are_refused(tmp_path, capfd
 
     from PIL import Image
 
-    from vitrestore.io import ImageReadError
+    from vitrestore.io.images import ImageReadError
 
     a = smooth_image(np.random.default_rng(0), 120, 160)
     buf = _io.BytesIO()

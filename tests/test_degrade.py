@@ -1,6 +1,6 @@
 import torch
 
-from vitrestore.degrade import JPEG, GaussianNoise, PoissonGaussianNoise
+from vitrestore.ops.degrade import JPEG, GaussianNoise, PoissonGaussianNoise
 from vitrestore.tasks import get_task
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import smooth_image
-from vitrestore.io import ImageReadError, read_image
+from vitrestore.io.images import ImageReadError, read_image
 
 
 def encoded(fmt: str) -> bytes:

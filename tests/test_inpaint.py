@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from vitrestore.data import ImageBank, list_images
-from vitrestore.engine.train import Trainer
-from vitrestore.masks import Boxes, Large, MaskMix, Scratches, Strokes
-from vitrestore.tasks import get_task
 from vitrestore.engine.runtime import Model
+from vitrestore.engine.train import Trainer
+from vitrestore.ops.masks import Boxes, Large, MaskMix, Scratches, Strokes
+from vitrestore.tasks import get_task
 
 
 @pytest.mark.parametrize("make, lo, hi", [
@@ -148,7 +148,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from conftest import smooth_image, stripes  # noqa: E402
 from vitrestore.cli import main  # noqa: E402
-from vitrestore.io import read_image  # noqa: E402
+from vitrestore.io.images import read_image  # noqa: E402
 from vitrestore.tasks.inpaint_masks import color_key_mask, dilate, mask_from_pixels, parse_color  # noqa: E402
 from vitrestore.weights import shipped_models  # noqa: E402
 

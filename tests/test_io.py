@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from vitrestore import io
+from vitrestore.io import images as io
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from vitrestore.blur import disk_kernels, gaussian_kernels, motion_kernels
 from vitrestore.config import ConfigError
-from vitrestore.pipeline import OPS, apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.ops.blur import disk_kernels, gaussian_kernels, motion_kernels
+from vitrestore.ops.pipeline import OPS, apply_pipeline, build_pipeline, sample_pipeline
 
 
 def smooth_batch(b=3, h=40, w=48):

@@ -1,20 +1,17 @@
 """Degradations end as files do: the quantize step, the processed-camera noise model, the
 correlated-noise variants, the real downscalers, and every task's training inputs on 8-bit
 levels."""
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
 from test_stylize import STYLE, painting
-from vitrestore.camera import CameraNoise, demosaic, mosaic
-from vitrestore.config import ConfigError, load_config
-from vitrestore.degrade import CorrelatedNoise, Quantize, quantize
-from vitrestore.downscale import DOWNSCALERS, Downscale, downscale
-from vitrestore.pipeline import apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.config import ConfigError
+from vitrestore.ops.camera import CameraNoise, demosaic, mosaic
+from vitrestore.ops.degrade import CorrelatedNoise, Quantize, quantize
+from vitrestore.ops.downscale import DOWNSCALERS, Downscale, downscale
+from vitrestore.ops.pipeline import build_pipeline
+from vitrestore.ops.resize import imresize
 from vitrestore.tasks import TASKS, get_task
-from vitrestore.resize import imresize
 
 
 def on_levels(x: torch.Tensor, bits: int = 8) -> bool:
@@ -206,4 +203,5 @@ def test_denoise_low_sigma_share_draws_light_noise_and_leaves_other_seeds_alone(
     share = (levels(half.degrade(clean, torch.Generator().manual_seed(4))) <= 20).float().mean()
     assert 0.5 < share < 0.9  # half redrawn at <= 20, plus the uniform draws that fell there
     with pytest.raises(ConfigError, match="low_sigma"):
-        get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.low_sigma_max=60"))
+        get_task("denoise").from_config(tiny_cfg("task=denoise", "task_options.low_sigma_prob=0.3",
+                                                  "task_options.low_sigma_max=60"))

@@ -15,9 +15,9 @@ from PIL import Image
 
 from conftest import smooth_image
 from studio_client import Client
-from vitrestore.io import read_image
-import vitrestore.tasks
+from vitrestore.io.images import read_image
 from vitrestore.studio.server import Studio, StudioServer
+import vitrestore.tasks
 
 
 def png(a: np.ndarray) -> bytes:

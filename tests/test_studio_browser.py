@@ -6,7 +6,6 @@ Skipped only outside CI when the browser is missing (CI installs it: .ci/run). W
 VITRESTORE_SCREENSHOTS=DIR the test saves the README's screenshots there."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import threading

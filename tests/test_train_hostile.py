@@ -13,7 +13,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import vitrestore.atomic
+import vitrestore.io.atomic
 from conftest import TINY
 from vitrestore.cli import main
 from vitrestore.config import ConfigError, load_config
@@ -204,7 +204,7 @@ def test_full_disk_keeps_the_old_checkpoint_and_leaves_no_temporary(trained, mon
             return f.write(data[10:])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vitrestore.atomic, "_write", full)
+    monkeypatch.setattr(vitrestore.io.atomic, "_write", full)
     code, out = run("train", "--resume", trained, "-q", "--set", "train.steps=4")
     line = one_error(out)
     assert code == 2 and "No space left on device" in line and "checkpoint.pt" in line
@@ -214,7 +214,7 @@ def test_full_disk_keeps_the_old_checkpoint_and_leaves_no_temporary(trained, mon
 
 def test_weights_file_is_world_readable(trained):
     mode = (trained / "weights.safetensors").stat().st_mode & 0o777
-    assert mode == 0o644 & ~vitrestore.atomic._umask()
+    assert mode == 0o644 & ~vitrestore.io.atomic._umask()
 
 
 def test_interrupted_training_exits_130(cfg_file, tmp_path, monkeypatch):

@@ -11,10 +11,10 @@ from conftest import smooth_image
 from vitrestore.cli import main
 from vitrestore.config import ConfigError, GeneratorConfig, load_config
 from vitrestore.engine.infer import tiled_forward
-from vitrestore.io import read_image
+from vitrestore.io.images import read_image
 from vitrestore.nn.generator import Generator
+from vitrestore.ops.resize import imresize, resize_matrix
 from vitrestore.tasks import get_task
-from vitrestore.resize import imresize, resize_matrix
 
 SMALL = dict(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,), window=4, mlp_ratio=1.0)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from .atomic import os_reason
 from .config import ConfigError
-from .formats import DEFAULT_MAX_PIXELS, FORMATS
+from .io.atomic import os_reason
+from .io.formats import DEFAULT_MAX_PIXELS, FORMATS
 from .weights import WeightsError, read_metadata, resolve, shipped_models
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .formats import IMAGE_SUFFIXES
+from .io.formats import IMAGE_SUFFIXES
 
 UPSCALE_KINDS = ("classic", "real")
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from .formats import IMAGE_SUFFIXES  # noqa: F401  (re-exported: callers import it from here)
+from .io.formats import IMAGE_SUFFIXES  # noqa: F401  (re-exported: callers import it from here)
 
 
 
@@ -34,7 +34,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_rgb_uint8(path: Path) -> torch.Tensor | None:
     """(3, H, W) uint8 RGB, or None when the file cannot be decoded. Gray is replicated."""
-    from .io import looks_truncated
+    from .io.images import looks_truncated
 
     try:
         data = path.read_bytes()

@@ -15,7 +15,6 @@ level in a few passes rather than one sequential sweep.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError as SafetensorsError
 
-from .atomic import write_atomic
+from .io.atomic import write_atomic
 
 if TYPE_CHECKING:
     import torch

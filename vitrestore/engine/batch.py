@@ -41,9 +41,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_atomic
-from ..formats import DEFAULT_MAX_PIXELS, FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES  # noqa: F401
-from ..io import LoadedImage, read_image, remove_stale_partials, write_image
+from ..io.atomic import write_atomic
+from ..io.formats import DEFAULT_MAX_PIXELS, FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES  # noqa: F401
+from ..io.images import LoadedImage, read_image, remove_stale_partials, write_image
 
 
 

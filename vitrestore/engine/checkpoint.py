@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_atomic
+from ..io.atomic import write_atomic
 
 REQUIRED = ("config", "step", "G", "ema", "opt_g")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import write_atomic
+from ..io.atomic import write_atomic
 from ..nn.generator import Generator
 
 OPSET = 17

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..atomic import write_atomic
+from ..io.atomic import write_atomic
 from ..weights import render_card, save_weights
 from .checkpoint import save_checkpoint
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..io import write_image
+from ..io.images import write_image
 
 
 def save_grid(path: Path, rows: list[tuple[torch.Tensor, ...]], gap: int = 4) -> None:

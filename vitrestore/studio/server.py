@@ -19,14 +19,13 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ..formats import DEFAULT_MAX_PIXELS
+from ..io.formats import DEFAULT_MAX_PIXELS
 from .jobs import Job, JobQueue, QueueFull
 
 MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
@@ -105,7 +104,7 @@ class Studio:
     def add_image(self, read_chunk, length: int, name: str, stem: str | None = None) -> str:
         """Stream an upload of `length` bytes to the private folder, check it with the CLI's
         reader; its id. Raises ApiError (4xx) for anything that is not a usable image."""
-        from ..io import ImageReadError, read_image
+        from ..io.images import ImageReadError, read_image
 
         if length <= 0:
             raise ApiError(400, f"{safe_stem(name)}: empty upload")
@@ -151,7 +150,7 @@ class Studio:
 
     def preview(self, image_id: str) -> bytes:
         """The image as an 8-bit PNG a browser can show (TIFF, 16-bit)."""
-        from ..io import encode_image, read_image
+        from ..io.images import encode_image, read_image
 
         img = read_image(self.image(image_id).path, max_pixels=self.max_pixels)
         a = img.pixels
@@ -173,7 +172,7 @@ class Studio:
         import numpy as np
 
         from ..commands import style_model
-        from ..io import encode_image
+        from ..io.images import encode_image
 
         if style not in self.info()["styles"]:
             raise ApiError(404, f"unknown style {style!r}")
@@ -257,7 +256,7 @@ class Studio:
         """On the worker thread: run the job's model on its image, store the result as a new image."""
         import torch
 
-        from ..io import encode_image, read_image
+        from ..io.images import encode_image, read_image
 
         src = self.image(job.image)
         name, ensemble, request = self.plan(job.task, job.options, src)

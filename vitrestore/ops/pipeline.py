@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .blur import DefocusBlur, GaussianBlur, MotionBlur, Resample
-from .config import ConfigError, build_dataclass
+from ..config import ConfigError, build_dataclass
 from .camera import CameraNoise
 from .degrade import (JPEG, ColorJitter, CorrelatedNoise, GaussianNoise, Holes, PoissonGaussianNoise, Quantize,
                       select)
