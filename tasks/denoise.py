@@ -28,7 +28,8 @@ import torch
 
 from vitrestore.config import ConfigError
 from vitrestore.ops.camera import CameraNoise
-from vitrestore.ops.degrade import JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, select
+from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
+                                    select)
 from vitrestore.task import Batch, Task
 
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
@@ -73,7 +74,7 @@ class Denoise(Task):
                               f"shares in [0, 1], got {shares:g}")
         if not 0 <= o.paper_prob <= 1:
             raise ConfigError(f"{source}: 'task_options.paper_prob' must be in [0, 1], got {o.paper_prob:g}")
-        if not 0 <= o.low_sigma_prob <= 1 or o.low_sigma_prob > 0 and not o.sigma_min <= o.low_sigma_max <= o.sigma_max:
+        if not 0 <= o.low_sigma_prob <= 1 or (o.low_sigma_prob > 0 and not o.sigma_min <= o.low_sigma_max <= o.sigma_max):
             raise ConfigError(f"{source}: 'task_options.low_sigma_prob' must be in [0, 1] and 'low_sigma_max' in "
                               f"[sigma_min, sigma_max], got {o.low_sigma_prob:g} and {o.low_sigma_max:g}")
         if o.quantize_bits not in (0, 8, 16):
@@ -93,7 +94,7 @@ class Denoise(Task):
         gauss = GaussianNoise(o.sigma_min, o.sigma_max)
         gp = gauss.sample(gen, shape)
         if o.low_sigma_prob > 0:  # drawn only when asked, so that seeds without it replay as before
-            low = o.sigma_min + torch.rand(b, generator=gen) * (o.low_sigma_max - o.sigma_min)  # (B,) 0-255 scale
+            low = _uniform(gen, b, o.sigma_min, o.low_sigma_max)  # (B,) 0-255 scale
             gp["sigma"] = torch.where(select(gen, b, o.low_sigma_prob), low / 255.0, gp["sigma"])
         pg = PoissonGaussianNoise()
         pp = pg.sample(gen, shape)

@@ -209,48 +209,45 @@ class Studio:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise ApiError(400, "options must be a JSON object")
-        self.plan(task, options, self.image(image_id))  # a bad request fails now, not in the queue
+        name, ensemble, request = self.plan(task, options, self.image(image_id))
+        if task != "inpaint":  # a bad value fails now, not in the queue (inpaint's mask is read on the worker)
+            try:  # loads the model here, on its first job, rather than on the worker
+                self.model(name, ensemble).task.check_request(**request)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(400, f"{task}: {exc}") from None
         try:
             return self.jobs.submit(Job(task, options, image_id))
         except QueueFull as exc:
             raise ApiError(429, str(exc)) from None
 
     def plan(self, task: str, options: dict[str, Any], src: Stored) -> tuple[str, int, dict[str, Any]]:
-        """(model name, ensemble, request) for a job; ApiError 400 for bad options. The request's
-        values are checked by the model's task (Task.check_request), as the CLI checks them."""
+        """(model name, ensemble, request) for a job, the web form's options parsed; ApiError 400
+        for bad options. The request's values are the task's to check (Task.check_request)."""
         from ..commands import style_model, upscale_model
 
         try:
-            name, ensemble, request = self._request(task, options, src, style_model, upscale_model)
-            if task != "inpaint":  # inpaint's mask is read on the worker; _request checked its image
-                self.model(name, ensemble).task.check_request(**{k: v for k, v in request.items() if v is not None})
-            return name, ensemble, request
+            if task == "denoise":
+                sigma = options.get("sigma")
+                return "denoise", 2, {} if sigma in (None, "") else {"sigma": float(sigma)}
+            if task == "upscale":
+                return upscale_model(options.get("scale", 4), str(options.get("kind", "classic"))), 1, {}
+            if task == "stylize":
+                style = str(options.get("style", ""))
+                if style not in self.info()["styles"]:
+                    raise ValueError(f"unknown style {style!r}")
+                return style_model(style), 1, {"strength": float(options.get("strength", 1.0))}
+            if task == "restore":
+                name = str(options.get("model", ""))
+                if name not in self.model_files():
+                    raise ValueError(f"unknown model {name!r} (the models folder holds: "
+                                     f"{', '.join(self.model_files()) or 'none'})")
+                return str(self.models_dir / name), 1, {}
+            mask = self.image(str(options.get("mask", "")))  # inpaint
+            if (mask.width, mask.height) != (src.width, src.height):
+                raise ValueError(f"the mask is {mask.width}x{mask.height} but the image is {src.width}x{src.height}")
+            return "inpaint", 1, {"texture": bool(options.get("texture", True))}
         except (TypeError, ValueError) as exc:
             raise ApiError(400, f"{task}: {exc}") from None
-
-    def _request(self, task: str, options: dict[str, Any], src: Stored, style_model, upscale_model
-                 ) -> tuple[str, int, dict[str, Any]]:
-        """The web form's options parsed into (model name, ensemble, request); ValueError if not."""
-        if task == "denoise":
-            sigma = options.get("sigma")
-            return "denoise", 2, {"sigma": None if sigma in (None, "") else float(sigma)}
-        if task == "upscale":
-            return upscale_model(options.get("scale", 4), str(options.get("kind", "classic"))), 1, {}
-        if task == "stylize":
-            style = str(options.get("style", ""))
-            if style not in self.info()["styles"]:
-                raise ValueError(f"unknown style {style!r}")
-            return style_model(style), 1, {"strength": float(options.get("strength", 1.0))}
-        if task == "restore":
-            name = str(options.get("model", ""))
-            if name not in self.model_files():
-                raise ValueError(f"unknown model {name!r} (the models folder holds: "
-                                 f"{', '.join(self.model_files()) or 'none'})")
-            return str(self.models_dir / name), 1, {}
-        mask = self.image(str(options.get("mask", "")))  # inpaint
-        if (mask.width, mask.height) != (src.width, src.height):
-            raise ValueError(f"the mask is {mask.width}x{mask.height} but the image is {src.width}x{src.height}")
-        return "inpaint", 1, {"texture": bool(options.get("texture", True))}
 
     def _run(self, job: Job) -> str:
         """On the worker thread: run the job's model on its image, store the result as a new image."""
@@ -271,7 +268,7 @@ class Studio:
             model = self.model(name, ensemble)
             model.progress = job.progress
             try:
-                out = model.run_arrays([img.pixels], **{k: v for k, v in request.items() if v is not None})[0]
+                out = model.run_arrays([img.pixels], **request)[0]
             finally:
                 model.progress = None
         result_id = uuid.uuid4().hex
