@@ -86,3 +86,57 @@ def test_improved_spectral_norm_keeps_initial_gain_and_tracks_sigma():
     for _ in range(30):
         out = sn(w2)
     assert torch.allclose(out, w, rtol=1e-2, atol=1e-4)  # scaling W up is normalised away
+
+
+def _block_channels_first(blk, x: torch.Tensor, mask) -> torch.Tensor:
+    """The block written out the plain way, on a (B, C, H, W) map: the reference the channels-last
+    Stage must reproduce."""
+    import torch.nn.functional as F
+
+    from vitrestore.nn.blocks import window_merge, window_partition
+
+    b, c, h, w = x.shape
+    s = blk.shift_for(h, w)
+    t = blk.norm1(x.permute(0, 2, 3, 1))
+    if s:
+        t = torch.roll(t, (-s, -s), dims=(1, 2))
+    t = window_merge(blk.attn(window_partition(t, blk.window), mask if s else None), blk.window, b, h, w)
+    if s:
+        t = torch.roll(t, (s, s), dims=(1, 2))
+    x = x + t.permute(0, 3, 1, 2)
+    u = blk.norm2(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return x + blk.mlp.fc2(F.gelu(blk.mlp.dw(blk.mlp.fc1(u))))
+
+
+def test_channels_last_stage_matches_the_channels_first_blocks():
+    from vitrestore.nn.blocks import Stage, _shifted_window_mask
+
+    torch.manual_seed(0)
+    stage = Stage(16, 3, 2, 4, 2.0).eval()
+    for p in stage.parameters():  # biases and norms away from their initial 0 / 1
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 16, 24, 16)
+    mask = _shifted_window_mask(24, 16, 4, 2, x.device)
+    ref = x
+    for blk in stage:
+        ref = _block_channels_first(blk, ref, mask)
+    with torch.no_grad():
+        assert torch.allclose(stage(x), ref, atol=1e-5)
+
+
+def test_window_mask_cache_serves_inference_then_training(monkeypatch):
+    from vitrestore.nn import blocks
+
+    blocks._cached_mask.cache_clear()
+    g = Generator(GeneratorConfig(dims=(8, 16), heads=(1, 2), enc_depths=(2, 2), dec_depths=(2,), window=4,
+                                  stem_channels=8))
+    x = torch.rand(2, 3, 40, 40)
+    with torch.inference_mode():
+        g(x)  # fills the cache inside inference mode
+    assert blocks._cached_mask.cache_info().currsize > 0
+    g(x).mean().backward()  # the cached masks are plain tensors: autograd may use them
+    assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
+    kept = blocks._cached_mask.cache_info().currsize
+    monkeypatch.setattr(blocks, "CACHE_MASK_BYTES", 1 << 16)
+    big = blocks.shifted_window_mask(64, 64, 8, 4, x.device)  # 1 MB, over the (patched) limit: made, not kept
+    assert big.shape == (64, 64, 64) and blocks._cached_mask.cache_info().currsize == kept

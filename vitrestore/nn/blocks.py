@@ -1,9 +1,13 @@
 """Transformer blocks for images: shifted-window attention, a conv MLP, down/up sampling.
 
-Tensors between blocks are channels-first feature maps (B, C, H, W); attention works on
-windows of (window x window) tokens, so its cost grows linearly with the pixel count.
+A Stage takes and gives channels-first feature maps (B, C, H, W); inside it the tokens stay
+channels-last (B, H, W, C), the layout of LayerNorm, attention and the MLP's matrix products, so
+the layout changes twice per stage rather than four times per block. Attention works on windows
+of (window x window) tokens, so its cost grows linearly with the pixel count.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +28,7 @@ def window_merge(windows: torch.Tensor, window: int, b: int, h: int, w: int) -> 
     return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
 
 
-def shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
+def _shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
     """Additive mask (nW, window^2, window^2) that stops attention across the wrap-around seam."""
     region = torch.zeros(1, h, w, 1, device=device)
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
@@ -38,6 +42,19 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torc
     # a large finite negative, not -inf: softmax gives exactly the same zeros in fp32 (and in
     # fp16, where -1e4 is representable), and PyTorch's attention keeps its fused path
     return torch.zeros(same.shape, device=device).masked_fill(~same, -1e4)
+
+
+_cached_mask = functools.lru_cache(maxsize=32)(_shifted_window_mask)
+CACHE_MASK_BYTES = 32 << 20  # a 512 px tile's largest mask is 16 MB; a whole 12 MP photo's 0.8 GB is not kept
+
+
+def shifted_window_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """_shifted_window_mask, cached per size and device while it is small (read-only); made in
+    the graph while tracing for export, where the sizes are symbolic."""
+    if torch.jit.is_tracing() or (h // window) * (w // window) * window**4 * 4 > CACHE_MASK_BYTES:
+        return _shifted_window_mask(h, w, window, shift, device)
+    with torch.inference_mode(False):  # a plain tensor, whatever mode later callers run in
+        return _cached_mask(h, w, window, shift, str(device))
 
 
 class WindowAttention(nn.Module):
@@ -61,17 +78,23 @@ class WindowAttention(nn.Module):
         bw, n, c = x.shape
         qkv = self.qkv(x).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B * nW, heads, N, head_dim)
-        bias = self.rel_bias[:, self.rel_index]  # (heads, N, N)
+        bias = self.rel_bias[:, self.rel_index].unsqueeze(0)  # (1, heads, N, N): 4-D keeps SDPA's fused CPU kernel
         if mask is not None:
             nw = mask.shape[0]
-            bias = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(bw // nw, 1, 1, 1)  # (B*nW, heads, N, N)
+            bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
+            if bw != nw:  # several images: the same masks for each
+                bias = bias.repeat(bw // nw, 1, 1, 1)  # (B * nW, heads, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)
 
 
 class ConvMLP(nn.Module):
-    """Pointwise expand, 3x3 depthwise conv (locality and position), GELU, pointwise project."""
+    """Pointwise expand, 3x3 depthwise conv (locality and position), GELU, pointwise project.
+
+    Works on channels-last tokens (B, H, W, C): the pointwise convs run as matrix products on
+    their (out, in, 1, 1) weights, and the depthwise conv reads the same memory as a
+    channels_last (B, C, H, W) view, so no layout copy is made."""
 
     def __init__(self, dim: int, ratio: float):
         super().__init__()
@@ -81,7 +104,11 @@ class ConvMLP(nn.Module):
         self.fc2 = nn.Conv2d(hidden, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.dw(self.fc1(x))))
+        """(B, H, W, C) -> (B, H, W, C)."""
+        h = F.linear(x, self.fc1.weight.flatten(1), self.fc1.bias)  # (B, H, W, hidden)
+        h = self.dw(h.permute(0, 3, 1, 2))  # (B, hidden, H, W) view, channels_last memory
+        h = F.gelu(h).permute(0, 2, 3, 1)  # (B, H, W, hidden)
+        return F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -92,7 +119,9 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: x + WindowAttention(LN(x)); x + ConvMLP(LN(x)). (B, C, H, W) in and out."""
+    """Pre-norm block: x + WindowAttention(LN(x)); x + ConvMLP(LN(x)).
+
+    Channels-last tokens (B, H, W, C) in and out: a Stage changes layout once, not every block."""
 
     def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float):
         super().__init__()
@@ -100,7 +129,7 @@ class TransformerBlock(nn.Module):
         self.shift = shift
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window)
-        self.norm2 = LayerNorm2d(dim)
+        self.norm2 = nn.LayerNorm(dim)
         self.mlp = ConvMLP(dim, mlp_ratio)
 
     def shift_for(self, h: int, w: int) -> int:
@@ -108,14 +137,14 @@ class TransformerBlock(nn.Module):
         return self.window // 2 if self.shift and min(h, w) > self.window else 0
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W); mask: this map's shifted-window mask when the caller has it (a Stage
-        makes it once for all its shifted blocks), else it is made here."""
-        b, c, h, w = x.shape
+        """x (B, H, W, C); mask: this map's shifted-window mask when the caller has it (a Stage
+        gets it once for all its shifted blocks), else it is fetched here."""
+        b, h, w, c = x.shape
         ws = self.window
         if h % ws or w % ws:
             raise ValueError(f"feature map {h}x{w} is not a multiple of window {ws}")
         shift = self.shift_for(h, w)
-        t = self.norm1(x.permute(0, 2, 3, 1))  # (B, H, W, C)
+        t = self.norm1(x)  # (B, H, W, C)
         if shift:
             t = torch.roll(t, (-shift, -shift), dims=(1, 2))
             if mask is None:
@@ -125,12 +154,13 @@ class TransformerBlock(nn.Module):
         t = window_merge(self.attn(window_partition(t, ws), mask), ws, b, h, w)
         if shift:
             t = torch.roll(t, (shift, shift), dims=(1, 2))
-        x = x + t.permute(0, 3, 1, 2)
+        x = x + t
         return x + self.mlp(self.norm2(x))
 
 
 class Stage(nn.Sequential):
-    """`depth` transformer blocks alternating plain and shifted windows."""
+    """`depth` transformer blocks alternating plain and shifted windows; (B, C, H, W) in and out,
+    channels-last (B, H, W, C) inside."""
 
     def __init__(self, dim: int, depth: int, heads: int, window: int, mlp_ratio: float):
         super().__init__(*[TransformerBlock(dim, heads, window, i % 2 == 1, mlp_ratio) for i in range(depth)])
@@ -140,9 +170,10 @@ class Stage(nn.Sequential):
         shifted = [blk for blk in self if blk.shift_for(h, w)]
         mask = (shifted_window_mask(h, w, self[0].window, shifted[0].shift_for(h, w), x.device)
                 if shifted else None)  # (nW, N, N), one for every shifted block of the stage
+        t = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
         for blk in self:
-            x = blk(x, mask)
-        return x
+            t = blk(t, mask)
+        return t.permute(0, 3, 1, 2)  # (B, C, H, W) view of channels-last memory
 
 
 class Downsample(nn.Module):
