@@ -132,8 +132,8 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--ensemble", type=int, default=1, help="test-time flips/rotations averaged (1, 2, 4, 8)")
     ap.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                    help="vitrestore's backend (auto: ONNX Runtime on the CPU); method vitrestore-torch runs the "
-                         "same model on PyTorch in the same run")
+                    help="vitrestore's backend; methods vitrestore-torch / vitrestore-bf16 run the same model "
+                         "on PyTorch in fp32 / bf16 autocast in the same run")
     ap.add_argument("--json", type=Path, help="write results here")
     ap.add_argument("--save-dir", type=Path, help="save vitrestore / CBM3D outputs of the first image per set here")
     args = ap.parse_args()
@@ -148,8 +148,10 @@ def main() -> None:
     run = dict(device="cpu", tile=args.tile, backend=args.backend)
     model = load_model(args.model, ensemble=args.ensemble, **run)
     model_x2 = load_model(args.model, ensemble=2, **run) if "vitrestore-x2" in methods else None
-    model_torch = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch")
-                   if "vitrestore-torch" in methods else None)
+    model_torch = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch",
+                              precision="fp32") if "vitrestore-torch" in methods else None)
+    model_bf16 = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch",
+                             precision="bf16") if "vitrestore-bf16" in methods else None)
     baseline = load_model(args.baseline, ensemble=args.ensemble, **run) if "baseline" in methods else None
     if "cbm3d" in methods:
         try:
@@ -190,8 +192,10 @@ def main() -> None:
                         import bm3d as _b
 
                         out = to_tensor(np.asarray(_b.bm3d_rgb(noisy, true_sigma / 255), dtype=np.float32))
-                    elif m in ("vitrestore", "vitrestore-sigma", "vitrestore-x2", "vitrestore-torch", "baseline"):
-                        net = {"vitrestore-x2": model_x2, "vitrestore-torch": model_torch, "baseline": baseline}.get(m, model)
+                    elif m in ("vitrestore", "vitrestore-sigma", "vitrestore-x2", "vitrestore-torch", "vitrestore-bf16",
+                               "baseline"):
+                        net = {"vitrestore-x2": model_x2, "vitrestore-torch": model_torch, "vitrestore-bf16": model_bf16,
+                               "baseline": baseline}.get(m, model)
                         request = {"sigma": level} if m == "vitrestore-sigma" else {}
                         if noisy_u8 is not None:  # the file's uint8 pixels, as the CLI hands them over
                             out = to_tensor(net(noisy_u8, **request).astype(np.float32) / 255)

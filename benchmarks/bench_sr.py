@@ -55,8 +55,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--tile", type=int, default=0, help="0 = whole image (test images are small)")
     ap.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                    help="vitrestore's backend (auto: ONNX Runtime on the CPU); method vitrestore-torch runs the "
-                         "same weights on PyTorch in the same run")
+                    help="vitrestore's backend; methods vitrestore-torch / vitrestore-bf16 run the same weights "
+                         "on PyTorch in fp32 / bf16 autocast in the same run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -67,13 +67,14 @@ def main() -> None:
     files = tempfile.TemporaryDirectory(prefix="bench_sr_")
     weights = {int(w.split("=")[0].lstrip("x")): w.split("=", 1)[1] for w in args.weights}
     models = {}  # (method, scale) -> model
-    for m in ("vitrestore", "vitrestore-torch"):
+    for m in ("vitrestore", "vitrestore-torch", "vitrestore-bf16"):
         if m in methods:
             from vitrestore.tasks import load_model
 
             for s in args.scales:
                 models[m, s] = load_model(weights.get(s, f"upscale-x{s}"), device="cpu", tile=args.tile,
-                                          backend="torch" if m == "vitrestore-torch" else args.backend)
+                                          backend=args.backend if m == "vitrestore" else "torch",
+                                          precision={"vitrestore-torch": "fp32", "vitrestore-bf16": "bf16"}.get(m, "auto"))
     rows, lines = [], []
     for folder in args.folders:
         paths = list_images(folder)[: args.limit or None]

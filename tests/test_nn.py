@@ -138,5 +138,31 @@ def test_window_mask_cache_serves_inference_then_training(monkeypatch):
     assert all(p.grad is not None for p in g.parameters() if p.requires_grad)
     kept = blocks._cached_mask.cache_info().currsize
     monkeypatch.setattr(blocks, "CACHE_MASK_BYTES", 1 << 16)
-    big = blocks.shifted_window_mask(64, 64, 8, 4, x.device)  # 1 MB, over the (patched) limit: made, not kept
+    big = blocks.shifted_window_mask(64, 64, 8, 4, x)  # 1 MB, over the (patched) limit: made, not kept
     assert big.shape == (64, 64, 64) and blocks._cached_mask.cache_info().currsize == kept
+
+
+def test_encoder_stays_fp32_under_bf16_autocast():
+    """bf16 would round the input pixels themselves: the stem and patch embedding run in fp32, and
+    the whole generator under bf16 autocast stays close to fp32."""
+    from vitrestore.nn.encoder import ImageEncoder
+
+    torch.manual_seed(0)
+    enc = ImageEncoder(3, 8, 16, 2)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        stem32, tok32 = enc(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            stem16, tok16 = enc(x)
+    assert stem16.dtype == torch.bfloat16 and tok16.dtype == torch.float32
+    assert torch.equal(stem16, stem32.to(torch.bfloat16)) and torch.equal(tok16, tok32)
+    g = Generator(GeneratorConfig(dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,), window=4,
+                                  stem_channels=8)).eval()
+    for p in g.head.parameters():  # a head that is not zero, so the network's output counts
+        p.data.normal_(0, 0.1)
+    x = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        ref = g(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = g(x).float()
+    assert 0 < float((half - ref).abs().max()) < 0.05

@@ -1,6 +1,6 @@
 """ONNX export and the ONNX Runtime backend: the exported graph matches PyTorch at any size, the
 backend matches the torch path through tiling and ensembles, exports are cached by digest, and
-half precision falls back to fp32 for a tile that overflows."""
+half precision falls back to fp32 for a tile that overflows, and bf16 stays within 1/255 of fp32."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import smooth_image
 
 from vitrestore.config import GeneratorConfig
 from vitrestore.engine.nets import TorchNet, cache_dir, pick_backend
@@ -51,7 +52,8 @@ def test_export_matches_pytorch_on_two_odd_sizes(tmp_path, kw):
 def test_onnx_backend_matches_torch_through_tiles_and_ensemble(tiny_weights):
     x = torch.rand(1, 3, 70, 150, generator=torch.Generator().manual_seed(1))
     kw = dict(device="cpu", tile=48, ensemble=2)
-    onnx_model, torch_model = load_model(tiny_weights, backend="onnx", **kw), load_model(tiny_weights, backend="torch", **kw)
+    onnx_model = load_model(tiny_weights, backend="onnx", **kw)
+    torch_model = load_model(tiny_weights, backend="torch", precision="fp32", **kw)
     assert (onnx_model.backend, torch_model.backend) == ("onnx", "torch")
     for sigma in (None, 25.0):
         a, b = onnx_model.run_tensor(x, sigma=sigma), torch_model.run_tensor(x, sigma=sigma)
@@ -75,8 +77,8 @@ def test_exports_are_cached_by_weights_digest(tiny_weights):
     again = load_model(tiny_weights, device="cpu", backend="onnx")  # same weights: nothing new
     assert _cached() == files and [f.stat().st_mtime_ns for f in files] == stamps
     x = torch.rand(1, 3, 40, 56)
-    assert torch.allclose(again.run_tensor(x), load_model(tiny_weights, device="cpu", backend="torch").run_tensor(x),
-                          atol=1e-5)
+    fp32 = load_model(tiny_weights, device="cpu", backend="torch", precision="fp32")
+    assert torch.allclose(again.run_tensor(x), fp32.run_tensor(x), atol=1e-5)
     model = load_model(tiny_weights, device="cpu", backend="torch")
     with torch.no_grad():
         model.generator.head[-2].bias.add_(0.01)  # other weights, another export
@@ -96,13 +98,31 @@ def test_every_shipped_model_runs_the_same_on_both_backends(name):
         mask[..., 20:40, 30:60] = 1
         request = {"mask": mask}
     a = load_model(name, device="cpu", backend="onnx", tile=64)(img, **request)
-    b = load_model(name, device="cpu", backend="torch", tile=64)(img, **request)
+    b = load_model(name, device="cpu", backend="torch", precision="fp32", tile=64)(img, **request)
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
-def test_backend_choices_and_impossible_asks():
+@pytest.mark.slow
+@pytest.mark.parametrize("name", shipped_models())
+def test_every_shipped_model_in_bf16_stays_within_one_level_of_fp32(name):
+    """The CPU's auto precision where it has bfloat16 units: the same 8-bit output within 1/255 on
+    a photo-like image (a hole in pure noise is another matter: inpaint invents it differently)."""
+    img = smooth_image(np.random.default_rng(0), 70, 90)
+    request = {}
+    if name == "inpaint":
+        mask = torch.zeros(1, 1, 70, 90)
+        mask[..., 20:40, 30:60] = 1
+        request = {"mask": mask}
+    a, b = (load_model(name, device="cpu", backend="torch", precision=p, tile=64)(img, **request) for p in ("fp32", "bf16"))
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_backend_choices_and_impossible_asks(monkeypatch):
     cpu = torch.device("cpu")
-    assert pick_backend("auto", cpu, "auto") == "onnx" and pick_backend("torch", cpu, "auto") == "torch"
+    assert pick_backend("auto", cpu, "auto") == "torch" and pick_backend("onnx", cpu, "auto") == "onnx"
+    for has_bf16, precision in (("1", "bf16"), ("0", "fp32")):  # auto precision follows the CPU's bf16 units
+        monkeypatch.setenv("VITRESTORE_CPU_BF16", has_bf16)
+        assert TorchNet(tiny_generator(), cpu, "auto").precision == precision
     assert pick_backend("auto", torch.device("cuda"), "auto") == "torch"
     with pytest.raises(ValueError, match="CPU"):
         pick_backend("onnx", torch.device("cuda"), "auto")

@@ -138,12 +138,12 @@ def _common_run_options(f, ensemble: str = "1"):
     f = click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (default: skip them).")(f)
     f = click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")(f)
     f = click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
-                     show_default=True, help="auto: fp16 on CUDA (a tile that overflows is rerun in fp32), "
-                                             "fp32 on a CPU; bf16 on a CPU only where it has bf16 units.")(f)
+                     show_default=True, help="auto: fp16 on CUDA (a tile that overflows is rerun in fp32); on a CPU "
+                                             "bf16 where it has bfloat16 units (AMX, AVX512-BF16), else fp32.")(f)
     f = click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]),
                      default=None,  # the Model reads $VITRESTORE_BACKEND (one place for the default)
-                     help="auto: ONNX Runtime on a CPU (faster; the graph is exported once and cached), "
-                          "PyTorch on CUDA.  [default: $VITRESTORE_BACKEND, else auto]")(f)
+                     help="auto: PyTorch (measured faster); onnx: ONNX Runtime on a CPU, fp32 (the graph is "
+                          "exported once and cached).  [default: $VITRESTORE_BACKEND, else auto]")(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(f)
     f = click.option("--tile", type=int, default=512, show_default=True, callback=_tile_size,
                      help=f"Tile size in pixels (0 = whole image at once; else at least {MIN_TILE}).")(f)

@@ -60,8 +60,8 @@ def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
 
 class Model:
     """A task's generator ready for inference. `backend`: 'torch', 'onnx' (ONNX Runtime, CPU) or
-    'auto' (ONNX Runtime on the CPU when installed, else torch; $VITRESTORE_BACKEND overrides the
-    default); `precision`: 'auto' (fp16 on CUDA, fp32 on a CPU), 'fp32', 'fp16' (CUDA), 'bf16'."""
+    'auto' (torch; $VITRESTORE_BACKEND overrides the default); `precision`: 'auto' (fp16 on CUDA,
+    bf16 on a CPU with bfloat16 units, else fp32), 'fp32', 'fp16' (CUDA), 'bf16'."""
 
     def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
                  tile: int = 512, overlap: int = 32, ensemble: int = 1, backend: str | None = None,

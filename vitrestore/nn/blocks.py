@@ -28,7 +28,8 @@ def window_merge(windows: torch.Tensor, window: int, b: int, h: int, w: int) -> 
     return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
 
 
-def _shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
+def _shifted_window_mask(h: int, w: int, window: int, shift: int, device,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Additive mask (nW, window^2, window^2) that stops attention across the wrap-around seam."""
     region = torch.zeros(1, h, w, 1, device=device)
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
@@ -41,20 +42,23 @@ def _shifted_window_mask(h: int, w: int, window: int, shift: int, device) -> tor
     same = ids.unsqueeze(1) == ids.unsqueeze(2)
     # a large finite negative, not -inf: softmax gives exactly the same zeros in fp32 (and in
     # fp16, where -1e4 is representable), and PyTorch's attention keeps its fused path
-    return torch.zeros(same.shape, device=device).masked_fill(~same, -1e4)
+    return torch.zeros(same.shape, device=device, dtype=dtype).masked_fill(~same, -1e4)
 
 
 _cached_mask = functools.lru_cache(maxsize=32)(_shifted_window_mask)
 CACHE_MASK_BYTES = 32 << 20  # a 512 px tile's largest mask is 16 MB; a whole 12 MP photo's 0.8 GB is not kept
 
 
-def shifted_window_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    """_shifted_window_mask, cached per size and device while it is small (read-only); made in
-    the graph while tracing for export, where the sizes are symbolic."""
+def shifted_window_mask(h: int, w: int, window: int, shift: int, like: torch.Tensor) -> torch.Tensor:
+    """_shifted_window_mask on `like`'s device, in the dtype attention will compute in there (the
+    autocast dtype, else `like`'s), cached per size while it is small (read-only); made in the
+    graph while tracing for export, where the sizes are symbolic."""
+    device = like.device
+    dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else like.dtype
     if torch.jit.is_tracing() or (h // window) * (w // window) * window**4 * 4 > CACHE_MASK_BYTES:
-        return _shifted_window_mask(h, w, window, shift, device)
+        return _shifted_window_mask(h, w, window, shift, device, dtype)
     with torch.inference_mode(False):  # a plain tensor, whatever mode later callers run in
-        return _cached_mask(h, w, window, shift, str(device))
+        return _cached_mask(h, w, window, shift, str(device), dtype)
 
 
 class WindowAttention(nn.Module):
@@ -78,13 +82,15 @@ class WindowAttention(nn.Module):
         bw, n, c = x.shape
         qkv = self.qkv(x).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B * nW, heads, N, head_dim)
-        bias = self.rel_bias[:, self.rel_index].unsqueeze(0)  # (1, heads, N, N): 4-D keeps SDPA's fused CPU kernel
+        # (1, heads, N, N), in q's dtype (bf16 under autocast) before the mask is added: 4-D keeps
+        # SDPA's fused CPU kernel, and the (nW, heads, N, N) sum is made once, in the compute dtype
+        bias = self.rel_bias[:, self.rel_index].to(q.dtype).unsqueeze(0)
         if mask is not None:
             nw = mask.shape[0]
             bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
             if bw != nw:  # several images: the same masks for each
                 bias = bias.repeat(bw // nw, 1, 1, 1)  # (B * nW, heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)
 
@@ -148,7 +154,7 @@ class TransformerBlock(nn.Module):
         if shift:
             t = torch.roll(t, (-shift, -shift), dims=(1, 2))
             if mask is None:
-                mask = shifted_window_mask(h, w, ws, shift, x.device)
+                mask = shifted_window_mask(h, w, ws, shift, x)
         else:
             mask = None
         t = window_merge(self.attn(window_partition(t, ws), mask), ws, b, h, w)
@@ -168,7 +174,7 @@ class Stage(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         shifted = [blk for blk in self if blk.shift_for(h, w)]
-        mask = (shifted_window_mask(h, w, self[0].window, shifted[0].shift_for(h, w), x.device)
+        mask = (shifted_window_mask(h, w, self[0].window, shifted[0].shift_for(h, w), x)
                 if shifted else None)  # (nW, N, N), one for every shifted block of the stage
         t = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
         for blk in self:

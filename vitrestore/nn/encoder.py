@@ -30,6 +30,14 @@ class ImageEncoder(nn.Module):
         self.patch_embed = nn.Conv2d(stem_channels, token_channels, k, stride=stride, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stem = self.stem(x)  # (B, C_stem, H, W)
-        tokens = self.patch_embed(stem)  # (B, C_tok, H/stride, W/stride)
-        return stem, tokens
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            stem = self.stem(x)  # (B, C_stem, H, W)
+            return stem, self.patch_embed(stem)  # (B, C_tok, H/stride, W/stride)
+        # under autocast the encoder still runs in fp32: in bf16 the input pixels themselves would
+        # be rounded (to about a third of an 8-bit level), which costs PSNR on every image. The
+        # stem features go on in the autocast dtype, the dtype of the head conv that reads them.
+        with torch.autocast(device, enabled=False):
+            stem = self.stem(x.float())
+            tokens = self.patch_embed(stem)
+        return stem.to(torch.get_autocast_dtype(device)), tokens

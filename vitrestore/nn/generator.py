@@ -2,7 +2,8 @@
 
     input (B, C_in, H, W) + condition (B, C_cond, H, W)
       -> pad to a multiple of s * 2^(levels-1) * window (reflect), crop back at the end
-      -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/s, W/s)   (s = patch_stride: 1, 2 or 4)
+      -> ImageEncoder: stem (B, C_s, H, W), tokens (B, d0, H/s, W/s)   (s = patch_stride: 1, 2 or 4;
+         in fp32 even under autocast)
       -> encoder stages at 1/s, 1/2s, ..., bottleneck (shifted-window attention)
       -> decoder stages back up to 1/s with skip connections (token_upsample: pixel shuffle or bilinear)
       -> head: tokens -> pixels (pixel shuffle or bilinear xs when s > 1, plus stem skip) -> x upscale (pixel shuffle)
@@ -71,7 +72,7 @@ class Generator(nn.Module):
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             inp = F.pad(inp, (0, pw, 0, ph), mode=mode)
-        stem, t = self.encoder(inp)  # (B, C_s, H', W'), (B, d0, H'/2, W'/2)
+        stem, t = self.encoder(inp)  # (B, C_s, H', W'), (B, d0, H'/s, W'/s)
         skips = []
         for i, stage in enumerate(self.enc_stages):
             t = stage(t)
