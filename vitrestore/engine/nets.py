@@ -10,8 +10,8 @@ whichever runs the network.
 
 `auto`, as measured (README, Speed): the backend is PyTorch (on a 2-core Xeon its channels-last
 blocks ran 1.3x faster than ONNX Runtime's graph of them, and it needs no export); the precision
-is fp16 on CUDA, bf16 on a CPU with bfloat16 units (AMX or AVX512-BF16: 1.4x faster than fp32
-there, 0.003 dB less on CBSD68), else fp32.
+is fp16 on CUDA, bf16 on a CPU with bfloat16 units (AMX or AVX512-BF16: 1.2x (x4 SR) to 1.6x
+(denoise) faster than fp32 there, 0.003 dB less on CBSD68), else fp32.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class ImageEncoder(nn.Module):
             stem = self.stem(x)  # (B, C_stem, H, W)
             return stem, self.patch_embed(stem)  # (B, C_tok, H/stride, W/stride)
         # under autocast the encoder still runs in fp32: in bf16 the input pixels themselves would
-        # be rounded (to about a third of an 8-bit level), which costs PSNR on every image. The
+        # be rounded (steps of one 8-bit level above 0.5), which costs PSNR on every image. The
         # stem features go on in the autocast dtype, the dtype of the head conv that reads them.
         with torch.autocast(device, enabled=False):
             stem = self.stem(x.float())
