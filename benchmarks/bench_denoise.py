@@ -148,10 +148,9 @@ def main() -> None:
     run = dict(device="cpu", tile=args.tile, backend=args.backend)
     model = load_model(args.model, ensemble=args.ensemble, **run)
     model_x2 = load_model(args.model, ensemble=2, **run) if "vitrestore-x2" in methods else None
-    model_torch = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch",
-                              precision="fp32") if "vitrestore-torch" in methods else None)
-    model_bf16 = (load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch",
-                             precision="bf16") if "vitrestore-bf16" in methods else None)
+    pinned = {m: load_model(args.model, device="cpu", tile=args.tile, ensemble=args.ensemble, backend="torch",
+                            precision=p)  # the same weights on PyTorch at a fixed precision
+              for m, p in (("vitrestore-torch", "fp32"), ("vitrestore-bf16", "bf16")) if m in methods}
     baseline = load_model(args.baseline, ensemble=args.ensemble, **run) if "baseline" in methods else None
     if "cbm3d" in methods:
         try:
@@ -194,8 +193,7 @@ def main() -> None:
                         out = to_tensor(np.asarray(_b.bm3d_rgb(noisy, true_sigma / 255), dtype=np.float32))
                     elif m in ("vitrestore", "vitrestore-sigma", "vitrestore-x2", "vitrestore-torch", "vitrestore-bf16",
                                "baseline"):
-                        net = {"vitrestore-x2": model_x2, "vitrestore-torch": model_torch, "vitrestore-bf16": model_bf16,
-                               "baseline": baseline}.get(m, model)
+                        net = {"vitrestore-x2": model_x2, "baseline": baseline, **pinned}.get(m, model)
                         request = {"sigma": level} if m == "vitrestore-sigma" else {}
                         if noisy_u8 is not None:  # the file's uint8 pixels, as the CLI hands them over
                             out = to_tensor(net(noisy_u8, **request).astype(np.float32) / 255)

@@ -86,17 +86,22 @@ def test_exports_are_cached_by_weights_digest(tiny_weights):
     assert len(_cached()) == len(files) + 2
 
 
+def _shipped_request(name: str) -> dict:
+    """What a shipped model needs beside a 70x90 image: inpaint a mask with one hole, others nothing."""
+    if name != "inpaint":
+        return {}
+    mask = torch.zeros(1, 1, 70, 90)
+    mask[..., 20:40, 30:60] = 1
+    return {"mask": mask}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", shipped_models())
 def test_every_shipped_model_runs_the_same_on_both_backends(name):
     """Within 1/255 through the whole inference path (tiling, conditions, compositing)."""
     rng = np.random.default_rng(0)
     img = (rng.random((70, 90, 3)) * 255).astype(np.uint8)
-    request = {}
-    if name == "inpaint":
-        mask = torch.zeros(1, 1, 70, 90)
-        mask[..., 20:40, 30:60] = 1
-        request = {"mask": mask}
+    request = _shipped_request(name)
     a = load_model(name, device="cpu", backend="onnx", tile=64)(img, **request)
     b = load_model(name, device="cpu", backend="torch", precision="fp32", tile=64)(img, **request)
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
@@ -108,11 +113,7 @@ def test_every_shipped_model_in_bf16_stays_within_one_level_of_fp32(name):
     """The CPU's auto precision where it has bfloat16 units: the same 8-bit output within 1/255 on
     a photo-like image (a hole in pure noise is another matter: inpaint invents it differently)."""
     img = smooth_image(np.random.default_rng(0), 70, 90)
-    request = {}
-    if name == "inpaint":
-        mask = torch.zeros(1, 1, 70, 90)
-        mask[..., 20:40, 30:60] = 1
-        request = {"mask": mask}
+    request = _shipped_request(name)
     a, b = (load_model(name, device="cpu", backend="torch", precision=p, tile=64)(img, **request) for p in ("fp32", "bf16"))
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
