@@ -7,24 +7,14 @@
 #   x4-large       configs/upscale_x4_large.yaml: a 2.3x-parameter (1.8x-cost) x4 model from scratch, 11 downscalers
 #   x4             the shipped upscale-x4, its last stage (configs/upscale_x4_files2.yaml) at batch 32
 # The two continuations are the controls: they say how much of a gain is GPU steps, not model size.
-# The training data is a copy of ../shared/data/CBSD432 in .gpudata/ (the device machine sees only the
-# repository); wheels the machine lacks go in .whl/ (as benchmarks/gpu_session.sh).
+# The training data is ../shared/data/CBSD432 repacked in .gpudata/ and the wheel the machine lacks is in
+# .whl/ (the device machine sees only the repository): benchmarks/gpu_prepare.sh makes both, here.
 # usage: bash benchmarks/gpu_real_files.sh MINUTES       (6 fits one 10-minute call)
-#        DEV=cpu D=../shared/data/CBSD432 bash benchmarks/gpu_real_files.sh 0.2   (a dry run)
+#        DEV=cpu D=../shared/data/CBSD432 RUNS=/tmp/dry OUT=/tmp/dry_out bash benchmarks/gpu_real_files.sh 0.3   (a dry run)
 set -u
 M=${1:-6}
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1
-DEV=${DEV:-cuda}
-D=${D:-.gpudata/CBSD432}
+source "$(dirname "$0")/gpu_env.sh"   # OUT, DEV, D, PYTHONPATH; prints the GPU
 R=${RUNS:-runs/gpu}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-python3 -c "import torch,kornia;print('torch',torch.__version__,'kornia',kornia.__version__,'cuda',torch.cuda.is_available())"
 LIMIT=$(python3 -c "print(int($M*60+${GRACE:-90}))")
 job() {  # name config extra-args...
   local name=$1 cfg=$2; shift 2
@@ -44,6 +34,8 @@ for r in $R/*/; do
   n=$(basename $r); echo "== $n"; tail -n 3 $r/log.txt
   grep val_psnr $r/metrics.jsonl 2>/dev/null | tail -n 3 | cut -c1-120
   ls $r/samples/*.png 2>/dev/null | head -n -1 | xargs -r rm -f   # keep the last sample grid
-  tar -cf $OUT/$n.tar -C $R $n                                   # checkpoint.pt included: CPU runs resume it
+  # the EMA weights, config, card, metrics, log and last grid: under 16 MiB a file, as $OUT allows
+  # (checkpoint.pt, with the optimiser state, is 4x the weights; a CPU stage starts from the weights)
+  tar -cf $OUT/$n.tar --exclude=checkpoint.pt --exclude=tensorboard -C $R $n
 done
 ls -la $OUT

@@ -7,17 +7,7 @@
 # usage: bash benchmarks/gpu_session.sh MINUTES      (7.5 for the shipped models)
 set -u
 M=${1:-8}
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1
-DEV=${DEV:-cuda}
-D=${D:-.gpudata/CBSD432}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-python3 -c "import torch,kornia;print('torch',torch.__version__,'kornia',kornia.__version__,'cuda',torch.cuda.is_available())"
+source "$(dirname "$0")/gpu_env.sh"   # OUT, DEV, D, PYTHONPATH; prints the GPU
 LIMIT=$(python3 -c "print(int($M*60+${GRACE:-90}))")
 job() {  # name config extra-args...
   local name=$1 cfg=$2; shift 2
