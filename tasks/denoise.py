@@ -22,15 +22,15 @@ Conditioning channels (B, 2, H, W):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from vitrestore.config import ConfigError
+from vitrestore.config import ConfigError, check_options
 from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
                                     select)
-from vitrestore.task import Batch, Task
+from vitrestore.task import Batch, Task, number_option
 
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 
@@ -56,11 +56,22 @@ class DenoiseOptions:
     paper_prob: float = 0.0  # share of the Gaussian images (no JPEG) kept as unclipped floats (paper protocol)
     val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
 
+    # allowed values (vitrestore/ranges.py check_fields; every `<x>_min` at most its `<x>_max`)
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "sigma_min": (0, 255), "sigma_max": (0, 255), "low_sigma_prob": (0, 1), "low_sigma_max": (0, 255),
+        "poisson_prob": (0, 1), "camera_prob": (0, 1), "correlated_prob": (0, 1),
+        "camera_shot_max": (1e-4, 1),  # at least the camera noise's weakest shot noise
+        "correlated_sigma_max": (2, 255),  # at least the correlated noise's weakest level
+        "jpeg_prob": (0, 1), "jpeg_quality_min": (0, 100), "jpeg_quality_max": (0, 100), "twice_prob": (0, 1),
+        "known_sigma_prob": (0, 1), "paper_prob": (0, 1), "val_sigma": (0, 255)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16)}
+
 
 class Denoise(Task):
     name = "denoise"
     Options = DenoiseOptions
     output_suffix = "denoised"
+    request_keys = ("sigma",)
     contract = ("cond (B, 2, H, W): channel 0 = sigma / 50 (sigma on the 0-255 scale) where the Gaussian noise "
                 "level is known, else 0; channel 1 = 1 where it is known, else 0 (blind: both 0). The CLI's "
                 "default averages the image and its horizontal mirror (--ensemble 2).")
@@ -68,17 +79,17 @@ class Denoise(Task):
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
         o: DenoiseOptions = self.options
+        check_options(o, source)
         shares = o.poisson_prob + o.camera_prob + o.correlated_prob
-        if min(o.poisson_prob, o.camera_prob, o.correlated_prob) < 0 or shares > 1:
-            raise ConfigError(f"{source}: 'task_options' poisson_prob + camera_prob + correlated_prob must be "
-                              f"shares in [0, 1], got {shares:g}")
-        if not 0 <= o.paper_prob <= 1:
-            raise ConfigError(f"{source}: 'task_options.paper_prob' must be in [0, 1], got {o.paper_prob:g}")
-        if not 0 <= o.low_sigma_prob <= 1 or (o.low_sigma_prob > 0 and not o.sigma_min <= o.low_sigma_max <= o.sigma_max):
-            raise ConfigError(f"{source}: 'task_options.low_sigma_prob' must be in [0, 1] and 'low_sigma_max' in "
-                              f"[sigma_min, sigma_max], got {o.low_sigma_prob:g} and {o.low_sigma_max:g}")
-        if o.quantize_bits not in (0, 8, 16):
-            raise ConfigError(f"{source}: 'task_options.quantize_bits' must be 8, 16 or 0, got {o.quantize_bits}")
+        if shares > 1:  # named: the first share that takes the sum over 1
+            key = "poisson_prob" if o.poisson_prob > 1 else "camera_prob" if o.poisson_prob + o.camera_prob > 1 \
+                else "correlated_prob"
+            raise ConfigError(f"{source}: task_options.{key}: poisson_prob + camera_prob + correlated_prob "
+                              f"are shares of the images and must not exceed 1, got {shares:g}")
+        if o.low_sigma_prob > 0 and not o.sigma_min <= o.low_sigma_max <= o.sigma_max:
+            raise ConfigError(f"{source}: task_options.low_sigma_max: must be between task_options.sigma_min and "
+                              f"task_options.sigma_max ({o.sigma_min:g} and {o.sigma_max:g}) when low_sigma_prob "
+                              f"is above 0, got {o.low_sigma_max:g}")
 
     @property
     def cond_channels(self) -> int:
@@ -155,8 +166,8 @@ class Denoise(Task):
         return torch.cat([level.expand(b, 1, h, w), k.expand(b, 1, h, w)], 1)
 
     def check_request(self, sigma: float | None = None, **request: Any) -> None:
-        if sigma is not None and not 0 <= sigma <= 255:
-            raise ValueError(f"sigma must be in [0, 255] (0-255 scale), got {sigma}")
+        if sigma is not None:
+            number_option("sigma (0-255 scale)", sigma, 0, 255)
 
     def condition(self, image: torch.Tensor, sigma: float | None = None, **request: Any) -> torch.Tensor:
         b = image.shape[0]

@@ -24,14 +24,14 @@ network's fill (nothing deep enough to need texture), wider ones take the textur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitrestore.config import ConfigError
+from vitrestore.config import ConfigError, check_options
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
 from vitrestore.task import Batch, Task, as_unit
@@ -60,25 +60,31 @@ class InpaintOptions:
     texture_depth: float = 8.0  # px from the known pixels within which the network's local colour leads
     texture_patch: int = 5  # exemplar patch side, px (odd)
 
+    # allowed values (vitrestore/ranges.py check_fields)
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "hole_weight": (0, 1e6), "thin": (0, 1), "thick": (0, 1), "large": (0, 1), "boxes": (0, 1),
+        "scratches": (0, 1), "prefill_radius": (0, 100), "texture_depth": (0, 4096), "texture_patch": (3, 63)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"prefill": tuple(PREFILLS)}
+
 
 class Inpaint(Task):
     name = "inpaint"
     Options = InpaintOptions
     output_suffix = "inpainted"
+    request_keys = ("mask", "texture", "check_cancel")  # check_cancel: a hook (the studio's cancel), not an option
     contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
                 "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
                 "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
-        if self.options.prefill not in PREFILLS:
-            raise ConfigError(f"{source}: 'task_options.prefill' must be one of {', '.join(PREFILLS)}, "
-                              f"got {self.options.prefill!r}")
-        if self.options.texture_patch < 3 or self.options.texture_patch % 2 == 0:
-            raise ConfigError(f"{source}: 'task_options.texture_patch' must be odd and >= 3, "
-                              f"got {self.options.texture_patch}")
-        if self.options.texture_depth < 0:
-            raise ConfigError(f"{source}: 'task_options.texture_depth' must be >= 0, got {self.options.texture_depth}")
+        o: InpaintOptions = self.options
+        check_options(o, source)
+        if o.texture_patch % 2 == 0:
+            raise ConfigError(f"{source}: task_options.texture_patch: must be odd, got {o.texture_patch}")
+        if not o.thin + o.thick + o.large + o.boxes + o.scratches > 0:
+            raise ConfigError(f"{source}: task_options.thin: the mask shares thin, thick, large, boxes and scratches "
+                              f"are all 0: give at least one a share above 0")
 
     @property
     def cond_channels(self) -> int:
@@ -184,6 +190,9 @@ class Inpaint(Task):
     def check_request(self, mask: torch.Tensor | None = None, **request: Any) -> None:
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
+        texture = request.get("texture")
+        if texture is not None and not isinstance(texture, bool):
+            raise ValueError(f"texture must be True or False, got {texture!r}")
 
     def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
         """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""
@@ -199,16 +208,18 @@ class Inpaint(Task):
         return output.mul_(m).add_(as_unit(image).to(output).mul(1 - m))  # not in place: image may be the caller's
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None,
-                    texture: bool | None = None, **request: Any) -> torch.Tensor:
-        """The composite, with texture added in wide holes when `texture` (default: the option) is on."""
+                    texture: bool | None = None, check_cancel: Any = None, **request: Any) -> torch.Tensor:
+        """The composite, with texture added in wide holes when `texture` (default: the option) is on.
+        `check_cancel()`, if given, is called between the texture step's rounds (it raises to stop)."""
         known = as_unit(image).to(output)  # converted once: composite takes it as it is
         output = self.composite(output, known, mask)
         if mask is None or not (self.options.texture if texture is None else texture):
             return output
         m = mask.to(output)
-        return self.add_texture(output, known, m).mul_(m).add_(known.mul(1 - m))
+        return self.add_texture(output, known, m, check_cancel).mul_(m).add_(known.mul(1 - m))
 
-    def add_texture(self, fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def add_texture(self, fill: torch.Tensor, image: torch.Tensor, mask: torch.Tensor,
+                    check_cancel: Any = None) -> torch.Tensor:
         """fill, image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) 1 = hole -> a new tensor: the
         exemplar fill laid out by `fill`, with `fill`'s local colour near the known pixels."""
         out = fill.clone()
@@ -222,7 +233,7 @@ class Inpaint(Task):
             if d > 0 and depth.max() <= d:
                 continue  # thin strokes only: the network's fill stands
             net = fill[b].detach().float().cpu()  # (3, H, W)
-            ex = self.exemplar(image[b].detach().float().cpu(), hole.cpu(), net)
+            ex = self.exemplar(image[b].detach().float().cpu(), hole.cpu(), net, check_cancel)
             if d > 0:
                 lead = np.clip(2 - depth / d, 0, 1)  # 1 near the known pixels: the network's colour
                 disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * round(d) + 1, 2 * round(d) + 1))
@@ -235,17 +246,19 @@ class Inpaint(Task):
             out[b] = (net + torch.from_numpy(amount) * (textured - net)).clamp_(0, 1).to(out)
         return out
 
-    def exemplar(self, image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    def exemplar(self, image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor,
+                 check_cancel: Any = None) -> torch.Tensor:
         """(3, H, W), (H, W) bool, (3, H, W) -> (3, H, W) exemplar fill (seeded: repeatable). Above
         TEXTURE_PIXELS it runs at reduced size and adds its change to `fill`, scaled back up."""
         h, w = hole.shape
         patch = self.options.texture_patch
         if h * w <= TEXTURE_PIXELS:
-            return exemplar_fill(image, hole, init=fill, patch=patch)
+            return exemplar_fill(image, hole, init=fill, patch=patch, check=check_cancel)
         size = (round(h * (TEXTURE_PIXELS / (h * w)) ** 0.5), round(w * (TEXTURE_PIXELS / (h * w)) ** 0.5))
         small_img, small_fill = (F.interpolate(t[None], size=size, mode="area")[0] for t in (image, fill))
         small_hole = F.interpolate(hole[None, None].float(), size=size, mode="area")[0, 0] > 0
-        change = exemplar_fill(small_img, small_hole, init=small_fill, patch=patch) - small_fill  # (3, h', w')
+        change = exemplar_fill(small_img, small_hole, init=small_fill, patch=patch,
+                               check=check_cancel) - small_fill  # (3, h', w')
         return fill + F.interpolate(change[None], size=(h, w), mode="bilinear", align_corners=False)[0]
 
 

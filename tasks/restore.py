@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from vitrestore.config import ConfigError
-from vitrestore.ops.pipeline import apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.config import ConfigError, check_options
+from vitrestore.ops.pipeline import Step, apply_pipeline, build_pipeline, sample_pipeline
+from vitrestore.ranges import OP_CHOICES, OP_RANGES
 from vitrestore.task import Batch, Task
 
 CONDITIONS = ("none", "mask")
@@ -39,23 +40,35 @@ class RestoreOptions:
     pipeline: tuple[dict[str, Any], ...] = ()
     quantize: int = 8  # bits of the degraded file the pipeline ends with (8 or 16; 0 = unrounded floats)
 
+    # allowed values (vitrestore/ranges.py check_fields; the pipeline ops' parameters: OP_RANGES there)
+    CHOICES: ClassVar[dict[str, tuple]] = {"condition": CONDITIONS, "quantize": (0, 8, 16)}
+
+
+def _check_ops(spec: tuple[dict, ...], steps: list[Step], source: str) -> None:
+    """Each declared op's parameters within OP_RANGES / OP_CHOICES (vitrestore/ranges.py), and its
+    `p` a number, not true/false (the steps after the declared ones are added, not the user's)."""
+    for i, (entry, step) in enumerate(zip(spec, steps)):
+        if isinstance(entry.get("p"), bool):
+            raise ConfigError(f"{source}: task_options.pipeline[{i}].p: must be a probability in [0, 1], "
+                              f"got {entry['p']!r}")
+        check_options(step.op, source, f"task_options.pipeline[{i}].", OP_RANGES.get(step.name, {}),
+                      OP_CHOICES.get(step.name, {}))
+
 
 class Restore(Task):
     contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
     name = "restore"
     Options = RestoreOptions
+    request_keys = ("mask",)
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
         o: RestoreOptions = self.options
-        if o.condition not in CONDITIONS:
-            raise ConfigError(f"{source}: 'task_options.condition' must be one of {', '.join(CONDITIONS)}, "
-                              f"got {o.condition!r}")
+        check_options(o, source)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", o.name):
-            raise ConfigError(f"{source}: 'task_options.name' must be a short file-name word, got {o.name!r}")
-        if o.quantize not in (0, 8, 16):
-            raise ConfigError(f"{source}: 'task_options.quantize' must be 8, 16 or 0, got {o.quantize!r}")
+            raise ConfigError(f"{source}: task_options.name: must be a short file-name word, got {o.name!r}")
         self.steps = build_pipeline(o.pipeline, source, quantize_bits=o.quantize)
+        _check_ops(o.pipeline, self.steps, source)
         if o.condition == "mask" and not any(s.name == "holes" for s in self.steps):
             raise ConfigError(f"{source}: 'task_options.condition: mask' needs a 'holes' op in the pipeline")
 

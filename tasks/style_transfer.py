@@ -30,18 +30,17 @@ has no global normalisation, so a style cannot drift from tile to tile.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from vitrestore.config import ConfigError
+from vitrestore.config import ConfigError, check_options
 from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
-from vitrestore.task import Batch, Task, as_unit
+from vitrestore.task import Batch, Task, as_unit, number_option
 
 
 QUANTILES = 256  # the painting's colour quantiles per channel kept for histogram matching
@@ -74,6 +73,12 @@ class StyleOptions:
     stroke_width: int = 1  # grain of the noise in pixels
     texture_patch: int = 3  # side of the texture patches
     texture_bands: bool = False  # texture from band-pass detail (Laplacian pyramid), not raw RGB
+
+    # allowed values (vitrestore/ranges.py check_fields); style_sides: smaller side first
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "style_sides": (16, 16384), "content_weight": (0, 1e6), "content_sigma": (0.01, 100), "color_weight": (0, 1e6),
+        "texture_weight": (0, 1e6), "strength": (0, 1), "texture_levels": (1, 64), "stroke_length": (0, 1024),
+        "stroke_width": (1, 256), "texture_patch": (1, 64)}
 
 
 def read_style_image(path: str | Path) -> torch.Tensor:
@@ -144,9 +149,18 @@ class StyleTransfer(Task):
     name = "stylize"
     Options = StyleOptions
     output_suffix = "stylized"
+    request_keys = ("strength",)
     contract = ("image: the photo colour-matched to the painting (StyleTransfer.prepare); cond (when "
                 "cond_channels is 1): a seeded noise map smeared along the photo's edge flow (noise_map); the "
                 "output is blended with the photo by strength.")
+
+    def __init__(self, options: Any = None, source: str = "<options>"):
+        super().__init__(options, source)
+        o: StyleOptions = self.options
+        check_options(o, source)
+        if o.style_sides[0] > o.style_sides[1]:
+            raise ConfigError(f"{source}: task_options.style_sides: the smaller side comes first, "
+                              f"got {list(o.style_sides)}")
 
     @property
     def suffix(self) -> str:
@@ -212,16 +226,8 @@ class StyleTransfer(Task):
 
     # --- training -------------------------------------------------------------------------------
     def check_training(self, source: str) -> None:
-        """The painting must be readable before any work starts."""
-        levels = self.options.texture_levels
-        if not levels or any(int(k) != k or k < 1 for k in levels):
-            raise ConfigError(f"{source}: 'task_options.texture_levels' must be downscale factors >= 1, got {levels}")
-        if not self.options.content_sigma > 0:
-            raise ConfigError(f"{source}: 'task_options.content_sigma' must be > 0, got {self.options.content_sigma}")
-        if self.options.stroke_length < 0 or self.options.stroke_width < 1:
-            raise ConfigError(f"{source}: 'task_options.stroke_length' must be >= 0 and 'stroke_width' >= 1")
-        if self.options.texture_patch < 1:
-            raise ConfigError(f"{source}: 'task_options.texture_patch' must be >= 1, got {self.options.texture_patch}")
+        """The painting must be readable before any work starts (the options' ranges are checked
+        when the task is built)."""
         try:
             self.style_pyramid
         except ValueError as exc:
@@ -327,8 +333,8 @@ class StyleTransfer(Task):
         return run(self.prepare(photo), tile, **request)
 
     def check_request(self, strength: float | None = None, **request: Any) -> None:
-        if strength is not None and (math.isnan(float(strength)) or not 0.0 <= float(strength) <= 1.0):
-            raise ValueError(f"strength must be in [0, 1], got {float(strength)}")
+        if strength is not None:
+            number_option("strength", strength, 0.0, 1.0)
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
                     **request: Any) -> torch.Tensor:

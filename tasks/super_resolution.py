@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from vitrestore.config import ConfigError
+from vitrestore.config import ConfigError, check_options
 from vitrestore.ops.blur import GaussianBlur
 from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
@@ -51,6 +51,14 @@ class UpscaleOptions:
     jpeg_quality_max: int = 95
     second_order_prob: float = 0.8
     camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/ops/camera.py)
+
+    # allowed values (vitrestore/ranges.py check_fields; every `<x>_min` at most its `<x>_max`)
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "blur_sigma_max": (0, 100), "resize_min": (0.01, 4), "resize_max": (0.01, 4), "noise_sigma_max": (0, 255),
+        "poisson_prob": (0, 1),
+        "poisson_gain_max": (1e-4, 1),  # also the camera noise's strongest shot noise: at least its weakest
+        "jpeg_quality_min": (0, 100), "jpeg_quality_max": (0, 100), "second_order_prob": (0, 1), "camera_prob": (0, 1)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"scale": (2, 3, 4, 8), "degradation": DEGRADATIONS}
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -105,15 +113,11 @@ class Upscale(Task):
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
         o: UpscaleOptions = self.options
-        if o.scale not in (2, 3, 4, 8):
-            raise ConfigError(f"{source}: 'task_options.scale' must be 2, 3, 4 or 8, got {o.scale}")
+        check_options(o, source)
         try:
             self.downscale = Downscale(o.scale, tuple(o.downscalers))
         except ValueError as exc:
-            raise ConfigError(f"{source}: 'task_options.downscalers': {exc}") from None
-        if o.degradation not in DEGRADATIONS:
-            raise ConfigError(f"{source}: 'task_options.degradation' must be one of {', '.join(DEGRADATIONS)}, "
-                              f"got {o.degradation!r}")
+            raise ConfigError(f"{source}: task_options.downscalers: {exc}") from None
 
     @property
     def scale(self) -> int:

@@ -28,8 +28,9 @@ class Client:
             data = json.loads(data)
         return status, data, rh
 
-    def upload(self, data: bytes, name: str = "photo.png"):
-        return self.request("POST", "/api/images", data, {"X-Filename": name})
+    def upload(self, data: bytes, name: str = "photo.png", headers: dict | None = None):
+        h = {"X-Filename": name, "Content-Type": "application/octet-stream", **(headers or {})}
+        return self.request("POST", "/api/images", data, h)
 
     def job(self, task: str, image: str, **options):
         body = json.dumps({"task": task, "image": image, "options": options}).encode()

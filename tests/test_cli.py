@@ -94,6 +94,8 @@ def test_refuses_to_overwrite_inputs(tmp_path, tiny_weights):
     write_rgb(src / "a.png", smooth_image(np.random.default_rng(3), 32, 32))
     before = (src / "a.png").read_bytes()
     code, out = run("denoise", src, "-o", src, "--model", tiny_weights, "--overwrite")
+    assert code == 2 and "input folder itself" in out  # refused whole: outputs would become inputs
+    code, out = run("denoise", src / "a.png", "-o", src / "a.png", "--model", tiny_weights, "--overwrite")
     assert code == 1 and "would overwrite an input" in out
     assert (src / "a.png").read_bytes() == before
 
@@ -172,3 +174,12 @@ def test_help_and_models_start_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout and "denoise" in done.stdout and "--backend" in done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_train_on_a_missing_gpu_is_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"task: denoise\ntrain:\n  out: {tmp_path / 'run'}\n")
+    code, out = run("train", cfg, "--device", "cuda")
+    assert code == 2 and out.startswith("error: ") and "no CUDA device" in out and len(out.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -166,3 +166,45 @@ def test_encoder_stays_fp32_under_bf16_autocast():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             half = g(x).float()
     assert 0 < float((half - ref).abs().max()) < 0.05
+
+
+def test_every_image_of_a_batch_gets_the_same_window_masks():
+    """A batch gives each image what it gives alone (the shifted-window masks broadcast to every
+    image whatever the batch: no branch on it, so an ONNX trace holds for any batch), and the
+    relative-position index made in inference mode serves training."""
+    from vitrestore.nn import blocks
+
+    blocks.relative_index.cache_clear()
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(dims=(8, 16), heads=(1, 2), enc_depths=(2, 2), dec_depths=(2,), window=4,
+                                  stem_channels=8)).eval()
+    for p in g.head.parameters():
+        p.data.normal_(0, 0.1)
+    x = torch.rand(3, 3, 40, 56)
+    with torch.inference_mode():
+        batch = g(x)
+        alone = torch.cat([g(x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(batch, alone, atol=1e-5)
+    g(x[:2]).mean().backward()
+    assert g.enc_stages[0][1].attn.rel_bias.grad is not None
+    masks = torch.rand(6, 2, 16, 16)  # (nW, heads, N, N)
+    assert torch.equal(blocks._per_window(masks, 18), masks.repeat(3, 1, 1, 1))
+
+
+def test_relative_index_is_each_pairs_offset_and_made_on_first_use():
+    """index[i, j] = (dy + w - 1) * (2w - 1) + (dx + w - 1) for tokens i, j of a w x w window;
+    one per window size and device, not one per block, and none while a generator is built, so
+    one builds on the meta device (the weights-file check) at any size, allocating nothing."""
+    from vitrestore.nn import blocks
+
+    w = 3
+    idx = blocks.relative_index(w, torch.device("cpu"))
+    for i in range(w * w):
+        for j in range(w * w):
+            dy, dx = i // w - j // w, i % w - j % w
+            assert idx[i, j] == (dy + w - 1) * (2 * w - 1) + dx + w - 1
+    assert blocks.relative_index(w, torch.device("cpu")) is idx
+    with torch.device("meta"):
+        big = Generator(GeneratorConfig(dims=(4096, 8192), heads=(1, 2), enc_depths=(4, 4), dec_depths=(4,),
+                                        window=64))
+    assert all(p.is_meta for p in big.parameters()) and not list(big.buffers())

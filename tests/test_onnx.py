@@ -1,6 +1,7 @@
-"""ONNX export and the ONNX Runtime backend: the exported graph matches PyTorch at any size, the
-backend matches the torch path through tiling and ensembles, exports are cached by digest, and
-half precision falls back to fp32 for a tile that overflows, and bf16 stays within 1/255 of fp32."""
+"""ONNX export and the ONNX Runtime backend: the exported graph matches PyTorch at any size and
+any batch, the backend matches the torch path through tiling and ensembles (batches too), exports
+are cached by digest, and half precision falls back to fp32 for a tile that overflows, and bf16
+stays within 1/255 of fp32."""
 from __future__ import annotations
 
 import json
@@ -23,9 +24,10 @@ from vitrestore.weights import shipped_models
 
 
 def tiny_generator(**kw) -> Generator:
+    """Two blocks per stage, so the shifted windows (and their masks) are in every graph."""
     torch.manual_seed(0)
-    cfg = GeneratorConfig(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,), window=4,
-                          mlp_ratio=1.0, **kw)
+    cfg = GeneratorConfig(**{"stem_channels": 8, "dims": (8, 16), "heads": (1, 2), "enc_depths": (2, 2),
+                             "dec_depths": (2,), "window": 4, "mlp_ratio": 1.0, **kw})
     gen = Generator(cfg).eval()
     with torch.no_grad():  # the head starts at zero: make the output depend on the network
         for p in gen.head.parameters():
@@ -47,6 +49,66 @@ def test_export_matches_pytorch_on_two_odd_sizes(tmp_path, kw):
     assert contract["scale"] == kw.get("upscale", 1) and contract["min_side"] == m + 1
     assert contract["inputs"] == (["image", "cond"] if kw.get("cond_channels") else ["image"])
     assert json.loads(meta["vitrestore.card"]) == {"steps": 1}
+
+
+def _run_onnx(path, x: torch.Tensor, cond: torch.Tensor | None) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"image": x.numpy(), **({"cond": cond.numpy()} if cond is not None else {})}
+    return session.run(None, feed)[0]
+
+
+@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"upscale": 2, "token_upsample": "bilinear"},
+                                {"dims": (8, 8, 16), "heads": (1, 1, 2), "enc_depths": (2, 2, 2),
+                                 "dec_depths": (2, 2)}])
+def test_export_runs_any_batch_and_odd_size(tmp_path, kw):
+    """The documented dynamic batch: 1, 2 and 3 images (the shifted-window masks broadcast to
+    each) at odd sizes, exact multiples and near the smallest side, as in PyTorch."""
+    gen = tiny_generator(**kw)
+    path = tmp_path / "g.onnx"
+    export_generator(gen, path, {"task": "x"}, {}, "x: test")
+    m, g = gen.multiple, torch.Generator().manual_seed(0)
+    for b in (1, 2, 3):
+        for h, w in [(m + 1, 3 * m + 5), (2 * m + 3, m + 7), (2 * m, 3 * m)]:
+            x = torch.rand(b, 3, h, w, generator=g)
+            cond = torch.rand(b, gen.cfg.cond_channels, h, w, generator=g) if gen.cfg.cond_channels else None
+            with torch.no_grad():
+                ref = gen(x, cond).numpy()
+            out = _run_onnx(path, x, cond)
+            assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-4, (b, h, w)
+    assert compare_with_torch(gen, path, batches=(1, 2, 3))[1] <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def shifted_weights(tmp_path_factory):
+    """A tiny denoiser with shifted-window blocks (the session's tiny_weights has one block per
+    stage, so no masks), random but fixed weights."""
+    from dataclasses import asdict
+
+    from vitrestore.weights import save_weights
+
+    gen = tiny_generator(cond_channels=2)
+    path = tmp_path_factory.mktemp("shifted") / "w.safetensors"
+    save_weights(path, gen.state_dict(), {"task": "denoise", "generator": asdict(gen.cfg)}, {"steps": 0})
+    return path
+
+
+def test_onnx_backend_runs_a_batch_like_torch(shifted_weights):
+    """load_model(..., backend='onnx') on (B, 3, H, W) for B = 1, 2, 3, odd sizes, whole and in
+    tiles, one tile per call or several (as on a GPU): the same as the torch backend."""
+    onnx_model = load_model(shifted_weights, device="cpu", backend="onnx", tile=40)
+    torch_model = load_model(shifted_weights, device="cpu", backend="torch", precision="fp32", tile=40)
+    g = torch.Generator().manual_seed(2)
+    for b, (h, w), per_call in [(1, (37, 53), 1), (2, (37, 53), 1), (3, (61, 35), 1), (2, (61, 90), 3)]:
+        onnx_model.tiles_per_call = torch_model.tiles_per_call = per_call
+        x = torch.rand(b, 3, h, w, generator=g)
+        for sigma in (None, 15.0):
+            a, ref = onnx_model.run_tensor(x, sigma=sigma), torch_model.run_tensor(x, sigma=sigma)
+            assert a.shape == ref.shape == (b, 3, h, w) and float((a - ref).abs().max()) < 1e-4, (b, h, w)
+    arrays = [(np.random.default_rng(i).random((45, 50, 3)) * 255).astype(np.uint8) for i in range(2)]
+    a, ref = onnx_model.run_arrays(arrays), torch_model.run_arrays(arrays)
+    assert all(np.abs(p.astype(int) - q.astype(int)).max() <= 1 for p, q in zip(a, ref))
 
 
 def test_onnx_backend_matches_torch_through_tiles_and_ensemble(tiny_weights):

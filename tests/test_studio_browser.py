@@ -51,6 +51,7 @@ def page(tmp_path_factory, tiny_weights):
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals show in the console
     opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                            "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
@@ -170,3 +171,18 @@ def test_errors_show_as_a_message_not_a_trace(page, tmp_path):
     WebDriverWait(driver, 20).until(lambda d: "bad.png" in d.find_element(By.ID, "message").text)
     text = driver.find_element(By.ID, "message").text
     assert "Traceback" not in text and len(text.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_page_runs_under_its_own_security_policy(page):
+    """The CSP (script, style and images from the studio only, blob: thumbnails, no framing)
+    refuses nothing the page itself does, and the page's requests pass the Origin check."""
+    driver, _ = page
+    driver.refresh()
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "const imgs = [...document.querySelectorAll('.style img')];"
+        "return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);"))
+    assert driver.execute_script("return getComputedStyle(document.getElementById('message')).display") != ""
+    refused = [e["message"] for e in driver.get_log("browser")
+               if "Content Security Policy" in e["message"] or "Refused to" in e["message"] or "403" in e["message"]]
+    assert not refused, refused

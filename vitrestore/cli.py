@@ -4,6 +4,7 @@ the package that imports the task modules (`vitrestore.tasks`); the core modules
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -73,14 +74,24 @@ def _tile_size(ctx, param, value: int) -> int:
     return value
 
 
+def _finite(ctx, param, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):  # click's ranges let nan through
+        raise click.BadParameter(f"must be a number, got {value}")
+    return value
+
+
 def _positive_megapixels(ctx, param, value: float) -> float:
     if not (0 < value < 1e6):  # also refuses nan
         raise click.BadParameter(f"must be a number of megapixels above 0, got {value}")
     return value
 
 
-def _check_report_path(report: Path | None) -> None:
-    """The report's folder must exist and be writable before any work (else the report is lost)."""
+def _check_report_path(report: Path | None, overwrite: bool) -> None:
+    """Before any work: the report's folder must exist and be writable (else the report is
+    lost), and an existing file is replaced only with --overwrite or when it is an earlier
+    report (rerunning a command to finish a folder)."""
+    from .engine.batch import is_report, unwritable_reason
+
     if report is None:
         return
     parent = report.expanduser().parent
@@ -88,8 +99,12 @@ def _check_report_path(report: Path | None) -> None:
         _fail(f"{report}: --report is a folder; give a file name (e.g. {report / 'report.json'})")
     if not parent.is_dir():
         _fail(f"{report}: --report: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        _fail(f"{report}: --report: folder {parent} is not writable")
+    reason = unwritable_reason(parent)
+    if reason or not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"{report}: --report: {reason or f'folder {parent} is not writable'}")
+    if os.path.lexists(report) and not overwrite and not is_report(report):
+        _fail(f"{report}: --report names an existing file that is not a vitrestore report; give a new name "
+              f"(or --overwrite to replace it)")
 
 
 @dataclass(frozen=True)
@@ -177,15 +192,19 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
 
 
 def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, check=None, per_image=None,
-         exclude: tuple[Path, ...] = (), **request) -> None:
+         exclude: tuple[Path, ...] = (), protect: tuple[Path, ...] = (), out_size=None, **request) -> None:
     """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
     adds request arguments for one image (e.g. its mask; a ValueError fails that file only);
-    files under an `exclude` folder (e.g. the mask folder) are never inputs."""
-    from .engine.batch import RunOptions, plan_jobs, run_jobs
+    files under an `exclude` folder (e.g. the mask folder) are never inputs; no output or report
+    replaces a `protect`ed file (e.g. the mask); `out_size(image) -> (W, H)` is the output's
+    size (default: the input's times the model's scale), checked against the output format
+    before the model runs."""
+    from .engine.batch import RunOptions, plan_jobs, report_problem, run_jobs
+    from .io.formats import size_problem
 
     tasks = _tasks()
-    _check_report_path(run.report)
+    _check_report_path(run.report, run.overwrite)
     shard_kn, device = _shard_and_device(run.shard, run.device)
     try:
         model = tasks.load_model(model_name, device=device, tile=run.tile, ensemble=int(run.ensemble),
@@ -198,9 +217,11 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         _fail(_message(exc))
     try:
         jobs, problems = plan_jobs(list(run.inputs), run.output, suffix or model.task.suffix, run.recursive,
-                                   run.fmt, shard_kn, exclude)
+                                   run.fmt, shard_kn, exclude, protect)
     except ValueError as exc:
         _fail(str(exc))
+    if run.report is not None and (problem := report_problem(run.report, jobs, protect)):
+        _fail(problem)
     if not jobs and not problems:
         if shard_kn is not None and plan_jobs(list(run.inputs), run.output, suffix or model.task.suffix,
                                               run.recursive, run.fmt)[0]:
@@ -216,12 +237,19 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
             results = model.run_arrays([img.pixels for img in images], **request)
         return [finish(r, img) for r, img in zip(results, images)] if finish else results
 
+    def precheck(job, img) -> None:  # what the output format cannot hold fails before the model runs
+        h, w = img.pixels.shape[:2]
+        size = out_size(img) if out_size is not None else (w * model.scale, h * model.scale)
+        problem = size_problem(job.dst.suffix, *size)
+        if problem:
+            raise ValueError(problem)
+
     # same-size small images share a model call on a GPU; on a CPU that was measured slower
     # (0.91x vs 1.22x unbatched, docs/batch.md), so there they go one by one
     options = RunOptions(overwrite=run.overwrite, quiet=run.quiet, max_pixels=int(run.max_megapixels * 1e6),
                          jpeg_quality=run.jpeg_quality,
                          batch=8 if model.device.type == "cuda" and per_image is None else 1)
-    summary = run_jobs(jobs, process, options, problems=problems)
+    summary = run_jobs(jobs, process, options, problems=problems, precheck=precheck)
     click.echo(summary.line(), err=True)
     if run.report is not None:
         try:
@@ -250,7 +278,7 @@ def _denoise_options(f):
 
 @main.command()
 @_denoise_options
-@click.option("--sigma", type=click.FloatRange(0, 255), default=None,
+@click.option("--sigma", type=click.FloatRange(0, 255), default=None, callback=_finite,
               help="Noise level (0-255 scale) if known; blind when omitted.")
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
@@ -278,7 +306,7 @@ def restore(run: RunArgs, weights) -> None:
 @click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Upscaling factor of the network [4].")
 @click.option("--model", "kind", default="classic", show_default=True,
               help="classic (sharp, for clean images), real (noisy/JPEG'd real photos), or a .safetensors file.")
-@click.option("--outscale", type=click.FloatRange(0.05, 16), default=None,
+@click.option("--outscale", type=click.FloatRange(0.05, 16), default=None, callback=_finite,
               help="Final size as a factor of the input (the network output is resized to it).")
 def upscale(run: RunArgs, scale, kind, outscale) -> None:
     """Enlarge images x2 or x4 (super-resolution).
@@ -301,17 +329,20 @@ def upscale(run: RunArgs, scale, kind, outscale) -> None:
         if scale is not None and model.scale != int(scale):
             raise ValueError(f"{kind}: this model enlarges x{model.scale}, not x{scale}")
 
+    def final_size(image) -> tuple[int, int]:  # (W, H) with --outscale
+        h, w = image.pixels.shape[:2]
+        return max(1, round(w * outscale)), max(1, round(h * outscale))
+
     def finish(result, image):
         if outscale is None:
             return result
-        h, w = image.pixels.shape[:2]
-        size = (max(1, round(w * outscale)), max(1, round(h * outscale)))  # cv2 wants (W, H)
+        size = final_size(image)  # cv2 wants (W, H)
         shrink = size[0] < result.shape[1]
         out = cv2.resize(result, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         return out[:, :, None] if out.ndim == 2 else np.ascontiguousarray(out)
 
     suffix = f"x{outscale:g}" if outscale is not None else None
-    _run(name, run, suffix=suffix, finish=finish, check=check)
+    _run(name, run, suffix=suffix, finish=finish, check=check, out_size=final_size if outscale is not None else None)
 
 
 @main.command()
@@ -346,8 +377,9 @@ def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, mod
         hole = masks.hole_for(img)  # (H, W) bool
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
 
+    mask_is_dir = mask_path is not None and mask_path.is_dir()
     _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for,
-         exclude=(mask_path,) if mask_path is not None and mask_path.is_dir() else ())
+         exclude=(mask_path,) if mask_is_dir else (), protect=(mask_path,) if mask_path and not mask_is_dir else ())
 
 
 @main.command()
@@ -355,7 +387,7 @@ def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, mod
 @click.option("--style", required=True,
               help="A shipped style name (`vitrestore models` lists style-NAME models) or a .safetensors "
                    "file trained with configs/stylize.yaml.")
-@click.option("--strength", type=click.FloatRange(0, 1), default=None,
+@click.option("--strength", type=click.FloatRange(0, 1), default=None, callback=_finite,
               help="Blend: 0 = the photo, 1 = fully stylised [the model's default, 1].")
 def stylize(run: RunArgs, style, strength) -> None:
     """Repaint photos in the style of a painting.
@@ -415,8 +447,12 @@ def export(model_name, output, overwrite, check) -> None:
     if check:
         from .engine.onnx_check import compare_with_torch
 
-        size, diff = compare_with_torch(model.generator, output)
-        click.echo(f"checked: ONNX Runtime vs PyTorch on a {size[1]}x{size[0]} input, largest difference {diff:.1e}")
+        try:
+            size, diff = compare_with_torch(model.generator, output)
+        except ValueError as exc:
+            _fail(f"{_message(exc)}; do not use this file", 1)
+        click.echo(f"checked: ONNX Runtime vs PyTorch on {size[1]}x{size[0]} inputs (batches of 1 and 2), "
+                   f"largest difference {diff:.1e}")
         if diff > 1e-4:
             _fail(f"{output}: ONNX Runtime differs from PyTorch by {diff:.1e} (> 1e-4); do not use this file", 1)
 
@@ -424,9 +460,14 @@ def export(model_name, output, overwrite, check) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback makes the studio reachable from other machines "
-                   "and needs --token.")
+                   "and needs a token (--token-file, $VITRESTORE_STUDIO_TOKEN or --token).")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
-@click.option("--token", default=None, help="A secret the page asks for once (sent as the X-Vitrestore-Token header).")
+@click.option("--token", default=None, envvar="VITRESTORE_STUDIO_TOKEN",
+              help="A secret the page asks for once (sent as the X-Vitrestore-Token header) [default: "
+                   "$VITRESTORE_STUDIO_TOKEN]. On the command line it shows in the process list: prefer the variable "
+                   "or --token-file.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the token from this file's first line.")
 @click.option("--models", "models_dir", type=click.Path(path_type=Path, file_okay=False),
               help="A folder of trained .safetensors files for the Restore task.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -434,48 +475,78 @@ def export(model_name, output, overwrite, check) -> None:
               help="As for the image commands [default: $VITRESTORE_BACKEND, else auto].")
 @click.option("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
               callback=_positive_megapixels, help="Refuse larger uploads (decompression-bomb guard).")
+@click.option("--max-store-mb", type=click.IntRange(min=256), default=2048, show_default=True,
+              help="Disk space uploads and results may take; the least recently used go first.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
-def studio(host, port, token, models_dir, device, backend, max_megapixels, no_browser) -> None:
+def studio(host, port, token, token_file, models_dir, device, backend, max_megapixels, max_store_mb,
+           no_browser) -> None:
     """Every task in the browser, on this machine: open a photo, paint what to remove, compare, download.
 
     Serves http://127.0.0.1:7860 and opens it. Works offline; uploads live in a private
-    temporary folder that is removed when the studio stops (Ctrl-C).
+    temporary folder that is removed when the studio stops (Ctrl-C, SIGTERM, SIGHUP).
     """
-    from .studio.server import Studio, StudioServer
+    import signal
+
+    from click.core import ParameterSource
+
+    from .engine.runtime import check_environment
+    from .studio.server import LOOPBACK, Studio, StudioServer, read_token
 
     if models_dir is not None and not models_dir.is_dir():
         _fail(f"{models_dir}: --models folder does not exist")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    source = click.get_current_context().get_parameter_source("token")
+    try:  # a setting that would fail every job fails here, in one line
+        token = read_token(None if token_file and source == ParameterSource.ENVIRONMENT else token, token_file)
+        check_environment(device, backend)
+    except ValueError as exc:
+        _fail(str(exc))
+    if token and source == ParameterSource.COMMANDLINE:
+        click.echo("warning: --token shows in the process list to other users of this machine; "
+                   "$VITRESTORE_STUDIO_TOKEN or --token-file do not", err=True)
+    if host not in LOOPBACK:
         if not token:
-            _fail(f"--host {host} makes the studio reachable from other machines: give a --token too")
+            _fail(f"--host {host} makes the studio reachable from other machines: give a token too "
+                  f"(--token-file, $VITRESTORE_STUDIO_TOKEN or --token)")
         click.echo(f"warning: the studio listens on {host}: anyone who can reach this machine and knows the "
                    f"token can run models and upload images", err=True)
-    st = Studio(_tasks(), device=device, models_dir=models_dir, max_pixels=int(max_megapixels * 1e6), backend=backend)
+    st = Studio(_tasks(), device=device, models_dir=models_dir, max_pixels=int(max_megapixels * 1e6), backend=backend,
+                max_store_bytes=max_store_mb * 2**20)
     try:
         server = StudioServer(st, host, port, token)
     except OSError as exc:
         st.close()
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
-    import signal
+    stopped_by: list[int] = []
 
-    def stop(signum, frame):  # SIGTERM stops it as Ctrl-C does: the temporary folder is removed
-        raise KeyboardInterrupt
+    def stop(signum, frame):  # Ctrl-C, SIGTERM, SIGHUP: stop serving; the `finally` below cleans up
+        if not stopped_by:  # a second signal while stopping is ignored: the folder still goes
+            stopped_by.append(signum)
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    click.echo(f"vitrestore studio: {server.url}  (Ctrl-C stops it)", err=True)
-    if not no_browser:
-        import webbrowser
-
-        threading_timer = __import__("threading").Timer(0.5, webbrowser.open, (server.url,))
-        threading_timer.daemon = True
-        threading_timer.start()
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+    clean = False
     try:
+        click.echo(f"vitrestore studio: {server.url}  (Ctrl-C stops it)", err=True)
+        if not no_browser:
+            import webbrowser
+
+            threading_timer = __import__("threading").Timer(0.5, webbrowser.open, (server.url,))
+            threading_timer.daemon = True
+            threading_timer.start()
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-        st.close()
+        clean = st.close(timeout=30)  # cancels the jobs, waits for the worker, removes the folder
+    code = 128 + int(stopped_by[0]) if stopped_by else 130  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+    if not clean:  # a model call is still running on another thread: a normal exit would abort
+        click.echo("warning: a model call did not stop within 30 s; exiting without waiting for it", err=True)
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command()
@@ -498,19 +569,24 @@ def models() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Resume the run in this folder (its config.yaml).")
 @click.option("--force", is_flag=True,
-              help="Start a new run even if train.out already holds one (its checkpoint, weights and metrics are replaced).")
+              help="Start a new run even if train.out already holds one (its checkpoint, weights, metrics and samples "
+                   "are replaced; a folder holding anything that is not a vitrestore run's is refused).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def train(config, overrides, resume, force, device, quiet) -> None:
     """Train a model from a YAML config or recipe (or resume a run folder).
 
     A train.out folder that already holds a run is never overwritten: continue it with
-    --resume, or replace it deliberately with --force. Ctrl-C or SIGTERM saves a checkpoint
-    and exits with status 130. A recipe of several stages (`stages:`, docs/training.md) trains
-    them in order; rerun the same command to continue it (a stage that holds a run is resumed).
+    --resume, or replace it deliberately with --force (which clears only a vitrestore run's own
+    files, and refuses a folder holding anything else). A run folder is locked while a run uses
+    it: a second run into it is refused. Ctrl-C or SIGTERM saves a checkpoint and exits with
+    status 130. A recipe of several stages (`stages:`, docs/training.md) trains them in order;
+    rerun the same command to continue it (a stage that holds a run is resumed).
     """
+    import shlex
+
     from .engine import distributed
-    from .engine.run_folder import existing_run
+    from .engine.run_folder import RunLock, check_resume, resumable, survey
     from .engine.train import build_trainer
     from .recipe import load_recipe
 
@@ -520,23 +596,46 @@ def train(config, overrides, resume, force, device, quiet) -> None:
             _fail("give either CONFIG or --resume RUN, not both")
         if force:
             _fail("--force starts a new run; it cannot be combined with --resume")
+        if not resume.is_dir():
+            _fail(f"{resume}: not a run folder (a file)" if resume.exists() else f"{resume}: no such run folder")
+        try:
+            check_resume(survey(resume))  # a run of ours, with a checkpoint: before its config is read
+        except (ConfigError, OSError) as exc:
+            _fail(_message(exc))
         if not (resume / "config.yaml").is_file():
-            _fail(f"{resume}: not a run folder (no config.yaml)" if resume.is_dir() else f"{resume}: no such run folder")
+            _fail(f"{resume}: not a run folder (no config.yaml)")
         config = resume / "config.yaml"
     elif config is None:
         _fail("missing CONFIG (a YAML file) or --resume RUN")
+    rerun = shlex.join(["vitrestore", "train", *(["--resume", str(resume)] if resume is not None else [str(config)]),
+                        *[a for o in overrides for a in ("--set", o)], *(["--force"] if force else [])])
     info = distributed.DistInfo.from_env()
     rank = f" (rank {info.rank})" if info.world > 1 else ""
-    trainer, device = None, str(tasks.pick_device(device))
     try:
-        stages = load_recipe(config, list(overrides))
+        device = str(tasks.pick_device(device))
+    except ValueError as exc:  # --device cuda without a GPU: one line, before any file is read
+        _fail(f"{exc}{rank}")
+    trainer, chained = None, False
+
+    def advice(exc: BaseException | None) -> str:  # what to do now: the stopped stage's folder, truthfully
+        return trainer.run.advice(exc, rerun, chained) if trainer is not None else "the run folder was not changed"
+
+    def and_advice(exc: BaseException) -> str:  # the advice after an error, once the stage changed its folder
+        return f"; {advice(exc)}" if trainer is not None and trainer.run.changed else ""
+
+    try:
+        stages = load_recipe(config, list(overrides), task_lookup=tasks.get_task)  # every stage checked first
         if resume is not None:
             stages = [replace(stages[0], train=replace(stages[0].train, out=str(resume)))]
         chained = len(stages) > 1
+        if info.main:
+            for cfg in stages:  # a run in any stage's folder stops this one before any stage starts
+                RunLock(Path(cfg.train.out).expanduser()).probe()
         for k, cfg in enumerate(stages, 1):
-            again = chained and not force and existing_run(Path(cfg.train.out)) is not None
+            again = chained and not force and resumable(Path(cfg.train.out).expanduser())
             if chained and info.main:
                 click.echo(f"stage {k} of {len(stages)}: {cfg.train.out}" + (" (resumed)" if again else ""), err=True)
+            trainer = None  # this stage's, once built
             trainer = build_trainer(cfg, tasks.get_task, config, list(overrides), device=device,
                                     resume=resume is not None or again, quiet=quiet, force=force)
             result = trainer.fit()
@@ -544,11 +643,11 @@ def train(config, overrides, resume, force, device, quiet) -> None:
                 break
     except KeyboardInterrupt:
         where = f"at step {trainer.step}" if trainer is not None else "before training started"
-        _fail(f"{config}: interrupted {where}; the run folder was not changed{rank}", 130)
+        _fail(f"{config}: interrupted {where}; {advice(None)}{rank}", 130)
     except (ConfigError, KeyError, ValueError) as exc:
-        _fail(_message(exc) + rank)
+        _fail(_message(exc) + and_advice(exc) + rank)
     except OSError as exc:
-        _fail(os_reason(exc) + rank)
+        _fail(os_reason(exc) + and_advice(exc) + rank)
     finally:
         distributed.teardown(info)
     if info.main:

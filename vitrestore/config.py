@@ -5,7 +5,10 @@
 The dataclasses below are the one place for defaults. A YAML file may name a `base:` file
 (relative to itself) that it extends; mappings merge key by key. Unknown or mistyped keys,
 closed choices (`Literal` fields) outside their choices, and values outside their range
-(`ranges.py`) are errors naming the key and the file, raised when the config is loaded.
+(`ranges.py`) are errors naming the key and the file, raised when the config is loaded. Given
+the task table (`load_config(..., task_lookup=vitrestore.tasks.get_task)`), the loader also
+builds the task from `task_options`, so its options are checked there too (types, ranges and
+choices: `check_options`).
 """
 from __future__ import annotations
 
@@ -14,11 +17,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
-from .ranges import check_values
+from .ranges import check_fields, check_values
 
 
 class ConfigError(ValueError):
@@ -262,9 +265,11 @@ def build_dataclass(cls: type, data: Any, source: str, prefix: str = ""):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                raw: dict | None = None, source: str | None = None) -> Config:
+                raw: dict | None = None, source: str | None = None,
+                task_lookup: Callable[[str], Any] | None = None) -> Config:
     """Load a Config from YAML (or a raw mapping) plus `a.b=value` overrides; `source` names
-    it in messages (default: the path)."""
+    it in messages (default: the path). With `task_lookup` (task name -> Task class) the task
+    and its options are checked too (`check_task`)."""
     source = source or (str(path) if path is not None else "<config>")
     data = read_yaml(Path(path)) if path is not None else dict(raw or {})
     for item in overrides:
@@ -275,7 +280,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         check_values(cfg, source)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if task_lookup is not None:
+        check_task(cfg, task_lookup)
     return cfg
+
+
+def check_task(cfg: Config, task_lookup: Callable[[str], Any]) -> None:
+    """ConfigError (one line, key and file named) when `task` names no task or the task does not
+    accept `task_options`: the task is built from them as training will build it, and dropped."""
+    try:
+        cls = task_lookup(cfg.task)
+    except KeyError as exc:
+        raise ConfigError(f"{cfg.source}: task: {exc.args[0] if exc.args else cfg.task}") from None
+    try:
+        cls.from_config(cfg)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.source}: task_options: {exc}") from None
+
+
+def check_options(options: Any, source: str, prefix: str = "task_options.", ranges: dict | None = None,
+                  choices: dict | None = None) -> None:
+    """ConfigError ('<source>: task_options.<key>: <problem>') for a task option outside its
+    range or choices (by default those its options dataclass declares as the class attributes
+    RANGES and CHOICES), not finite, or a `<x>_min` above its `<x>_max`."""
+    ranges = getattr(options, "RANGES", {}) if ranges is None else ranges
+    choices = getattr(options, "CHOICES", {}) if choices is None else choices
+    try:
+        check_fields(options, ranges, source, prefix, choices)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -15,6 +15,7 @@ level in a few passes rather than one sequential sweep.
 """
 from __future__ import annotations
 
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +159,8 @@ class _Level:
 
 @torch.no_grad()
 def exemplar_fill(image: torch.Tensor, hole: torch.Tensor, init: torch.Tensor | None = None,
-                  patch: int = 5, iters: int = 4, coarsest: int = 64, seed: int = 0) -> torch.Tensor:
+                  patch: int = 5, iters: int = 4, coarsest: int = 64, seed: int = 0,
+                  check: Callable[[], None] | None = None) -> torch.Tensor:
     """image (3, H, W) float, hole (H, W) bool (True = fill) -> (3, H, W): the known pixels
     unchanged, the hole filled with patches of the known region.
 
@@ -166,7 +168,8 @@ def exemplar_fill(image: torch.Tensor, hole: torch.Tensor, init: torch.Tensor | 
     the layout; default: the mean known colour). `iters` search-and-vote rounds per level: twice
     that at the coarsest (random start, propagation 1 and 4 px), half at the finest (the costly
     one; its field comes from the level above). `seed` fixes PatchMatch's random draws. A hole
-    with no wholly known patch to copy from (at a level) keeps its guess there."""
+    with no wholly known patch to copy from (at a level) keeps its guess there. `check()`, if
+    given, is called after each search and each vote: raising there stops the fill (a cancel)."""
     if image.dim() != 3 or hole.shape != image.shape[-2:]:
         raise ValueError(f"exemplar_fill: image (3, H, W) and hole (H, W), got {tuple(image.shape)} "
                          f"and {tuple(hole.shape)}")
@@ -202,7 +205,11 @@ def exemplar_fill(image: torch.Tensor, hole: torch.Tensor, init: torch.Tensor | 
                 level.cache_targets()
                 level.cost = level.distance(level.field)
             level.search()
+            if check is not None:
+                check()
             level.vote()
+            if check is not None:
+                check()
         coarse = level
     assert coarse is not None
     return coarse.image

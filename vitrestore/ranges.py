@@ -5,6 +5,11 @@ the key and the file, not a ZeroDivisionError an hour into a run (or garbage tra
 Every int/float field of the config dataclasses has an entry in RANGES (a test enforces it);
 tuple fields are checked item by item. Closed choices are `Literal` fields, checked by the
 loader (config.py).
+
+Task options (`task_options`) are checked the same way by `check_fields`: each task's options
+dataclass names its ranges and choices (`RANGES`, `CHOICES` class attributes, tasks/*.py), and
+the degradation ops of a YAML pipeline have theirs in OP_RANGES / OP_CHOICES below. Every number
+must be finite and in its range, every `<x>_min` at most its `<x>_max`.
 """
 from __future__ import annotations
 
@@ -71,6 +76,29 @@ RANGES: dict[str, tuple[float, float]] = {
 
 DIFFAUGMENT_OPS = ("translation", "cutout", "crop")  # vitrestore/augment.py's AUGMENTS (a test keeps them equal)
 
+# the parameters of the degradation ops a `restore` pipeline names (vitrestore/ops/pipeline.py's
+# OPS; a test keeps every numeric field covered): pixel values on the 0-255 scale, sizes in px
+_SIGMA = (0, 255)
+_SHARE = (0, 1)
+_KERNEL = (3, 255)
+OP_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "gaussian_blur": {"sigma_min": (0.01, 100), "sigma_max": (0.01, 100), "aniso_prob": _SHARE, "kernel": _KERNEL},
+    "motion_blur": {"length_min": (0, 255), "length_max": (0, 255), "kernel": _KERNEL},
+    "defocus_blur": {"radius_min": (0, 127), "radius_max": (0, 127), "kernel": _KERNEL},
+    "resample": {"scale_min": (0.01, 4), "scale_max": (0.01, 4)},
+    "gaussian_noise": {"sigma_min": _SIGMA, "sigma_max": _SIGMA},
+    "poisson_noise": {"gain_max": _SHARE, "read_max": _SIGMA},
+    "correlated_noise": {"sigma_min": _SIGMA, "sigma_max": _SIGMA, "gray_prob": _SHARE, "grain_max": (1, 64)},
+    "camera_noise": {"shot_min": (1e-6, 1), "shot_max": (1e-6, 1), "read_jitter": (0, 10), "shrink_prob": _SHARE,
+                     "shrink_min": (0.05, 1)},
+    "jpeg": {"quality_min": (0, 100), "quality_max": (0, 100)},
+    "color_jitter": {"brightness": _SHARE, "contrast": _SHARE, "saturation": _SHARE},
+    "holes": {"count_min": (0, 256), "count_max": (1, 256), "size_min": _SHARE, "size_max": _SHARE, "fill": _SHARE},
+}
+OP_CHOICES: dict[str, dict[str, tuple]] = {
+    "resample": {"modes": ("area", "bilinear", "bicubic")},
+    "quantize": {"bits": (8, 16)},
+}
 
 
 def _fmt(v: float) -> str:
@@ -81,6 +109,41 @@ def _check_number(key: str, value: Any, source: str) -> None:
     lo, hi = RANGES[key]
     if not (lo <= value <= hi):  # also false for NaN
         raise ValueError(f"{source}: {key}: must be between {_fmt(lo)} and {_fmt(hi)}, got {value!r}")
+
+
+def _check_item(key: str, value: Any, bounds: tuple[float, float], source: str) -> None:
+    """One number of an options field: a number (a bool is not one), finite, within `bounds`."""
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{source}: {key}: must be a number, got {value!r}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{source}: {key}: must be between {_fmt(lo)} and {_fmt(hi)}, got {value!r}")
+
+
+def check_fields(obj: Any, ranges: dict[str, tuple[float, float]], source: str, prefix: str,
+                 choices: dict[str, tuple] | None = None) -> None:
+    """Raise ValueError ('<source>: <prefix><field>: <problem>', one line) for a field of the
+    dataclass instance `obj` outside its range (`ranges`) or its choices (`choices`): tuple fields
+    item by item, and must not be empty; and for any `<x>_min` above its `<x>_max`."""
+    names = [f.name for f in dataclasses.fields(obj)]
+    for name in names:
+        key, value = prefix + name, getattr(obj, name)
+        items = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and not value and (name in ranges or name in (choices or {})):
+            raise ValueError(f"{source}: {key}: must not be empty")
+        if choices and name in choices:
+            allowed = choices[name]
+            for v in items:
+                if isinstance(v, bool) or v not in allowed:
+                    raise ValueError(f"{source}: {key}: must be one of {', '.join(map(str, allowed))}, got {v!r}")
+        if name in ranges:
+            for v in items:
+                _check_item(key, v, ranges[name], source)
+    for name in names:
+        high = name[: -len("_min")] + "_max" if name.endswith("_min") else None
+        if high in names and getattr(obj, name) > getattr(obj, high):
+            raise ValueError(f"{source}: {prefix}{name}: must not exceed {prefix}{high} ({getattr(obj, high)!r}), "
+                             f"got {getattr(obj, name)!r}")
 
 
 def check_values(cfg: Any, source: str) -> None:

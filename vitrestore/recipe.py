@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Callable
 
 from .config import Config, ConfigError, load_config, merge, read_yaml
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list[Config]:
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                task_lookup: Callable[[str], Any] | None = None) -> list[Config]:
     """The stages of the recipe at `path`, each a checked Config with its run folder and (after
-    the first) its init weights set. A file without `stages:` is one stage, loaded as is."""
+    the first) its init weights set. A file without `stages:` is one stage, loaded as is. With
+    `task_lookup`, every stage's task options are checked too, before any stage runs."""
     path = Path(path)
     raw = read_yaml(path)
     if "stages" not in raw:
-        return [load_config(path, overrides)]
+        return [load_config(path, overrides, task_lookup=task_lookup)]
     stages = raw.pop("stages")
     if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
         raise ConfigError(f"{path}: stages: must be a non-empty list of config mappings")
@@ -43,7 +46,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         base = stage.pop("base", None)
         data = read_yaml(path.parent / str(base)) if base is not None else {}
         data = merge(merge(data, raw), stage)  # base, then the recipe-wide keys, then the stage's own
-        configs.append(load_config(raw=data, overrides=overrides, source=f"{path} (stage {k})"))
+        configs.append(load_config(raw=data, overrides=overrides, source=f"{path} (stage {k})",
+                                   task_lookup=task_lookup))
     return _chain(configs)
 
 

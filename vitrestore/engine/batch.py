@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -99,10 +100,41 @@ class Summary:
                 f"{left} in {self.seconds:.1f} s{rate}")
 
     def write_report(self, path: Path) -> None:
-        data = {"summary": {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
+        data = {"vitrestore_report": REPORT_VERSION, "summary": {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
                             "interrupted": self.count("interrupted"), "seconds": round(self.seconds, 3)},
                 "files": [asdict(r) for r in self.results]}
         write_atomic(path, json.dumps(data, indent=1))  # a full disk leaves the old report, no partial file
+
+
+REPORT_VERSION = 1
+
+
+def is_report(path: Path) -> bool:
+    """Whether `path` holds a report this suite wrote (JSON with its marker, or the summary and
+    files of reports written before the marker), so a rerun may replace it."""
+    try:
+        if path.stat().st_size > 256 << 20:
+            return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (data.get("vitrestore_report") == REPORT_VERSION
+                                       or (set(data) == {"summary", "files"} and isinstance(data["files"], list)))
+
+
+def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = ()) -> str | None:
+    """Why the report may not be written at `report`: it is an input or an output of the run."""
+    target = report.expanduser().resolve()
+    for j in jobs:
+        if target == j.src.resolve():
+            return f"{report}: --report would overwrite the input {j.src}"
+        if _inside(j.dst.resolve(), target):
+            return f"{report}: --report would overwrite the output {j.dst}" + (
+                "" if target == j.dst.resolve() else f" (its folder {report})")
+    for p in protect:
+        if target == p.expanduser().resolve():
+            return f"{report}: --report would overwrite the input {p}"
+    return None
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -144,6 +176,9 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
                     subdirs.append(p)
                 elif _is_image(p) and e.is_file():
                     files.append(p)
+                elif _is_image(p):  # named like an image but unusable: each fails with its reason
+                    problems.append((p, _missing_reason(p) if not p.exists() else
+                                     "not a regular file (a FIFO, device or socket)"))
             except OSError as exc:
                 problems.append((p, f"cannot access ({exc.strerror or exc})"))
         if recursive:
@@ -190,6 +225,8 @@ def _missing_reason(src: Path) -> str:
     return "no such file or folder" + (" (broken symlink)" if src.is_symlink() else "")
 
 
+NAME_MAX = 255  # bytes in one file name on every common file system
+
 # image formats we cannot write: "-o out.gif" is meant as a file, not a folder to create
 OTHER_IMAGE_SUFFIXES = {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".psd", ".dng", ".svg", ".pdf"}
 
@@ -200,6 +237,10 @@ def _check_output(inputs: list[Path], out: Path | None) -> bool:
     or several inputs, or a file name in a format that cannot be written."""
     if out is None:
         return False
+    for part in out.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise ValueError(f"{out}: -o has a name of {len(part.encode('utf-8', 'surrogateescape'))} bytes "
+                             f"(file systems allow {NAME_MAX})")
     one_file = len(inputs) == 1 and inputs[0].is_file()
     if out.is_dir():
         return False
@@ -219,18 +260,66 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (or, when it does not exist yet, in the nearest
+    existing folder above it, where it would be made), or None. Probed with an unnamed temporary
+    file, so a read-only mount is caught as well as permissions."""
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"folder {probe} is not writable ({exc.strerror or exc})"
+    return None
+
+
+def _name_problem(dst: Path) -> str | None:
+    size = len(dst.name.encode("utf-8", "surrogateescape"))
+    if size <= NAME_MAX:
+        return None
+    return (f"output name {dst.name[:40]}... is {size} bytes long (file systems allow {NAME_MAX}); rename the "
+            f"input or give -o FILE")
+
+
+def _output_problem(dst: Path, checked: dict[Path, str | None]) -> str | None:
+    """What makes `dst` impossible to write, known before any work: a folder in its place, a
+    folder that cannot be written (checked once per folder)."""
+    if dst.is_dir():
+        return f"output {dst} is a folder; move it away or give another -o"
+    if dst.parent not in checked:
+        checked[dst.parent] = unwritable_reason(dst.parent)
+    reason = checked[dst.parent]
+    return f"cannot write {dst}: {reason}" if reason else None
+
+
 def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, recursive: bool = False,
               fmt: str | None = None, shard: tuple[int, int] | None = None, exclude: tuple[Path, ...] = (),
-              ) -> tuple[list[Job], list[tuple[Path, str]]]:
+              protect: tuple[Path, ...] = ()) -> tuple[list[Job], list[tuple[Path, str]]]:
     """(jobs, problems) for the given inputs; problems are (path, reason) found up front.
     Files under the -o folder or an `exclude` folder (e.g. inpainting's mask folder) inside an
-    input folder are never inputs. Raises ValueError for an -o that cannot work (see _check_output)."""
+    input folder are never inputs. No output may replace an input image, a `protect`ed file
+    (e.g. the mask) or a file in an `exclude` folder. Raises ValueError for an -o that cannot
+    work (see _check_output; -o naming an input folder; a folder that cannot be written)."""
     jobs: list[Job] = []
     problems: list[tuple[Path, str]] = []
     out = Path(output).expanduser() if output is not None else None
     paths = [Path(raw).expanduser() for raw in inputs]
     single_file_target = _check_output(paths, out)
     out_real = out.resolve() if out is not None else None
+    if out_real is not None:
+        for src in paths:
+            if src.is_dir() and src.resolve() == out_real:
+                raise ValueError(f"{out}: -o is the input folder itself: outputs would mix with the inputs and "
+                                 f"become inputs of the next run; give another folder, or leave out -o to write "
+                                 f"<name>_{suffix} files beside the inputs")
+        reason = unwritable_reason(out.parent if single_file_target else out)
+        if reason:
+            raise ValueError(f"{out}: -o: {reason}")
     not_inputs = [p.expanduser().resolve() for p in exclude] + ([out_real] if out_real is not None else [])
     seen: set[Path] = set()  # the same file given twice (or a folder and a file in it) runs once
 
@@ -274,12 +363,21 @@ def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, 
             dst = src.with_name(f"{src.stem}_{suffix}{ext}")
         add(Job(src, dst))
     jobs = _resolve_collisions(jobs, problems)
-    sources = {j.src.resolve() for j in jobs if not j.skip}
+    sources = {j.src.resolve() for j in jobs if not j.skip} | {p.expanduser().resolve() for p in protect}
+    input_folders = [p.expanduser().resolve() for p in exclude if p.is_dir()]
+    checked: dict[Path, str | None] = {}
     kept = []
     for j in jobs:
-        if j.dst.resolve() in sources:
+        dst = j.dst.resolve()
+        if problem := _name_problem(j.dst):
+            problems.append((j.src, problem))
+        elif dst in sources or (dst.exists() and any(_inside(dst, f) for f in input_folders)):
             problems.append((j.src, f"output {j.dst} would overwrite an input; choose another -o"))
-        elif in_shard(j.src, shard):
+        elif not in_shard(j.src, shard):
+            continue
+        elif not j.skip and (problem := _output_problem(j.dst, checked)):
+            problems.append((j.src, problem))
+        else:
             kept.append(j)
     return kept, [(p, r) for p, r in problems if in_shard(p, shard) or shard is None]
 
@@ -374,8 +472,11 @@ def _is_output(dst: Path) -> bool:
 
 
 def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions(),
-             problems: list[tuple[Path, str]] | None = None) -> Summary:
-    """Process every job; one 'error: <path>: <reason>' line per failure on stderr."""
+             problems: list[tuple[Path, str]] | None = None,
+             precheck: Callable[[Job, LoadedImage], None] | None = None) -> Summary:
+    """Process every job; one 'error: <path>: <reason>' line per failure on stderr.
+    `precheck(job, image)` may refuse an image once it is read, before the model sees it, by
+    raising ValueError (e.g. an output too large for its format)."""
     o = options
     summary = Summary()
     for path, reason in problems or []:
@@ -422,7 +523,9 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
                 fut.result()
                 summary.results.append(Result(str(job.src), str(job.dst), "done", seconds=time.time() - t0,
                                               megapixels=mp))
-            except (ValueError, OSError) as exc:
+            except OSError as exc:
+                fail(job, f"cannot write {job.dst}: {exc.strerror or _reason(exc)}")
+            except ValueError as exc:
                 fail(job, _reason(exc))
             bar.update(1)
 
@@ -440,6 +543,8 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
                     job, fut = pending_reads[0]
                     try:
                         img = fut.result()
+                        if precheck is not None:
+                            precheck(job, img)
                     except (ValueError, OSError) as exc:  # ImageReadError included
                         pending_reads.popleft()
                         fail(job, _reason(exc))

@@ -1,9 +1,11 @@
 """Export a generator to ONNX, with dynamic batch, height and width, and a self-describing file.
 
 The graph is the generator's own forward, pad-to-multiple and crop included: the pad amounts
-are traced from the input's shape, so one file runs any size whose sides are both above the
-pad multiple (`min_side` in the metadata; a smaller image must be replicate-padded to the
-multiple by the caller and the output cropped, as the CUDA/torch path does). Inputs and output:
+and every reshape are traced from the input's shape, the batch too (traced with TRACE_BATCH
+images; nothing in the network branches on the batch), so one file runs any batch and any size
+whose sides are both above the pad multiple (`min_side` in the metadata; a smaller image must
+be replicate-padded to the multiple by the caller and the output cropped, as the CUDA/torch
+path does). Inputs and output:
 
     image  (B, 3, H, W)  float32 RGB in [0, 1]
     cond   (B, C, H, W)  float32, the task's condition channels (absent when C = 0)
@@ -31,7 +33,9 @@ from ..io.atomic import write_atomic
 from ..nn.generator import Generator
 
 OPSET = 17
-EXPORT_VERSION = 1  # bump when the metadata change: cached exports are then remade
+EXPORT_VERSION = 2  # bump when the graph or metadata change: cached exports are then remade (2: any batch)
+DIGEST_KEY = "vitrestore.weights_sha256"  # the metadata key a cached export is checked by
+TRACE_BATCH = 2  # traced with several images, so no step can quietly assume one
 
 
 def _network_source() -> bytes:
@@ -82,8 +86,8 @@ def export_bytes(generator: Generator, metadata: dict[str, str]) -> bytes:
     gen = generator.eval().cpu()
     cfg = gen.cfg
     h, w = _trace_size(gen)
-    x = torch.rand(1, cfg.in_channels, h, w, generator=torch.Generator().manual_seed(0))
-    args: tuple = (x, torch.zeros(1, cfg.cond_channels, h, w)) if cfg.cond_channels else (x,)
+    x = torch.rand(TRACE_BATCH, cfg.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+    args: tuple = (x, torch.zeros(TRACE_BATCH, cfg.cond_channels, h, w)) if cfg.cond_channels else (x,)
     names = ["image", "cond"][: len(args)]
     axes = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
     axes["output"] = {0: "batch", 2: "out_height", 3: "out_width"}
@@ -107,6 +111,6 @@ def export_generator(generator: Generator, path: str | Path, config: dict, card:
     digest = digest or generator_digest(generator, config)
     meta = {"vitrestore.card": json.dumps(card), "vitrestore.config": json.dumps(config),
             "vitrestore.contract": json.dumps(contract(generator, task_doc)),
-            "vitrestore.weights_sha256": digest}
+            DIGEST_KEY: digest}
     write_atomic(Path(path), export_bytes(generator, meta))
     return digest

@@ -12,28 +12,95 @@ back; alpha is handed to the task's `alpha` hook (kept as is by default); 16-bit
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, GeneratorConfig, load_config
 from ..nn.generator import Generator
 from ..task import Task, as_unit
 from ..weights import WeightsError, load_weights, split_task_state
 from .checkpoint import state_dict_error
+from .api_inputs import check_tile, image_array, image_tensor, request_mask
 from .infer import tiled_forward
-from .nets import OrtNet, TorchNet, cached_export, pick_backend
+from .nets import ENV_CHOICES, TorchNet, check_cache_dir, env_choice, onnx_net, pick_backend
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' (CUDA when there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N' -> the device; a
+    device this machine does not have is a ValueError in one line."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device (use auto, cpu or cuda)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device} asked for, but no CUDA device is available (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def check_environment(device: str = "auto", backend: str | None = None) -> None:
+    """Fail at start, in one line (ValueError), for settings that cannot work: $VITRESTORE_BACKEND
+    or $VITRESTORE_CPU_BF16 outside their allowed values (empty counts as unset), a device this
+    machine does not have, a backend it cannot run there, and for the ONNX backend a
+    $VITRESTORE_CACHE that is a file. Cheap (no model is read); `Model.from_weights` calls it first."""
+    for var in ENV_CHOICES:
+        env_choice(var)
+    dev = pick_device(device)
+    chosen = pick_backend(backend or env_choice("VITRESTORE_BACKEND") or "auto", dev, "fp32")
+    if chosen == "onnx":
+        check_cache_dir()
+
+
+# a window's attention is (window^2)^2 per head, and its relative-position index as much in int64:
+# 64 (4096 tokens, 134 MB of index) is far above any trained model (8 shipped) and still runs
+MAX_WINDOW = 64
+
+
+def _generator_shapes(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the generator a config describes, built on the meta device (no
+    memory, whatever the sizes)."""
+    with torch.device("meta"):
+        gen = Generator(cfg)
+    return {k: tuple(t.shape) for k, t in gen.state_dict().items()}
+
+
+def check_generator_tensors(name: str | Path, cfg: GeneratorConfig, state: dict[str, torch.Tensor]) -> None:
+    """WeightsError (one line naming the file and the key) unless the file's tensors are the ones
+    the config's generator needs: the same names and shapes, floating point. Checked on the
+    meta device, so it allocates nothing; a config declaring more blocks than the file has
+    tensors, or a window beyond MAX_WINDOW, fails before even that."""
+    blocks = sum(cfg.enc_depths) + sum(cfg.dec_depths)
+    if blocks > len(state):  # every block has a dozen tensors: a config claiming more is not this file's
+        raise WeightsError(f"{name}: its config declares {blocks} transformer blocks (generator.enc_depths, "
+                           f"dec_depths) but the file holds only {len(state)} tensors")
+    if cfg.window > MAX_WINDOW:
+        raise WeightsError(f"{name}: generator.window = {cfg.window} is above {MAX_WINDOW}, the largest that runs "
+                           f"(attention memory grows as window^4)")
+    try:
+        expected = _generator_shapes(cfg)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{name}: its config metadata is not usable ({exc})") from None
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise WeightsError(f"{name}: tensor {missing[0]} is missing ({len(missing)} missing in all; "
+                           f"the file does not fit its own config)")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise WeightsError(f"{name}: tensor {extra[0]} is not part of the model its config describes "
+                           f"({len(extra)} unexpected in all)")
+    for k, shape in expected.items():
+        t = state[k]
+        if tuple(t.shape) != shape:
+            raise WeightsError(f"{name}: tensor {k} has shape {tuple(t.shape)}, but its config needs {shape}")
+        if not t.is_floating_point():
+            raise WeightsError(f"{name}: tensor {k} is {str(t.dtype).replace('torch.', '')}, not floating point")
 
 
 def _is_map(v: Any) -> bool:
@@ -67,7 +134,7 @@ class Model:
                  tile: int = 512, overlap: int = 32, ensemble: int = 1, backend: str | None = None,
                  precision: str = "auto", config: dict | None = None, name: str = "model"):
         self.task, self.generator, self.card, self.device = task, generator.eval().to(device), card, device
-        self.tile, self.overlap = tile, overlap
+        self.tile, self.overlap = check_tile(tile), overlap
         if ensemble not in (1, 2, 4, 8):
             raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flips/rotations averaged), got {ensemble}")
         self.ensemble = ensemble
@@ -75,8 +142,8 @@ class Model:
         self.config = config or {"generator": vars(generator.cfg)}
         self.tiles_per_call = 4 if device.type == "cuda" else 1  # a GPU is busier with several tiles at once
         self.progress = None  # optional progress(done, total) per network pass (the studio's progress bar, cancel)
-        self.backend = pick_backend(backend or os.environ.get("VITRESTORE_BACKEND", "auto"), device, precision)
-        self.net = (OrtNet(self.generator, cached_export(self.generator, self.config, card, self.task_doc(), name))
+        self.backend = pick_backend(backend or env_choice("VITRESTORE_BACKEND") or "auto", device, precision)
+        self.net = (onnx_net(self.generator, self.config, card, self.task_doc(), name)
                     if self.backend == "onnx" else TorchNet(self.generator, device, precision))
 
     def task_doc(self) -> str:
@@ -88,17 +155,20 @@ class Model:
                      **kw: Any) -> "Model":
         """The model in a weights file (or shipped name); `task_lookup` maps its config's task
         name to the Task class (vitrestore.tasks.get_task)."""
+        check_environment(device, kw.get("backend"))  # a bad setting fails before any file is read
         state, config, card = load_weights(name_or_path)
         # only what inference needs: training-only keys may differ between versions
         try:
             cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
             task = task_lookup(cfg.task).from_config(cfg)
-            gen = Generator(task.generator_config(cfg.generator))
+            gen_cfg = task.generator_config(cfg.generator)
         except (ConfigError, KeyError, ValueError, TypeError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise WeightsError(f"{name_or_path}: its config metadata is not usable ({text.replace('<config>: ', '')})"
                                ) from None
         state, task_state = split_task_state(state)
+        check_generator_tensors(name_or_path, gen_cfg, state)  # before a byte of the network is allocated
+        gen = Generator(gen_cfg)
         try:
             gen.load_state_dict(state)
         except RuntimeError as exc:
@@ -120,6 +190,7 @@ class Model:
         stays bounded by the tile size plus the output. A task may run the network its own way
         (`Task.infer`, e.g. inpainting's coarse-to-fine pass for large holes).
         """
+        self.task.check_request_keys(request)  # a misspelled option is an error, not ignored
         self.task.check_request(**request)  # a bad request fails before any pass
         out = None
         for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
@@ -148,6 +219,8 @@ class Model:
         c = x.shape[1]
         if c not in (1, 2, 3, 4):
             raise ValueError(f"expected 1-4 channels, got {c}")
+        if request.get("mask") is not None:  # numpy or torch, any of the accepted layouts
+            request = {**request, "mask": request_mask(request["mask"], x.shape[0], x.shape[2], x.shape[3])}
         color, alpha = (x[:, :1], x[:, 1:]) if c in (1, 2) else (x[:, :3], x[:, 3:])
         rgb = color.expand(-1, 3, -1, -1) if color.shape[1] == 1 else color
         out = self.run_tensor(rgb, **request).cpu()
@@ -170,6 +243,12 @@ class Model:
 
     def run_arrays(self, images: list[np.ndarray], **request: Any) -> list[np.ndarray]:
         """Several (H, W, C) arrays of one shape and dtype in one batch -> the results, same dtype."""
+        if not images:
+            raise ValueError("run_arrays needs at least one image")
+        if any(np.ndim(a) not in (2, 3) for a in images):
+            raise ValueError(f"run_arrays takes (H, W) or (H, W, C) arrays, got shape "
+                             f"{next(np.shape(a) for a in images if np.ndim(a) not in (2, 3))}")
+        images = [image_array(a)[0] for a in images]  # (H, W, C), checked
         first = images[0]
         peak = self._peak(first)
         if any(a.shape != first.shape or a.dtype != first.dtype for a in images):
@@ -190,13 +269,17 @@ class Model:
         return list(res)
 
     def __call__(self, image: np.ndarray | torch.Tensor, **request: Any):
+        """An image array or tensor -> the result in the same layout and dtype (see
+        engine/api_inputs.py for what is accepted; anything else is one ValueError)."""
         if isinstance(image, torch.Tensor):
-            batched = image.dim() == 4
-            x = image if batched else image.unsqueeze(0)
-            out = self.run_channels(x.float(), **request)
-            return out if batched else out[0]
-        a = np.asarray(image)
-        two_d = a.ndim == 2
-        res = self.run_arrays([a[:, :, None] if two_d else a], **request)[0]
-        return res[:, :, 0] if two_d else res
+            x = image_tensor(image)  # (B, C, H, W)
+            out = self.run_channels(x, **request)
+            if not x.is_floating_point():  # uint8 / uint16 in, the same out
+                peak = 255.0 if x.dtype == torch.uint8 else 65535.0
+                out = out.mul_(peak).round_().clamp_(0, peak).to(torch.int32).to(x.dtype)
+            return out if image.dim() == 4 else out[0]
+        a = image_array(image)  # (B, H, W, C)
+        res = np.stack(self.run_arrays(list(a), **request))  # (B, sH, sW, C)
+        ndim = np.ndim(image)
+        return res if ndim == 4 else res[0] if ndim == 3 else res[0, :, :, 0]
 

@@ -12,10 +12,11 @@ as a one-process run: more processes make a run faster, not different. `train.ac
 splits each process's share further into micro-batches (same semantics, less memory).
 Rank 0 alone logs, validates and writes checkpoints.
 
-A run folder (`run_folder.py`: its layout) is never overwritten by a fresh run (refused unless
-`force`), and is only changed once a run has started cleanly (config checked, data loaded);
-checkpoints hold tensors and plain values only and load with weights_only=True
-(`checkpoint.py`). The adversarial terms of a step are in `gan_step.py`.
+A run folder (`run_folder.py`: its layout, what is ours, the lock) is never overwritten by a
+fresh run (refused unless `force`, which clears only a run's own files), is used by one run at a
+time (locked by rank 0 while it trains), and is only changed once a run has started cleanly
+(config checked, data loaded); checkpoints hold tensors and plain values only and load with
+weights_only=True (`checkpoint.py`). The adversarial terms of a step are in `gan_step.py`.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from . import distributed as ddp
 from .checkpoint import CheckpointError, config_difference, load_checkpoint, state_dict_error
 from .gan_step import discriminator_terms, generator_terms
 from .preflight import check_training_setup
-from .run_folder import RunFolder, existing_run
+from .run_folder import MARKER, RunFolder, checkpoint_stamp, read_marker
 from .samples import save_grid
 from .stream import TrainStream, batch_loader
 
@@ -74,18 +75,15 @@ class Trainer:
     def __init__(self, cfg: Config, task: Task, device: str = "cpu", resume: bool = False, quiet: bool = False,
                  force: bool = False):
         """`resume` continues the run in train.out; otherwise train.out must not hold a run
-        already, unless `force` (its files are then replaced when the new run starts)."""
+        already, unless `force` (its files are then replaced when the new run starts), nor anything
+        that is not a run's, nor be in use by another run (run_folder.RunFolder.check)."""
         self.cfg, self.task = cfg, task
         self.dist = ddp.DistInfo.from_env()
         self.quiet = quiet or not self.dist.main
         self.run = RunFolder(Path(cfg.train.out).expanduser(), main=self.dist.main)
         self.fresh, self.force = not resume, force
-        found = existing_run(self.out)
-        if not resume and found and not force:
-            raise ConfigError(f"{self.out}: already holds a training run ({found}); continue it with "
-                              f"--resume {self.out}, or start over with --force (replaces it) or another train.out")
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"{self.out}: train.out is a file, not a folder")
+        self.run.check(resume=resume, force=force)
+        self.loaded_stamp = None  # the checkpoint resumed from, as it was when loaded
         check_training_setup(cfg, task.scale, self.dist.world)
         task.check_training(cfg.source)
         self.device = ddp.setup(self.dist, torch.device(device))
@@ -154,6 +152,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "last_val": self.last_val,
+            "run_id": self.run.run_id,  # the run the folder's marker names (None: saved outside fit)
         }
 
     def _load_init_weights(self, name: str) -> None:
@@ -173,7 +172,12 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         path = self.run.checkpoint
+        self.loaded_stamp = checkpoint_stamp(path)
         st = load_checkpoint(path, self.device)
+        marker = read_marker(self.out)
+        if marker and isinstance(st.get("run_id"), str) and st["run_id"] != marker["run_id"]:
+            raise CheckpointError(f"{path}: saved by another run than the one {MARKER} names (run {st['run_id']}, "
+                                  f"not {marker['run_id']}); refused: start over with --force or another train.out")
         mine = config_to_dict(self.cfg)
         sections = ("generator", "discriminator") if self.D is not None and st.get("D") is not None else ("generator",)
         diff = config_difference(st["config"], mine, sections)
@@ -395,7 +399,34 @@ class Trainer:
         except ValueError as exc:  # every file unreadable: name the key and the file
             raise ConfigError(f"{cfg.source}: data.train: {exc}") from None
         val = self.validation_batches(val_paths) if self.dist.main else []
-        self.run.start(config_to_dict(self.cfg), clear=self.fresh and self.force)
+        self._start_run()
+        try:
+            self._train(bank, val)
+            self.save()  # after an error mid-run the folder keeps the last periodic checkpoint
+            ddp.barrier(self.dist)
+        finally:
+            self.run.close()  # the folder's lock is released once the last file is written
+        return self.last_val
+
+    def _start_run(self) -> None:
+        """Rank 0 locks and prepares the run folder (RunFolder.start); every rank learns whether
+        it could, so that none goes on alone."""
+        error = None
+        try:
+            self.run.start(config_to_dict(self.cfg), resume=not self.fresh, force=self.force, task=self.task.name,
+                           stamp=self.loaded_stamp)
+        except (ConfigError, OSError) as exc:
+            error = exc
+        failed = ddp.agree_max([float(error is not None)], self.dist, self.device)[0]
+        if error is not None:
+            raise error
+        if failed:
+            raise ConfigError(f"{self.out}: rank 0 could not start the run (its error says why)")
+
+    def _train(self, bank: ImageBank | PairBank, val: list[Batch]) -> None:
+        """The training loop from the current step: logs, validation, periodic checkpoints; a
+        SIGTERM or Ctrl-C ends it at a step boundary (`interrupted`)."""
+        cfg, d = self.cfg, self.cfg.data
         old = signal.signal(signal.SIGTERM, self._on_signal)
         last_ckpt = time.time()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=self.quiet, dynamic_ncols=True,
@@ -435,10 +466,6 @@ class Trainer:
             bar.close()
             del loader
             signal.signal(signal.SIGTERM, old)
-            self.run.close()
-        self.save()  # after an error mid-run the folder keeps the last periodic checkpoint
-        ddp.barrier(self.dist)
-        return self.last_val
 
 def build_trainer(cfg: Config, task_lookup, path: str | Path | None, overrides: list[str], device: str = "cpu",
                   resume: bool = False, quiet: bool = False, force: bool = False) -> Trainer:

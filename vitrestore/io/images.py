@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .formats import DEFAULT_MAX_PIXELS, WRITABLE_SUFFIXES  # noqa: F401  (re-exported)
+from .formats import DEFAULT_MAX_PIXELS, WRITABLE_SUFFIXES, size_problem  # noqa: F401  (re-exported)
+from .tiff_header import is_tiff, read_tiff_header
 
 Image.MAX_IMAGE_PIXELS = None  # size limits are ours (max_pixels), checked from the header
 
@@ -117,7 +118,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
     try:
         head = _header(path)
     except UnidentifiedImageError:
-        raise ImageReadError("not an image (unrecognised format)") from None
+        head = _tiff_only_header(path)  # TIFFs Pillow has no mode for (float / int16 RGB, ...)
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise ImageReadError(f"cannot read header ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001  (hostile headers can raise anything inside the parser)
@@ -155,11 +156,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         raise ImageReadError(f"cannot decode ({str(exc).strip().splitlines()[-1][:120]})") from None
     if a is None:
         raise ImageReadError("cannot decode (corrupt or unsupported image data)")
-    if a.dtype not in (np.uint8, np.uint16):
-        if a.dtype == np.float32 or a.dtype == np.float64:
-            a = (np.clip(a, 0, 1) * 65535).round().astype(np.uint16)
-        else:
-            raise ImageReadError(f"unsupported sample type {a.dtype}")
+    a = supported_samples(a)
     if a.shape[:2] != (h, w):
         raise ImageReadError(f"decoded size {a.shape[1]}x{a.shape[0]} does not match the header's {w}x{h}")
     if a.ndim == 2:
@@ -172,6 +169,48 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         if (head.mode in ("LA", "La") or png_gray_alpha) and _is_gray(a):
             a = a[:, :, [0, 3]]  # gray + alpha (OpenCV widens it to BGRA)
     return LoadedImage(apply_orientation(np.ascontiguousarray(a), head.orientation), path, head.icc, head.exif)
+
+
+def _tiff_only_header(path: Path) -> _Header:
+    """The header of a file Pillow does not recognise, when it is a TIFF (else: not an image)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read ({exc.strerror})") from None
+    if not is_tiff(data):
+        raise ImageReadError("not an image (unrecognised format)")
+    try:
+        tiff = read_tiff_header(data)
+    except ValueError as exc:
+        raise ImageReadError(f"cannot read header ({exc})") from None
+    return _Header(tiff.width, tiff.height, "", frames=tiff.pages)
+
+
+def supported_samples(a: np.ndarray) -> np.ndarray:
+    """A decoded (H, W[, C]) array as uint8 or uint16 samples with 1-4 channels, or
+    ImageReadError saying why it cannot be: integer samples keep their values when they fit in
+    16 bits (int16 >= 0, uint32 <= 65535); float samples in [0, 1] become 16-bit."""
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    if not 1 <= channels <= 4:
+        raise ImageReadError(f"{channels} channels (supported: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)")
+    if a.dtype in (np.uint8, np.uint16):
+        return a
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageReadError(f"{a.dtype} samples include NaN or infinity")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 1:
+            raise ImageReadError(f"{a.dtype} samples span [{lo:.4g}, {hi:.4g}]; float images must be in [0, 1] "
+                                 f"(HDR and unscaled float images are not supported)")
+        return (a.astype(np.float64) * 65535).round().astype(np.uint16)
+    if np.issubdtype(a.dtype, np.integer):
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise ImageReadError(f"{a.dtype} samples span [{lo}, {hi}]; integer samples must fit in 0-65535 "
+                                 f"(16 bits)")
+        return a.astype(np.uint8 if a.dtype.itemsize == 1 else np.uint16)
+    raise ImageReadError(f"unsupported sample type {a.dtype}")
 
 
 _STDERR = threading.Lock()
@@ -277,6 +316,9 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 95, icc: b
     suffix = suffix.lower()
     if suffix not in WRITABLE_SUFFIXES:
         raise ValueError(f"cannot write {suffix} files (writable: {', '.join(sorted(WRITABLE_SUFFIXES))})")
+    too_big = size_problem(suffix, pixels.shape[1], pixels.shape[0])
+    if too_big:  # before the encoder, which would print its own complaint on stderr
+        raise ValueError(too_big)
     a = pixels
     if a.dtype == np.uint16 and suffix in (".jpg", ".jpeg", ".bmp", ".webp"):
         a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
@@ -328,16 +370,35 @@ def _write_unnamed(folder: Path, data: bytes) -> int | None:
     return fd
 
 
+def partial_stem(name: str) -> str:
+    """The part of an output's temporary name that comes from the output's own name: the name,
+    or for a long one (up to the 255-byte limit) its first bytes and a checksum, so that
+    `.<stem>.<pid>-<n>.partial` always fits a file name."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= 200:
+        return name
+    return raw[:160].decode("utf-8", "ignore") + f"~{zlib.crc32(raw):08x}"
+
+
 def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95, icc: bytes | None = None,
                 exif: bytes | None = None) -> None:
     """Encode and write atomically: the bytes go to an unnamed file (or a hidden temporary one
-    where unnamed files are not supported), which is then given its name by a rename."""
+    where unnamed files are not supported), which is then given its name by a rename. An
+    OSError names `path`, never the temporary file."""
     path = Path(path)
     data = encode_image(pixels, path.suffix, jpeg_quality, icc, exif)
+    try:
+        _write_bytes(path, data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _write_unnamed(path.parent, data)
+    stem = partial_stem(path.name)
     if fd is not None:
-        tmp = path.parent / f".{path.name}.{os.getpid()}-{fd}.partial"
+        tmp = path.parent / f".{stem}.{os.getpid()}-{fd}.partial"
         try:
             os.link(f"/proc/self/fd/{fd}", tmp, follow_symlinks=True)  # name it, then rename over
             os.replace(tmp, path)
@@ -349,7 +410,7 @@ def write_image(path: str | Path, pixels: np.ndarray, jpeg_quality: int = 95, ic
                 pass
         finally:
             os.close(fd)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".partial", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -388,6 +449,7 @@ def remove_stale_partials(folder: Path, names: set[str], max_age_s: float = 8640
     import time
 
     removed = 0
+    stems = {partial_stem(n) for n in names}
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -397,7 +459,7 @@ def remove_stale_partials(folder: Path, names: set[str], max_age_s: float = 8640
         if not (n.startswith(".") and n.endswith(".partial")):
             continue
         target, _, token = n[1 : -len(".partial")].rpartition(".")
-        if target not in names:
+        if target not in stems:
             continue
         pid = token.split("-", 1)[0]
         try:

@@ -61,6 +61,29 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, like: torch.Ten
         return _cached_mask(h, w, window, shift, str(device), dtype)
 
 
+@functools.lru_cache(maxsize=8)
+def relative_index(window: int, device: torch.device) -> torch.Tensor:
+    """(N, N) index of each query/key pair's offset into a (2 * window - 1)^2 relative-position
+    table, N = window^2: one per window size and device, shared by every block (read-only).
+    Made on first use, not when a block is built, so a block on the meta device (the shapes of a
+    weights file's config, checked before anything is allocated) computes nothing."""
+    with torch.inference_mode(False):  # a plain tensor, usable in training after inference
+        r = torch.arange(window, device=device)
+        coords = torch.stack(torch.meshgrid(r, r, indexing="ij")).flatten(1)  # (2, N)
+        rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, N, N)
+        return rel[0] * (2 * window - 1) + rel[1]
+
+
+def _per_window(bias: torch.Tensor, bw: int) -> torch.Tensor:
+    """(nW, heads, N, N) -> (B * nW, heads, N, N) with bw = B * nW: the same masks for each image.
+
+    No branch on B: while tracing for export, bw // nW is recorded from the input's shape, so the
+    graph holds for any batch (a `bw != nW` test would bake in the traced batch). For one image
+    the expand and reshape are views (no copy)."""
+    nw, heads, n, _ = bias.shape
+    return bias.unsqueeze(0).expand(bw // nw, nw, heads, n, n).reshape(bw, heads, n, n)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows, with a learned relative-position bias."""
 
@@ -72,10 +95,6 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rel_bias = nn.Parameter(torch.zeros(heads, (2 * window - 1) ** 2))
         nn.init.trunc_normal_(self.rel_bias, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
-        coords = coords.flatten(1)  # (2, window^2)
-        rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, N, N)
-        self.register_buffer("rel_index", rel[0] * (2 * window - 1) + rel[1], persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         # x: (B * nW, N, C) with N = window^2; mask: (nW, N, N) or None
@@ -84,12 +103,9 @@ class WindowAttention(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B * nW, heads, N, head_dim)
         # (1, heads, N, N), in q's dtype (bf16 under autocast) before the mask is added: 4-D keeps
         # SDPA's fused CPU kernel, and the (nW, heads, N, N) sum is made once, in the compute dtype
-        bias = self.rel_bias[:, self.rel_index].to(q.dtype).unsqueeze(0)
+        bias = self.rel_bias[:, relative_index(self.window, self.rel_bias.device)].to(q.dtype).unsqueeze(0)
         if mask is not None:
-            nw = mask.shape[0]
-            bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
-            if bw != nw:  # several images: the same masks for each
-                bias = bias.repeat(bw // nw, 1, 1, 1)  # (B * nW, heads, N, N)
+            bias = _per_window(bias + mask.unsqueeze(1), bw)  # (nW, heads, N, N) -> (B * nW, heads, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)

@@ -1,6 +1,8 @@
 """The studio's work queue: one worker thread runs one model call at a time (one device), the
 rest wait in a bounded queue; a full queue refuses new work (HTTP 429). Jobs report tiles done
-and can be cancelled, queued or running (a running one stops at its next tile)."""
+and can be cancelled, queued or running (a running one stops at its next tile, or at the next
+round of inpainting's texture step). `stop` cancels every job and waits for the worker, so the
+process never exits while a model call runs on another thread."""
 from __future__ import annotations
 
 import queue
@@ -39,8 +41,16 @@ class Job:
         if done <= self.done or self.total != total:
             self.passes += 1
         self.done, self.total = done, total
+        self.check_cancel()
+
+    def check_cancel(self) -> None:
+        """Raises Cancelled once cancel is set (called between steps that report no tiles)."""
         if self.cancel.is_set():
             raise Cancelled()
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "task": self.task, "image": self.image, "status": self.status,
@@ -74,19 +84,28 @@ class JobQueue:
         return job
 
     def cancel(self, job_id: str) -> Job:
-        job = self.jobs[job_id]
+        return self._cancel(self.jobs[job_id])
+
+    @staticmethod
+    def _cancel(job: Job) -> Job:
         job.cancel.set()
         if job.status == "queued":
             job.status = "cancelled"
         return job
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> bool:
+        """Cancel every job, stop the worker and wait for it (at most `timeout` s); whether it stopped."""
         self._stop.set()
+        for job in list(self.jobs.values()):
+            self._cancel(job)
         self.paused.clear()
         try:
             self._queue.put_nowait(None)  # wake the worker
         except queue.Full:
             pass
+        if self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+        return not self._worker.is_alive()
 
     def _forget_old(self) -> None:
         finished = [j for j in self.jobs.values() if j.status in ("done", "failed", "cancelled")]
@@ -100,7 +119,10 @@ class JobQueue:
                 self.holding.set()
                 time.sleep(0.02)
             self.holding.clear()
-            if job is None or self._stop.is_set():
+            if job is None:
+                continue
+            if self._stop.is_set():
+                job.status = "cancelled"
                 continue
             if job.cancel.is_set():
                 job.status = "cancelled"

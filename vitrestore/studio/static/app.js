@@ -23,7 +23,7 @@ async function api(path, options = {}) {
   options.headers = Object.assign({}, options.headers || {}, state.token ? {"X-Vitrestore-Token": state.token} : {});
   const res = await fetch(path, options);
   if (res.status === 401) {
-    const t = prompt("This studio needs its token (the one given to --token):");
+    const t = prompt("This studio needs its token (from --token-file, $VITRESTORE_STUDIO_TOKEN or --token):");
     if (t) { state.token = t; sessionStorage.setItem("vitrestore-token", t); return api(path, options); }
   }
   if (!res.ok) {
@@ -83,7 +83,7 @@ async function upload(file) {
   message("uploading " + (file.name || "image") + " …", true);
   try {
     const res = await api("/api/images", {method: "POST", body: file,
-      headers: {"X-Filename": encodeURIComponent(file.name || "pasted.png")}});
+      headers: {"X-Filename": encodeURIComponent(file.name || "pasted.png"), "Content-Type": "application/octet-stream"}});
     const image = await res.json();
     state.history = []; state.redo = []; state.before = null;
     $("compare").disabled = true;
@@ -245,7 +245,8 @@ async function options(task) {
   }
   if (task === "restore") return {model: $("model").value};
   if (!state.ops.length) throw new Error("paint over what to remove first");
-  const res = await api("/api/images", {method: "POST", body: await maskBlob(), headers: {"X-Filename": "mask.png"}});
+  const res = await api("/api/images", {method: "POST", body: await maskBlob(),
+    headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
   return {mask: (await res.json()).id, texture: $("texture").checked};
 }
 
