@@ -1,0 +1,112 @@
+"""What a client may ask of the studio, checked: the tasks, each task's options (a value from a
+closed set or a checked range, of its JSON type), `check_job` for a job's JSON, and `JobPlanner`,
+which turns a job's options into a model file the studio itself lists and a checked request."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ApiError, _shown
+from .store import Stored
+
+TASKS = ("denoise", "upscale", "inpaint", "stylize", "restore")
+OPTIONS = {"denoise": ("sigma",), "upscale": ("scale", "kind"), "inpaint": ("mask", "texture"),
+           "stylize": ("style", "strength"), "restore": ("model",)}  # every key a job's options may have
+JOB_KEYS = ("task", "image", "options")
+
+
+def _number(task: str, key: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ApiError(400, f"{task}: option {key!r} must be a number from {low:g} to {high:g}, got {_shown(value)}")
+    return float(value)
+
+
+def _choice(task: str, key: str, value: Any, allowed: tuple) -> Any:
+    if type(value) is not type(allowed[0]) or value not in allowed:  # noqa: E721  (True is not 1, "2" is not 2)
+        raise ApiError(400, f"{task}: option {key!r} must be one of {', '.join(map(str, allowed))}, "
+                            f"got {_shown(value)}")
+    return value
+
+
+def _flag(task: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{task}: option {key!r} must be true or false, got {_shown(value)}")
+    return value
+
+
+def check_job(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """A job's JSON, checked: (task, image id, options); ApiError 400 naming what is wrong."""
+    unknown = [k for k in body if k not in JOB_KEYS]
+    if unknown:
+        raise ApiError(400, f"unknown key {_shown(unknown[0])} in the job (it takes {', '.join(JOB_KEYS)})")
+    task = body.get("task")
+    if not isinstance(task, str) or task not in TASKS:
+        raise ApiError(400, f"task must be one of {', '.join(TASKS)}, got {_shown(task)}")
+    image_id = body.get("image")
+    if not isinstance(image_id, str):
+        raise ApiError(400, f"image must be the id of an uploaded image, got {_shown(image_id)}")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, f"options must be a JSON object, got {_shown(options)}")
+    return task, image_id, options
+
+
+class JobPlanner:
+    """A job's model file and request, checked against what this studio offers: its styles, the
+    --models folder's files, the uploaded images (`image(id)`: the store's)."""
+
+    def __init__(self, styles: list[str], models_dir: Path | None, image: Callable[[Any], Stored]):
+        self.styles, self.models_dir, self.image = styles, models_dir, image
+
+    def model_files(self) -> list[str]:
+        """The --models folder's weights files by name: the only names the Restore task accepts."""
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.models_dir.glob("*.safetensors") if p.is_file())
+
+    @staticmethod
+    def shipped(name: str) -> Path:
+        """A shipped model's file in the package (never looked up in the working directory)."""
+        from ..weights import SUFFIX, shipped_dir
+
+        return Path(shipped_dir()) / f"{name}{SUFFIX}"
+
+    def plan(self, task: str, options: dict[str, Any], src: Stored) -> tuple[Path, int, dict[str, Any]]:
+        """(model file, ensemble, request) for a job. Every option is a value from a closed set or
+        a checked range, of its JSON type (true is no number, "false" no flag); the model file is
+        one the studio lists, never a client's path. ApiError 400 naming the option otherwise."""
+        unknown = [k for k in options if k not in OPTIONS[task]]
+        if unknown:
+            raise ApiError(400, f"{task}: unknown option {_shown(unknown[0])} ({task} takes "
+                                f"{', '.join(OPTIONS[task])})")
+        get = options.get
+        if task == "denoise":
+            sigma = get("sigma")
+            return self.shipped("denoise"), 2, {} if sigma is None else {"sigma": _number(task, "sigma", sigma, 0, 255)}
+        if task == "upscale":
+            scale = _choice(task, "scale", get("scale", 4), (2, 4))
+            kind = _choice(task, "kind", get("kind", "classic"), ("classic", "real"))
+            if kind == "real" and scale != 4:
+                raise ApiError(400, "upscale: kind 'real' is x4 only (scale 4)")
+            return self.shipped(f"upscale-x{scale}" + ("-real" if kind == "real" else "")), 1, {}
+        if task == "stylize":
+            style = get("style")
+            if not isinstance(style, str) or style not in self.styles:
+                raise ApiError(400, f"stylize: unknown style {_shown(style)} (styles: {', '.join(self.styles)})")
+            return self.shipped(f"style-{style}"), 1, {"strength": _number(task, "strength", get("strength", 1.0),
+                                                                           0, 1)}
+        if task == "restore":
+            name, files = get("model"), self.model_files()
+            if not isinstance(name, str) or name not in files:
+                raise ApiError(400, f"restore: unknown model {_shown(name)} (the models folder holds: "
+                                    f"{', '.join(files) or 'none'})")
+            return self.models_dir / name, 1, {}
+        mask_id = get("mask")  # inpaint
+        if not isinstance(mask_id, str):
+            raise ApiError(400, f"inpaint: option 'mask' must be the id of an uploaded mask image, "
+                                f"got {_shown(mask_id)}")
+        mask = self.image(mask_id)
+        if (mask.width, mask.height) != (src.width, src.height):
+            raise ApiError(400, f"inpaint: the mask is {mask.width}x{mask.height} but the image is "
+                                f"{src.width}x{src.height}")
+        return self.shipped("inpaint"), 1, {"texture": _flag(task, "texture", get("texture", True))}

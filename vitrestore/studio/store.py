@@ -1,0 +1,240 @@
+"""The studio's private upload folder and the images in it (`UploadStore`): uploads streamed in
+and checked by the CLI's reader, job results added, the whole bounded in bytes and images (the
+least recently used that no job needs go first); and the removal of folders left by dead studios."""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ApiError, _shown
+
+MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
+         (b"BM", ".bmp"))
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".tif": "image/tiff", ".bmp": "image/bmp",
+                 ".webp": "image/webp"}
+PREFIX = "vitrestore-studio-"  # the private folders' names (each holds PID_FILE: whose folder it is)
+PID_FILE = "studio.pid"
+
+
+def sniff_suffix(head: bytes) -> str | None:
+    """The image format from a file's first bytes ('.png', ...), or None."""
+    for magic, suffix in MAGIC:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    return None
+
+
+def safe_stem(name: str) -> str:
+    """A display/download stem from a client's file name: no folders, no odd characters."""
+    stem = Path(name.replace("\\", "/").split("/")[-1]).stem
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:80]
+    return stem or "image"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def stale_folders(root: Path) -> list[Path]:
+    """Private folders under `root` left by studios that died without cleaning up (SIGKILL, a
+    crash): ours only, recognised by the name prefix, our uid, and a pid file whose process is
+    gone. Anything else (no pid file, a live process, a link) is left alone."""
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness test elsewhere
+        return []
+    found = []
+    for path in root.glob(PREFIX + "*"):
+        pid_file = path / PID_FILE
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            if pid_file.is_symlink() or not pid_file.is_file():
+                continue
+            with open(pid_file, "rb") as f:
+                pid = int(f.read(32).decode("ascii").strip())
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and pid != os.getpid() and not _alive(pid):
+            found.append(path)
+    return found
+
+
+@dataclass
+class Stored:
+    path: Path  # inside the studio's private folder
+    stem: str  # the root upload's stem: results are named <stem>_<suffix><ext>, as the CLI names them
+    suffix: str  # the format (and the results' format)
+    width: int
+    height: int
+    channels: int
+    bits: int
+    size: int = 0  # bytes on disk
+    used: float = field(default_factory=time.monotonic)  # last asked for: the least recently used go first
+
+    def public(self, image_id: str) -> dict[str, Any]:
+        return {"id": image_id, "name": f"{self.stem}{self.suffix}", "width": self.width, "height": self.height,
+                "channels": self.channels, "bits": self.bits, "file": f"/api/images/{image_id}/file",
+                "preview": f"/api/images/{image_id}/preview"}
+
+
+class UploadStore:
+    """The private folder and its images, by id: at most `max_store_bytes` and `max_images`."""
+
+    def __init__(self, in_use: Callable[[], set[str]], max_pixels: int, max_upload_bytes: int,
+                 max_store_bytes: int, max_images: int, temp_root: Path | None = None):
+        """`in_use()`: the ids queued or running jobs read (never dropped); `temp_root`: where the
+        folder is made (the system's). Earlier studios' folders left there by a crash go first."""
+        if max_store_bytes < max_upload_bytes:
+            raise ValueError(f"the upload store ({max_store_bytes / 2**20:.0f} MB) must hold at least one "
+                             f"upload ({max_upload_bytes / 2**20:.0f} MB)")
+        root = Path(temp_root or tempfile.gettempdir())
+        for old in stale_folders(root):
+            shutil.rmtree(old, ignore_errors=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
+        (self.folder / PID_FILE).write_text(f"{os.getpid()}\n")
+        self._atexit = lambda folder=self.folder: shutil.rmtree(folder, ignore_errors=True)
+        atexit.register(self._atexit)  # a stop that skips close() still removes the folder
+        self.max_pixels, self.max_upload_bytes = max_pixels, max_upload_bytes
+        self.max_store_bytes, self.max_images = max_store_bytes, max_images
+        self.images: dict[str, Stored] = {}
+        self.lock = threading.Lock()  # the images dict, and the room reserved for uploads under way
+        self._reserved, self._pending = 0, 0
+        self._decode = threading.Semaphore(2)  # at most two uploads decoded at once: memory stays bounded
+        self._in_use = in_use
+
+    def close(self) -> None:
+        """Remove the folder and everything in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        atexit.unregister(self._atexit)
+
+    def add_image(self, read_chunk, length: int, name: str, stem: str | None = None) -> str:
+        """Stream an upload of `length` bytes to the private folder, check it with the CLI's
+        reader; its id. Raises ApiError (4xx) for anything that is not a usable image."""
+        if length <= 0:
+            raise ApiError(400, f"{safe_stem(name)}: empty upload")
+        if length > self.max_upload_bytes:
+            raise ApiError(413, f"{safe_stem(name)}: {length / 2**20:.0f} MB is over the upload limit of "
+                                f"{self.max_upload_bytes / 2**20:.0f} MB")
+        with self.lock:
+            self._make_room(length)
+            self._reserved += length
+            self._pending += 1
+        try:
+            return self._receive(read_chunk, length, name, stem)
+        finally:
+            with self.lock:
+                self._reserved -= length
+                self._pending -= 1
+
+    def _receive(self, read_chunk, length: int, name: str, stem: str | None) -> str:
+        from ..io.images import ImageReadError, read_image
+
+        image_id = uuid.uuid4().hex
+        tmp = self.folder / f"{image_id}.upload"
+        path = tmp
+        try:
+            with open(tmp, "wb") as f:
+                left = length
+                while left:
+                    chunk = read_chunk(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    left -= len(chunk)
+            if left:
+                raise ApiError(400, f"{safe_stem(name)}: the upload ended early ({length - left} of {length} bytes)",
+                               log=True)
+            with open(tmp, "rb") as f:
+                head = f.read(16)  # the format's magic bytes (not the whole upload into memory)
+            suffix = sniff_suffix(head)
+            if suffix is None:
+                raise ApiError(400, f"{safe_stem(name)}: not an image (PNG, JPEG, TIFF, WebP or BMP)")
+            path = tmp.with_suffix(suffix)
+            tmp.rename(path)
+            with self._decode:
+                try:
+                    img = read_image(path, max_pixels=self.max_pixels)
+                except ImageReadError as exc:
+                    text = str(exc).replace(str(path), "").lstrip(": ")
+                    raise ApiError(413 if "megapixel" in text or "too large" in text else 400,
+                                   f"{safe_stem(name)}{suffix}: {text}") from None
+        except BaseException:  # a bad image, a client gone or stalled, a stop: no partial file stays
+            path.unlink(missing_ok=True)
+            raise
+        h, w, c = img.pixels.shape
+        with self.lock:
+            self.images[image_id] = Stored(path, stem or safe_stem(name), suffix, w, h, c,
+                                           16 if img.pixels.dtype.itemsize == 2 else 8, length)
+        return image_id
+
+    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+        """Under `lock`: drop the least recently used images that no queued or running job
+        needs until `incoming` more bytes (and one more image) fit; ApiError 507 when they cannot."""
+        stored = sum(s.size for s in self.images.values())
+
+        def fits() -> bool:
+            return (stored + self._reserved + incoming <= self.max_store_bytes
+                    and len(self.images) + self._pending + (incoming > 0) <= self.max_images)
+
+        busy = self._in_use() | {keep}
+        for image_id, _ in sorted(self.images.items(), key=lambda kv: kv[1].used):
+            if fits():
+                return
+            if image_id not in busy:
+                dropped = self.images.pop(image_id)
+                dropped.path.unlink(missing_ok=True)
+                stored -= dropped.size
+        if not fits():
+            raise ApiError(507, f"the upload store is full ({self.max_store_bytes / 2**20:.0f} MB, "
+                                f"{self.max_images} images, all needed by queued jobs); try again when they have run")
+
+    def image(self, image_id: Any) -> Stored:
+        stored = self.images.get(image_id) if isinstance(image_id, str) else None
+        if stored is None:
+            raise ApiError(404, f"no image {_shown(image_id)} (never uploaded, or dropped: the least recently "
+                                f"used go when the upload store is full)")
+        stored.used = time.monotonic()
+        return stored
+
+    def preview(self, image_id: str) -> bytes:
+        """The image as an 8-bit PNG a browser can show (TIFF, 16-bit)."""
+        from ..io.images import ImageReadError, encode_image, read_image
+
+        try:
+            img = read_image(self.image(image_id).path, max_pixels=self.max_pixels)
+        except ImageReadError:  # dropped from the store meanwhile
+            raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
+        a = img.pixels
+        if a.dtype.itemsize == 2:
+            a = (a.astype("float32") / 257).round().astype("uint8")
+        return encode_image(a, ".png")
+
+    def add_result(self, data: bytes, src: Stored, stem: str, shape: tuple[int, ...]) -> str:
+        """A job's result, encoded in its source's format (`data`), as a new image; its id."""
+        result_id = uuid.uuid4().hex
+        path = self.folder / f"{result_id}{src.suffix}"
+        path.write_bytes(data)
+        h, w, c = shape
+        with self.lock:
+            self.images[result_id] = Stored(path, stem, src.suffix, w, h, c, src.bits, path.stat().st_size)
+            try:
+                self._make_room(0, keep=result_id)
+            except ApiError:  # over the bound until the queued jobs have run: they need their images
+                pass
+        return result_id
