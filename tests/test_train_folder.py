@@ -1,4 +1,4 @@
-"""`vitrestore train` and the run folder (issue 22, items 2 and 3 and the full-disk start): --force
+"""`vitrestore train` and the run folder (issue 30, items 2 and 3 and the full-disk start): --force
 clears only a run of ours and refuses anything else, --resume continues only a run of ours, one
 run at a time holds a folder (an OS lock), and a start that saved no checkpoint is told the truth
 and can simply be run again."""
@@ -16,28 +16,10 @@ import yaml
 
 import vitrestore.io.atomic
 from conftest import TINY
-from test_train_hostile import one_error, run, snapshot, write_cfg
+from test_train_hostile import cfg_file, one_error, run, snapshot, trained, trained_once, write_cfg  # noqa: F401  (fixtures)
 from vitrestore.engine.run_folder import LOCK, MARKER, RunLock
 
 
-@pytest.fixture
-def cfg_file(tmp_path, image_dir):
-    return write_cfg(tmp_path, image_dir)
-
-
-@pytest.fixture(scope="module")
-def trained_once(tmp_path_factory, image_dir):
-    folder = tmp_path_factory.mktemp("trained")
-    code, out = run("train", write_cfg(folder, image_dir), "-q")
-    assert code == 0, out
-    return folder / "run"
-
-
-@pytest.fixture
-def trained(trained_once, tmp_path):
-    """This test's own copy of a finished run, at cfg_file's train.out."""
-    shutil.copytree(trained_once, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def user_folder(tmp_path):

@@ -50,6 +50,20 @@ def sub(x, idx):  # x (B,C,H,W) -> (B,C,H/2,W/2) picking pixel idx of each 2x2 c
     cells = F.pixel_unshuffle(x, 2).view(b, c, 4, h // 2, w // 2)
     return torch.gather(cells, 2, idx[:, None, None].expand(b, c, 1, h // 2, w // 2)).squeeze(2)
 
+def flattest_residual(ys, bases, H, W, g, tries=8):
+    """The residual (y - shipped output) at the flattest of `tries` random places of this camera's
+    photos (there it is mostly noise), and the shipped output there: two (1, 3, crop, crop)."""
+    best = None
+    for _ in range(tries):
+        k2 = int(torch.randint(len(ys), (1,), generator=g))
+        i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
+        bb = bases[k2][..., i2:i2 + crop, j2:j2 + crop]
+        energy = float((bb[..., 1:, :] - bb[..., :-1, :]).abs().mean() + (bb[..., 1:] - bb[..., :-1]).abs().mean())
+        if best is None or energy < best[0]:
+            best = (energy, (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop], bb)
+    return best[1], best[2]
+
+
 for cam, files in cams.items():
     ys = [t(cv2.imread(f)[:, :, ::-1].copy()) for f in files]
     xs = [t(cv2.imread(f.replace("_real", "_mean"))[:, :, ::-1].copy()) for f in files]
@@ -95,28 +109,13 @@ for cam, files in cams.items():
             if pull:
                 loss = loss + pull * F.l1_loss(gen(y, cond(y)), xb) * 0.01
         elif obj == "resynflat":
-            best = None
-            for _ in range(8):  # the flattest of 8 candidate places: its residual is mostly noise
-                k2 = int(torch.randint(len(ys), (1,), generator=g))
-                i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
-                bb = bases[k2][..., i2:i2 + crop, j2:j2 + crop]
-                energy = float((bb[..., 1:, :] - bb[..., :-1, :]).abs().mean() + (bb[..., 1:] - bb[..., :-1]).abs().mean())
-                if best is None or energy < best[0]:
-                    best = (energy, (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop])
-            r = best[1]
+            r, _ = flattest_residual(ys, bases, H, W, g)
             if torch.rand(1, generator=g) < 0.5: r = r.flip(-1)
             z = xb + r
             loss = F.l1_loss(gen(z, cond(z)), xb)
         elif obj == "nlf":
-            best = None
-            for _ in range(8):  # the flattest of 8 candidate places: its residual is mostly noise
-                k2 = int(torch.randint(len(ys), (1,), generator=g))
-                i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
-                bb = bases[k2][..., i2:i2 + crop, j2:j2 + crop]
-                energy = float((bb[..., 1:, :] - bb[..., :-1, :]).abs().mean() + (bb[..., 1:] - bb[..., :-1]).abs().mean())
-                if best is None or energy < best[0]:
-                    best = (energy, (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop], bb)
-            u = best[1] / std(best[2])  # unit-variance noise with the camera's spatial and colour correlation
+            r, place = flattest_residual(ys, bases, H, W, g)
+            u = r / std(place)  # unit-variance noise with the camera's spatial and colour correlation
             if torch.rand(1, generator=g) < 0.5: u = u.flip(-1)
             z = xb + u * std(xb)
             loss = F.l1_loss(gen(z, cond(z)), xb)
