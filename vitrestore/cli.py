@@ -99,9 +99,9 @@ def _check_report_path(report: Path | None, overwrite: bool) -> None:
         _fail(f"{report}: --report is a folder; give a file name (e.g. {report / 'report.json'})")
     if not parent.is_dir():
         _fail(f"{report}: --report: folder {parent} does not exist")
-    reason = unwritable_reason(parent)
-    if reason or not os.access(parent, os.W_OK | os.X_OK):
-        _fail(f"{report}: --report: {reason or f'folder {parent} is not writable'}")
+    reason = unwritable_reason(parent)  # a probe file: permissions and read-only mounts alike
+    if reason:
+        _fail(f"{report}: --report: {reason}")
     if os.path.lexists(report) and not overwrite and not is_report(report):
         _fail(f"{report}: --report names an existing file that is not a vitrestore report; give a new name "
               f"(or --overwrite to replace it)")

@@ -227,6 +227,11 @@ def _missing_reason(src: Path) -> str:
 
 NAME_MAX = 255  # bytes in one file name on every common file system
 
+
+def _name_bytes(name: str) -> int:
+    """A file name's length as the file system counts it (bytes; undecodable ones kept as they are)."""
+    return len(name.encode("utf-8", "surrogateescape"))
+
 # image formats we cannot write: "-o out.gif" is meant as a file, not a folder to create
 OTHER_IMAGE_SUFFIXES = {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".psd", ".dng", ".svg", ".pdf"}
 
@@ -237,10 +242,9 @@ def _check_output(inputs: list[Path], out: Path | None) -> bool:
     or several inputs, or a file name in a format that cannot be written."""
     if out is None:
         return False
-    for part in out.parts:
-        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise ValueError(f"{out}: -o has a name of {len(part.encode('utf-8', 'surrogateescape'))} bytes "
-                             f"(file systems allow {NAME_MAX})")
+    for size in map(_name_bytes, out.parts):
+        if size > NAME_MAX:
+            raise ValueError(f"{out}: -o has a name of {size} bytes (file systems allow {NAME_MAX})")
     one_file = len(inputs) == 1 and inputs[0].is_file()
     if out.is_dir():
         return False
@@ -279,7 +283,7 @@ def unwritable_reason(folder: Path) -> str | None:
 
 
 def _name_problem(dst: Path) -> str | None:
-    size = len(dst.name.encode("utf-8", "surrogateescape"))
+    size = _name_bytes(dst.name)
     if size <= NAME_MAX:
         return None
     return (f"output name {dst.name[:40]}... is {size} bytes long (file systems allow {NAME_MAX}); rename the "

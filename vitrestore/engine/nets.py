@@ -173,13 +173,14 @@ def _open_session(ort, path: Path, so, digest: str | None):
     try:
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (ONNX Runtime's errors derive from Exception alone)
-        raise BrokenExport(f"{path}: damaged ONNX file ({_first_line(exc)})") from None
+        raise BrokenExport(f"{path}: damaged ONNX file ({ort_reason(exc)})") from None
     if digest is not None and session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != digest:
         raise BrokenExport(f"{path}: damaged ONNX file (not the export of these weights: its digest differs)")
     return session
 
 
-def _first_line(exc: BaseException) -> str:
+def ort_reason(exc: BaseException) -> str:
+    """An ONNX Runtime error's reason in one short line."""
     text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
     return text.split("] : ")[-1][:160]  # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : ..." -> the reason
 

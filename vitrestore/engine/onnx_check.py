@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..nn.generator import Generator
+from .nets import ort_reason
 
 
 def compare_with_torch(generator: Generator, onnx_path: str | Path, size: tuple[int, int] | None = None,
@@ -35,8 +36,8 @@ def compare_with_torch(generator: Generator, onnx_path: str | Path, size: tuple[
         try:
             out = session.run(None, feed)[0]
         except Exception as exc:  # noqa: BLE001  (ONNX Runtime's errors derive from Exception alone)
-            reason = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise ValueError(f"{onnx_path}: ONNX Runtime fails on a batch of {b} at {w}x{h} ({reason[:200]})") from None
+            raise ValueError(f"{onnx_path}: ONNX Runtime fails on a batch of {b} at {w}x{h} ({ort_reason(exc)})"
+                             ) from None
         if out.shape != ref.shape:
             return (h, w), float("inf")
         worst = max(worst, float(np.abs(out - ref).max()))

@@ -103,6 +103,12 @@ def check_generator_tensors(name: str | Path, cfg: GeneratorConfig, state: dict[
             raise WeightsError(f"{name}: tensor {k} is {str(t.dtype).replace('torch.', '')}, not floating point")
 
 
+def _to_levels(out: torch.Tensor, peak: float) -> torch.Tensor:
+    """Float [0, 1] (owned: changed in place) -> sample levels 0..peak, rounded: uint8 for 8 bits
+    (no wider copy of a large output), else int32 (torch computes little in uint16)."""
+    return out.mul_(peak).round_().clamp_(0, peak).to(torch.uint8 if peak == 255.0 else torch.int32)
+
+
 def _is_map(v: Any) -> bool:
     return torch.is_tensor(v) and v.dim() >= 2
 
@@ -248,7 +254,10 @@ class Model:
         if any(np.ndim(a) not in (2, 3) for a in images):
             raise ValueError(f"run_arrays takes (H, W) or (H, W, C) arrays, got shape "
                              f"{next(np.shape(a) for a in images if np.ndim(a) not in (2, 3))}")
-        images = [image_array(a)[0] for a in images]  # (H, W, C), checked
+        return self._run_checked([image_array(a)[0] for a in images], **request)  # (H, W, C), checked
+
+    def _run_checked(self, images: list[np.ndarray], **request: Any) -> list[np.ndarray]:
+        """run_arrays on arrays image_array has checked (each (H, W, C))."""
         first = images[0]
         peak = self._peak(first)
         if any(a.shape != first.shape or a.dtype != first.dtype for a in images):
@@ -264,8 +273,7 @@ class Model:
         if peak == 1.0:
             res = out.numpy().astype(first.dtype)
         else:
-            res = out.mul_(peak).round_().clamp_(0, peak).to(torch.uint8 if peak == 255.0 else torch.int32).numpy()
-            res = res if peak == 255.0 else res.astype(np.uint16)
+            res = _to_levels(out, peak).numpy().astype(first.dtype, copy=False)  # uint8 as is; int32 -> uint16
         return list(res)
 
     def __call__(self, image: np.ndarray | torch.Tensor, **request: Any):
@@ -275,11 +283,10 @@ class Model:
             x = image_tensor(image)  # (B, C, H, W)
             out = self.run_channels(x, **request)
             if not x.is_floating_point():  # uint8 / uint16 in, the same out
-                peak = 255.0 if x.dtype == torch.uint8 else 65535.0
-                out = out.mul_(peak).round_().clamp_(0, peak).to(torch.int32).to(x.dtype)
+                out = _to_levels(out, 255.0 if x.dtype == torch.uint8 else 65535.0).to(x.dtype)
             return out if image.dim() == 4 else out[0]
-        a = image_array(image)  # (B, H, W, C)
-        res = np.stack(self.run_arrays(list(a), **request))  # (B, sH, sW, C)
+        a = image_array(image)  # (B, H, W, C), checked once
+        res = np.stack(self._run_checked(list(a), **request))  # (B, sH, sW, C)
         ndim = np.ndim(image)
         return res if ndim == 4 else res[0] if ndim == 3 else res[0, :, :, 0]
 
