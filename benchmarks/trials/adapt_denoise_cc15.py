@@ -50,17 +50,23 @@ def sub(x, idx):  # x (B,C,H,W) -> (B,C,H/2,W/2) picking pixel idx of each 2x2 c
     cells = F.pixel_unshuffle(x, 2).view(b, c, 4, h // 2, w // 2)
     return torch.gather(cells, 2, idx[:, None, None].expand(b, c, 1, h // 2, w // 2)).squeeze(2)
 
+def random_residual(ys, bases, H, W, g):
+    """The residual (y - shipped output) at a random place of a random photo of this camera, a
+    noise sample independent of the crop being trained, and the shipped output there."""
+    k2 = int(torch.randint(len(ys), (1,), generator=g))
+    i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
+    return (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop], bases[k2][..., i2:i2 + crop, j2:j2 + crop]
+
+
 def flattest_residual(ys, bases, H, W, g, tries=8):
-    """The residual (y - shipped output) at the flattest of `tries` random places of this camera's
-    photos (there it is mostly noise), and the shipped output there: two (1, 3, crop, crop)."""
+    """random_residual at the flattest of `tries` places (there the residual is mostly noise):
+    two (1, 3, crop, crop)."""
     best = None
     for _ in range(tries):
-        k2 = int(torch.randint(len(ys), (1,), generator=g))
-        i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
-        bb = bases[k2][..., i2:i2 + crop, j2:j2 + crop]
+        r, bb = random_residual(ys, bases, H, W, g)
         energy = float((bb[..., 1:, :] - bb[..., :-1, :]).abs().mean() + (bb[..., 1:] - bb[..., :-1]).abs().mean())
         if best is None or energy < best[0]:
-            best = (energy, (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop], bb)
+            best = (energy, r, bb)
     return best[1], best[2]
 
 
@@ -108,29 +114,14 @@ for cam, files in cams.items():
             loss = F.mse_loss(out1, y2) + 1.0 * F.mse_loss(out1 - y2, sub(fy, i1) - sub(fy, i2))
             if pull:
                 loss = loss + pull * F.l1_loss(gen(y, cond(y)), xb) * 0.01
-        elif obj == "resynflat":
-            r, _ = flattest_residual(ys, bases, H, W, g)
-            if torch.rand(1, generator=g) < 0.5: r = r.flip(-1)
-            z = xb + r
-            loss = F.l1_loss(gen(z, cond(z)), xb)
-        elif obj == "nlf":
-            r, place = flattest_residual(ys, bases, H, W, g)
-            u = r / std(place)  # unit-variance noise with the camera's spatial and colour correlation
-            if torch.rand(1, generator=g) < 0.5: u = u.flip(-1)
-            z = xb + u * std(xb)
-            loss = F.l1_loss(gen(z, cond(z)), xb)
-        elif obj == "resyn":
-            # a residual crop from another place/image of this camera, as a noise sample
-            k2 = int(torch.randint(len(ys), (1,), generator=g))
-            i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
-            r = (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop]
-            if torch.rand(1, generator=g) < 0.5: r = r.flip(-1)
-            z = xb + r
+        elif obj in ("resyn", "resynflat", "nlf"):  # pseudo pairs: shipped output + a noise sample -> shipped output
+            r, place = (random_residual if obj == "resyn" else flattest_residual)(ys, bases, H, W, g)
+            noise = r / std(place) if obj == "nlf" else r  # nlf: unit variance, the camera's correlation kept
+            if torch.rand(1, generator=g) < 0.5: noise = noise.flip(-1)
+            z = xb + (noise * std(xb) if obj == "nlf" else noise)
             loss = F.l1_loss(gen(z, cond(z)), xb)
         if obj == "r2r":
-            k2 = int(torch.randint(len(ys), (1,), generator=g))
-            i2 = int(torch.randint(0, H - crop, (1,), generator=g)); j2 = int(torch.randint(0, W - crop, (1,), generator=g))
-            r = (ys[k2] - bases[k2])[..., i2:i2 + crop, j2:j2 + crop]
+            r, _ = random_residual(ys, bases, H, W, g)
             if torch.rand(1, generator=g) < 0.5: r = r.flip(-1)
             if torch.rand(1, generator=g) < 0.5: r = r.flip(-2)
             a = ALPHA
