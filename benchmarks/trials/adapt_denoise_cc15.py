@@ -14,7 +14,8 @@ OBJECTIVE (crops of 96 px, batch 1, Adam, blind condition):
   nlf        the same, the flat residual normalised by the camera's noise-level function
              (var = a + b * x^ per channel, fitted on flat pixels) and re-scaled to the target's
   r2r        recorrupted pairs y + a r -> y - r / a (ALPHA env, default 0.5)
-PARAMS (env, comma-separated name prefixes) adapts only those parameters (e.g. the full-resolution
+CAMS (env, e.g. 5dmark3,d800) limits the cameras; SAVE_DIR (env) saves a crop of each camera's
+first photo there (noisy | shipped | adapted | mean). PARAMS (env, comma-separated name prefixes) adapts only those parameters (e.g. the full-resolution
 path: encoder.,enc_stages.0.,dec_stages.0.,head.,to_pixels.,fuses.0.).
 Reads ../shared/data/CC15 (not shipped); one run per objective, 2 CPU threads.
 """
@@ -71,6 +72,8 @@ def flattest_residual(ys, bases, H, W, g, tries=8):
 
 
 for cam, files in cams.items():
+    if os.environ.get("CAMS") and cam not in os.environ["CAMS"].split(","):
+        continue
     ys = [t(cv2.imread(f)[:, :, ::-1].copy()) for f in files]
     xs = [t(cv2.imread(f.replace("_real", "_mean"))[:, :, ::-1].copy()) for f in files]
     with torch.no_grad():
@@ -152,6 +155,11 @@ for cam, files in cams.items():
         for y, x, b in zip(ys, xs, bases):
             o = torch.from_numpy(m(y[0].permute(1, 2, 0).numpy())).permute(2, 0, 1)[None].float()
             out_p.append(psnr(o, x)); base_p.append(psnr(b, x)); ss.append(ssim(o, x))
+            if os.environ.get("SAVE_DIR") and len(out_p) == 1:  # noisy | shipped | adapted | mean, centre crop
+                c0, c1 = (y.shape[2] - 192) // 2, (y.shape[3] - 192) // 2
+                row = torch.cat([im[0, :, c0:c0 + 192, c1:c1 + 192] for im in (y, b, o, x)], 2)
+                grid = (row.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+                cv2.imwrite(str(Path(os.environ["SAVE_DIR"]) / f"{obj}_{cam}.png"), grid[:, :, ::-1])
     print(f"{cam}: {len(ys)} imgs, {steps} steps, loss {np.mean(losses[:20]):.5f}->{np.mean(losses[-20:]):.5f}; "
           f"shipped {np.mean(base_p):.2f} adapted {np.mean(out_p):.2f} ssim {np.mean(ss):.4f}; "
           f"n2n check shipped {gate[0]:.6f} adapted {gate[1]:.6f}", flush=True)
