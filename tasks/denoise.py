@@ -32,6 +32,8 @@ from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, Poisso
                                     select)
 from vitrestore.task import Batch, Task, number_option
 
+from . import denoise_adapt
+
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 
 
@@ -94,6 +96,11 @@ class Denoise(Task):
     @property
     def cond_channels(self) -> int:
         return 2
+
+    # --adapt (tasks/denoise_adapt.py)
+    adapt_objective = "noise re-synthesis: the photos' own noise, re-levelled, on the base model's outputs"
+    adapt_lr = 5e-5
+    adapt_with = denoise_adapt
 
     def _file(self, x: torch.Tensor) -> torch.Tensor:
         bits = self.options.quantize_bits

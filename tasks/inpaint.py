@@ -36,6 +36,8 @@ from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
 from vitrestore.task import Batch, Task, as_unit
 
+from . import inpaint_adapt
+
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
 LAYOUT_SIDE = 384  # deep holes are first filled whole at this long side (near the training crops' scale)
@@ -89,6 +91,11 @@ class Inpaint(Task):
     @property
     def cond_channels(self) -> int:
         return 1
+
+    # --adapt (tasks/inpaint_adapt.py)
+    adapt_objective = "self-inpainting: strokes as wide as the user's, cut into the photo's known pixels"
+    adapt_lr = 2e-5
+    adapt_with = inpaint_adapt
 
     def masks(self) -> MaskMix:
         o = self.options

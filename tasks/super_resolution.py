@@ -31,6 +31,8 @@ from vitrestore.ops.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pi
 from vitrestore.ops.downscale import DOWNSCALERS, Downscale
 from vitrestore.task import Batch, Task
 
+from . import super_resolution_adapt
+
 DEGRADATIONS = ("classic", "real")
 _MODES = ("area", "bilinear", "bicubic")
 
@@ -146,3 +148,7 @@ class Upscale(Task):
     def disc_in_channels(self, gcfg) -> int:
         return 2 * gcfg.out_channels
 
+    # --adapt (tasks/super_resolution_adapt.py)
+    adapt_objective = "internal pairs: the inputs shrunk again by the downscaler they are consistent with"
+    adapt_lr = 5e-5
+    adapt_with = super_resolution_adapt

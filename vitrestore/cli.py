@@ -192,7 +192,8 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] |
 
 
 def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, check=None, per_image=None,
-         exclude: tuple[Path, ...] = (), protect: tuple[Path, ...] = (), out_size=None, **request) -> None:
+         exclude: tuple[Path, ...] = (), protect: tuple[Path, ...] = (), out_size=None,
+         adapt: "AdaptArgs | None" = None, **request) -> None:
     """Plan and run a batch. `finish(array, image) -> array` post-processes each result;
     `check(model)` may reject a loaded model with a message before any work; `per_image(image)`
     adds request arguments for one image (e.g. its mask; a ValueError fails that file only);
@@ -222,6 +223,8 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         _fail(str(exc))
     if run.report is not None and (problem := report_problem(run.report, jobs, protect)):
         _fail(problem)
+    if adapt is not None:
+        _check_adapt_save(adapt, run.overwrite, jobs, protect, list(run.inputs))
     if not jobs and not problems:
         if shard_kn is not None and plan_jobs(list(run.inputs), run.output, suffix or model.task.suffix,
                                               run.recursive, run.fmt)[0]:
@@ -229,6 +232,9 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
                        f"one share; with more shares than files, some are empty): nothing to do", err=True)
             return
         _fail("no images found in the given inputs")
+
+    if adapt is not None and jobs:
+        model = _adapted(model, model_name, jobs, run, adapt, per_image, request)
 
     def process(images):
         if per_image is not None:  # one image per call: each has its own request
@@ -262,6 +268,97 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         sys.exit(1)
 
 
+@dataclass(frozen=True)
+class AdaptArgs:
+    """--adapt SECONDS / --adapt-steps N / --adapt-save FILE (denoise, upscale, inpaint)."""
+
+    seconds: float | None
+    steps: int | None
+    save: Path | None
+
+    @classmethod
+    def of(cls, seconds: float | None, steps: int | None, save: Path | None) -> "AdaptArgs | None":
+        """None when no adaptation is asked for; a budget that cannot run fails in one line."""
+        if seconds is None and steps is None:
+            if save is not None:
+                _fail("--adapt-save needs --adapt SECONDS (or --adapt-steps N): there is nothing to save otherwise")
+            return None
+        if steps is None and not (seconds > 0):
+            _fail(f"--adapt must be a number of seconds above 0, got {seconds:g}")
+        return cls(seconds, steps, save)
+
+
+def _adapt_options(f):
+    f = click.option("--adapt-save", "adapt_save", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Keep the adapted weights in this .safetensors file (reuse them with --model FILE).")(f)
+    f = click.option("--adapt-steps", "adapt_steps", type=click.IntRange(min=1), default=None,
+                     help="Adapt for exactly N steps instead of a time (the same result on any machine).")(f)
+    f = click.option("--adapt", "adapt_seconds", type=float, default=None, callback=_finite, metavar="SECONDS",
+                     help="First fine-tune a copy of the model on these inputs (a folder: one adaptation for all) "
+                          "for about SECONDS, self-supervised; the shipped model is never changed.")(f)
+    return f
+
+
+def _check_adapt_save(adapt: AdaptArgs, overwrite: bool, jobs, protect: tuple[Path, ...],
+                      inputs: list[Path]) -> None:
+    """Before any work: --adapt-save must be a new (or, with --overwrite, an earlier weights)
+    .safetensors file in a writable folder, and never an input, an output or a protected file."""
+    from .engine.batch import unwritable_reason
+
+    path = adapt.save
+    if path is None:
+        return
+    if path.suffix != ".safetensors":
+        _fail(f"{path}: --adapt-save must be a .safetensors file")
+    parent = path.expanduser().parent
+    if path.is_dir():
+        _fail(f"{path}: --adapt-save is a folder; give a file name")
+    if not parent.is_dir():
+        _fail(f"{path}: --adapt-save: folder {parent} does not exist")
+    reason = unwritable_reason(parent)
+    if reason:
+        _fail(f"{path}: --adapt-save: {reason}")
+    taken = {Path(os.path.abspath(p)) for p in [*inputs, *protect, *(j.src for j in jobs), *(j.dst for j in jobs)]}
+    if Path(os.path.abspath(path)) in taken:
+        _fail(f"{path}: --adapt-save would overwrite an input or an output of this run")
+    if os.path.lexists(path) and not overwrite:
+        _fail(f"{path}: exists (use --overwrite to replace it)")
+
+
+def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_image, request: dict):
+    """The model to process with: a copy fine-tuned on the run's inputs, or the base model with a
+    one-line reason. Ctrl-C here stops the run (exit 130); nothing has been written yet."""
+    import torch
+
+    from .engine.adapt import AdaptSettings, adapt as adapt_model, pooled_samples, save_adapted
+    from .io.images import read_image
+
+    def load(job):
+        img = read_image(job.src, int(run.max_megapixels * 1e6))
+        extra = per_image(img) if per_image is not None else {}
+        return torch.from_numpy(img.pixels).permute(2, 0, 1)[None], {**request, **extra}
+
+    settings = AdaptSettings(seconds=adapt.seconds or 0.0, steps=adapt.steps)
+    try:
+        samples = pooled_samples([j for j in jobs if not j.skip], load, settings)
+        adapted, result = adapt_model(model, samples, settings, quiet=run.quiet)
+    except KeyboardInterrupt:
+        _fail("interrupted while adapting: nothing was written", 130)
+    except ValueError as exc:
+        _fail(_message(exc))
+    click.echo(result.line(), err=True)
+    if adapt.save is not None:
+        if not result.kept:
+            click.echo(f"notice: {adapt.save} not written (no adapted copy to keep)", err=True)
+        else:
+            try:
+                save_adapted(adapt.save, adapted, result, model_name, "vitrestore " + " ".join(sys.argv[1:]))
+            except OSError as exc:
+                _fail(f"{adapt.save}: {os_reason(exc)} (writing --adapt-save; nothing was processed)", 1)
+            click.echo(f"wrote {adapt.save}", err=True)
+    return adapted
+
+
 def _task_is(task: str, given: str):
     """A `check` for _run: the model must be one of `task` (a command never runs another task's model)."""
     def check(model) -> None:
@@ -282,12 +379,14 @@ def _denoise_options(f):
               help="Noise level (0-255 scale) if known; blind when omitted.")
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
-def denoise(run: RunArgs, sigma, model_name) -> None:
+@_adapt_options
+def denoise(run: RunArgs, sigma, model_name, adapt_seconds, adapt_steps, adapt_save) -> None:
     """Remove noise from images or folders of images.
 
     Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
     """
-    _run(model_name, run, check=_task_is("denoise", model_name), sigma=sigma)
+    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)
+    _run(model_name, run, check=_task_is("denoise", model_name), adapt=adapt, sigma=sigma)
 
 
 @main.command()
@@ -308,7 +407,8 @@ def restore(run: RunArgs, weights) -> None:
               help="classic (sharp, for clean images), real (noisy/JPEG'd real photos), or a .safetensors file.")
 @click.option("--outscale", type=click.FloatRange(0.05, 16), default=None, callback=_finite,
               help="Final size as a factor of the input (the network output is resized to it).")
-def upscale(run: RunArgs, scale, kind, outscale) -> None:
+@_adapt_options
+def upscale(run: RunArgs, scale, kind, outscale, adapt_seconds, adapt_steps, adapt_save) -> None:
     """Enlarge images x2 or x4 (super-resolution).
 
     Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).
@@ -317,6 +417,8 @@ def upscale(run: RunArgs, scale, kind, outscale) -> None:
     import numpy as np
 
     from .commands import upscale_model
+
+    AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)  # a bad budget fails before anything is read
 
     try:
         name = upscale_model(scale, kind)
@@ -342,7 +444,8 @@ def upscale(run: RunArgs, scale, kind, outscale) -> None:
         return out[:, :, None] if out.ndim == 2 else np.ascontiguousarray(out)
 
     suffix = f"x{outscale:g}" if outscale is not None else None
-    _run(name, run, suffix=suffix, finish=finish, check=check, out_size=final_size if outscale is not None else None)
+    _run(name, run, suffix=suffix, finish=finish, check=check, out_size=final_size if outscale is not None else None,
+         adapt=AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save))
 
 
 @main.command()
@@ -359,13 +462,16 @@ def upscale(run: RunArgs, scale, kind, outscale) -> None:
                    "a little closer on average, visibly blurred in large holes).")
 @click.option("--model", "model_name", default="inpaint", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
-def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, model_name) -> None:
+@_adapt_options
+def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, model_name, adapt_seconds, adapt_steps,
+            adapt_save) -> None:
     """Fill holes: the white (or opaque) pixels of a mask, or every pixel of a key colour.
 
     Writes <stem>_inpainted.<ext> beside each input. Pixels outside the hole are kept exactly.
     """
     import torch
 
+    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)
     tasks = _tasks()
     try:
         masks = tasks.inpaint_masks.UserMasks(run.inputs, mask_path=mask_path, color=mask_color,
@@ -378,7 +484,7 @@ def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, mod
         return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
 
     mask_is_dir = mask_path is not None and mask_path.is_dir()
-    _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for,
+    _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for, adapt=adapt,
          exclude=(mask_path,) if mask_is_dir else (), protect=(mask_path,) if mask_path and not mask_is_dir else ())
 
 

@@ -8,6 +8,9 @@
     InferenceRole      called by the runtime (engine/runtime.py), the CLI and the studio: the
                        request's checks, the condition channels, how the network is run over an
                        image, compositing and the final output
+    AdaptRole          called by `--adapt` (engine/adapt.py) only: self-supervised pairs made from
+                       the run's own inputs, which parameters a short fine-tune may move, and a
+                       check that needs no clean image
 
 A task (one module in tasks/, listed in tasks/__init__.py) is `Task`, which composes the three
 and adds what all of them share: its name, options and the generator's shape.
@@ -211,7 +214,47 @@ class InferenceRole:
         return torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-class Task(TrainingRole, DiscriminatorRole, InferenceRole):
+class CannotAdapt(ValueError):
+    """Why adaptation cannot help these inputs (too few pixels, no noise, all hole), in one line:
+    the run goes on with the base model."""
+
+
+class AdaptRole:
+    """What `--adapt` (engine/adapt.py) fine-tunes a copy of the model on: there is no clean
+    image, so a task makes its pairs from the inputs themselves. A task declares its objective
+    once, as a module (`adapt_with`, e.g. tasks/denoise_adapt.py) holding
+
+        prepare(task, samples, base)  what every step draws from (e.g. the base model's outputs,
+                                      a fitted noise model); raises CannotAdapt where it cannot help
+        batch(task, prepared, gen)    one training pair: Batch(input, cond, target, loss_weight)
+        score(task, prepared, net)    a self-supervised check, lower = better, of the raw
+                                      generator net(x, cond), or None (no check)
+        trains(name)                  whether generator parameter `name` is fine-tuned
+
+    `samples` are engine/adapt.py Samples (image (1, 3, h, w) in [0, 1] and its request);
+    `base(image, **request)` is the base model's finished output. The adapter keeps the copy
+    only when it scores lower than the base. A task without `adapt_with` cannot adapt."""
+
+    adapt_with: ClassVar[Any] = None  # the objective's module (None: this task does not adapt)
+    adapt_objective: ClassVar[str] = ""  # the objective in a few words (recorded in the adapted file's card)
+    adapt_lr: ClassVar[float] = 5e-5  # Adam's step size: small, the copy must stay near the base
+
+    def adapt_prepare(self, samples: list[Any], base: Any) -> Any:
+        if self.adapt_with is None:
+            raise CannotAdapt(f"the {getattr(self, 'name', '')} task has no adaptation objective")
+        return self.adapt_with.prepare(self, samples, base)
+
+    def adapt_batch(self, prepared: Any, gen: torch.Generator) -> Batch:
+        return self.adapt_with.batch(self, prepared, gen)
+
+    def adapt_score(self, prepared: Any, net: Any) -> float | None:
+        return self.adapt_with.score(self, prepared, net)
+
+    def adapt_trains(self, name: str) -> bool:
+        return self.adapt_with.trains(name)
+
+
+class Task(TrainingRole, DiscriminatorRole, InferenceRole, AdaptRole):
     """A task: subclasses set `name`, `Options`, `output_suffix` (and `contract`, the inference
     contract in words for exported files) and fill in the roles' methods they need."""
 

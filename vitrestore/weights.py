@@ -119,6 +119,13 @@ def render_card(name: str, config: dict, card: dict) -> str:
              f"- steps: {card.get('steps')} (batch {data.get('batch')}, crops {data.get('crop')} px)",
              "- final validation: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in val.items()) or "none")]
+    adapted = card.get("adapted")
+    if isinstance(adapted, dict):  # an --adapt-save file: what it was fine-tuned on
+        lines.append(f"- adapted (--adapt) from `{adapted.get('base')}` (generator sha256 "
+                     f"{str(adapted.get('base_digest'))[:12]}...) on {adapted.get('images')} image(s), "
+                     f"{adapted.get('megapixels')} MP: {adapted.get('steps')} steps, {adapted.get('seconds')} s, "
+                     f"{adapted.get('objective')}; self-check {adapted.get('score_base')} -> "
+                     f"{adapted.get('score_adapted')}")
     metrics = card.get("metrics") or []
     if metrics:
         lines += ["", "## Measured", ""] + [f"- {m}" for m in metrics]

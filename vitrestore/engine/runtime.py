@@ -149,8 +149,18 @@ class Model:
         self.tiles_per_call = 4 if device.type == "cuda" else 1  # a GPU is busier with several tiles at once
         self.progress = None  # optional progress(done, total) per network pass (the studio's progress bar, cancel)
         self.backend = pick_backend(backend or env_choice("VITRESTORE_BACKEND") or "auto", device, precision)
+        self.precision, self.name = precision, name
         self.net = (onnx_net(self.generator, self.config, card, self.task_doc(), name)
                     if self.backend == "onnx" else TorchNet(self.generator, device, precision))
+
+    def with_generator(self, generator: Generator, backend: str | None = None) -> "Model":
+        """The same model (task, card, tiles, ensemble, precision, and backend unless given) around
+        another generator of the same config (e.g. `--adapt`'s fine-tuned copy)."""
+        m = Model(self.task, generator, self.card, self.device, tile=self.tile, overlap=self.overlap,
+                  ensemble=self.ensemble, backend=backend or self.backend, precision=self.precision, config=self.config,
+                  name=f"{self.name} (adapted)")
+        m.progress = self.progress
+        return m
 
     def task_doc(self) -> str:
         """The task's inference contract in words, for exported files."""

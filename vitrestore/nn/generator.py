@@ -24,6 +24,16 @@ from .blocks import UPSAMPLE_MODES, Downsample, LayerNorm2d, Stage, Upsample
 from .encoder import ImageEncoder
 
 
+# the modules that work at the input's full resolution (stem, first encoder and last decoder
+# stage, head): what a few minutes of `--adapt` fine-tune, leaving the coarse levels as trained
+FULL_RESOLUTION = ("encoder.", "enc_stages.0.", "dec_stages.0.", "fuses.0.", "norm.", "to_pixels.", "head.")
+
+
+def is_full_resolution(name: str) -> bool:
+    """Whether generator parameter `name` belongs to the full-resolution path."""
+    return name.startswith(FULL_RESOLUTION)
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()

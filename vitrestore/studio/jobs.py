@@ -1,8 +1,9 @@
 """The studio's work queue: one worker thread runs one model call at a time (one device), the
 rest wait in a bounded queue; a full queue refuses new work (HTTP 429). Jobs report tiles done
-and can be cancelled, queued or running (a running one stops at its next tile, or at the next
-round of inpainting's texture step). `stop` cancels every job and waits for the worker, so the
-process never exits while a model call runs on another thread."""
+(or, while adapting the model to their image first, adaptation steps done) and can be
+cancelled, queued or running (a running one stops at its next tile or adaptation step, or at
+the next round of inpainting's texture step). `stop` cancels every job and waits for the
+worker, so the process never exits while a model call runs on another thread."""
 from __future__ import annotations
 
 import queue
@@ -31,6 +32,9 @@ class Job:
     done: int = 0  # tiles done in the current pass
     total: int = 0
     passes: int = 0  # network passes started (ensemble members, inpaint's coarse + fine)
+    stage: str = "run"  # "adapt" while a copy of the model is fine-tuned on the image (done/total: steps)
+    adapted: bool | None = None  # after an adaptation: whether the adapted copy was used
+    note: str | None = None  # after an adaptation: what happened, in one line ("adapted: ..." / "not adapted: ...")
     error: str | None = None
     result: str | None = None  # the result image's id
     created: float = field(default_factory=time.time)
@@ -43,6 +47,16 @@ class Job:
         self.done, self.total = done, total
         self.check_cancel()
 
+    def adapt_progress(self, step: int, total: int) -> None:
+        """Called by the adaptation after each step; raises Cancelled once cancel is set."""
+        self.stage, self.done, self.total = "adapt", step, total
+        self.check_cancel()
+
+    def adapt_finished(self, adapted: bool, note: str) -> None:
+        """The adaptation is over: the progress counts tiles again, from none."""
+        self.adapted, self.note = adapted, note
+        self.stage, self.done, self.total = "run", 0, 0
+
     def check_cancel(self) -> None:
         """Raises Cancelled once cancel is set (called between steps that report no tiles)."""
         if self.cancel.is_set():
@@ -54,8 +68,8 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "task": self.task, "image": self.image, "status": self.status,
-                "progress": {"done": self.done, "total": self.total, "passes": self.passes},
-                "error": self.error, "result": self.result}
+                "progress": {"done": self.done, "total": self.total, "passes": self.passes, "stage": self.stage},
+                "adapted": self.adapted, "note": self.note, "error": self.error, "result": self.result}
 
 
 class JobQueue:

@@ -10,8 +10,9 @@ from .errors import ApiError, _shown
 from .store import Stored
 
 TASKS = ("denoise", "upscale", "inpaint", "stylize", "restore")
-OPTIONS = {"denoise": ("sigma",), "upscale": ("scale", "kind"), "inpaint": ("mask", "texture"),
-           "stylize": ("style", "strength"), "restore": ("model",)}  # every key a job's options may have
+OPTIONS = {"denoise": ("sigma", "adapt"), "upscale": ("scale", "kind", "adapt"),  # every key a job's options may have
+           "inpaint": ("mask", "texture", "adapt"), "stylize": ("style", "strength"), "restore": ("model",)}
+ADAPT_SECONDS = (5, 600)  # the `adapt` option's range (0 or null: off), the CLI's --adapt SECONDS
 JOB_KEYS = ("task", "image", "options")
 
 
@@ -32,6 +33,19 @@ def _flag(task: str, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ApiError(400, f"{task}: option {key!r} must be true or false, got {_shown(value)}")
     return value
+
+
+def adapt_seconds(task: str, options: dict[str, Any]) -> float | None:
+    """The job's `adapt` option, checked: seconds to fine-tune a copy of the model on the job's
+    image first (engine/adapt.py), or None (absent, null or 0: off). ApiError 400 otherwise."""
+    value = options.get("adapt") if "adapt" in OPTIONS[task] else None
+    if value is None or (type(value) in (int, float) and value == 0):
+        return None
+    low, high = ADAPT_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ApiError(400, f"{task}: option 'adapt' must be a number of seconds from {low} to {high} "
+                            f"(0 or null: off), got {_shown(value)}")
+    return float(value)
 
 
 def check_job(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -74,12 +88,14 @@ class JobPlanner:
     def plan(self, task: str, options: dict[str, Any], src: Stored) -> tuple[Path, int, dict[str, Any]]:
         """(model file, ensemble, request) for a job. Every option is a value from a closed set or
         a checked range, of its JSON type (true is no number, "false" no flag); the model file is
-        one the studio lists, never a client's path. ApiError 400 naming the option otherwise."""
+        one the studio lists, never a client's path. ApiError 400 naming the option otherwise.
+        The `adapt` option is checked here too, and read by `adapt_seconds`."""
         unknown = [k for k in options if k not in OPTIONS[task]]
         if unknown:
             raise ApiError(400, f"{task}: unknown option {_shown(unknown[0])} ({task} takes "
                                 f"{', '.join(OPTIONS[task])})")
         get = options.get
+        adapt_seconds(task, options)  # _run reads it again
         if task == "denoise":
             sigma = get("sigma")
             return self.shipped("denoise"), 2, {} if sigma is None else {"sigma": _number(task, "sigma", sigma, 0, 255)}

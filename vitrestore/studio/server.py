@@ -30,7 +30,7 @@ from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
 from .http import LOOPBACK, StudioServer, read_token  # noqa: F401  (imported from here: cli.py, tests)
 from .jobs import Job, JobQueue, QueueFull
-from .options import TASKS, JobPlanner, check_job
+from .options import TASKS, JobPlanner, adapt_seconds, check_job
 from .store import PID_FILE, PREFIX, Stored, UploadStore, stale_folders  # noqa: F401  (imported from here: tests)
 
 
@@ -153,6 +153,7 @@ class Studio:
 
         src = self.store.image(job.image)
         path, ensemble, request = self.planner.plan(job.task, job.options, src)
+        seconds = adapt_seconds(job.task, job.options)
         img = read_image(src.path, max_pixels=self.store.max_pixels)
         if job.task == "inpaint":
             masks = self.tasks.inpaint_masks
@@ -163,6 +164,8 @@ class Studio:
             request["check_cancel"] = job.check_cancel  # the texture step reports no tiles
         with self.device_lock:
             model = self.model(path, ensemble)
+            if seconds is not None:
+                model = self._adapted(job, model, img.pixels, request, seconds)
             model.progress = job.progress
             try:
                 out = model.run_arrays([img.pixels], **request)[0]
@@ -170,6 +173,47 @@ class Studio:
                 model.progress = None
         stem = _inpainted(src.stem) if job.task == "inpaint" else f"{src.stem}_{model.task.suffix}"
         return self.store.add_result(encode_image(out, src.suffix, 95, img.icc, img.exif), src, stem, out.shape)
+
+    def adapt_settings(self, seconds: float):
+        """The budget of a job's `adapt` option (tests replace it with a few fixed steps)."""
+        from ..engine.adapt import AdaptSettings
+
+        return AdaptSettings(seconds=seconds)
+
+    def _adapted(self, job: Job, base: Any, pixels: Any, request: dict[str, Any], seconds: float) -> Any:
+        """On the worker, under the device lock: the model to run the job with, a copy of `base`
+        fine-tuned on the job's image (as the CLI's --adapt, engine/adapt.py; an inpaint mask in
+        `request` is cut with it), or `base` itself when the task cannot adapt or the copy loses
+        the self-check; job.note says which, in one line. The copy is never cached and the cached
+        `base` never changed (adapt() trains a deep copy of its generator). The job's cancel stops
+        it at its next step (or the base model's next tile while it prepares)."""
+        import torch
+
+        from ..engine.adapt import adapt, pooled_samples
+
+        settings = self.adapt_settings(seconds)
+        image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        sampled = {k: v for k, v in request.items() if k != "check_cancel"}  # what the CLI's samples hold
+        samples = pooled_samples([job.image], lambda _: (image, sampled), settings)
+        job.stage = "adapt"
+        base.progress = lambda done, total: job.check_cancel()  # its runs inside adapt() count no tiles
+        try:
+            used, result = adapt(base, samples, settings, quiet=True, progress=job.adapt_progress)
+        finally:
+            base.progress = None
+        job.adapt_finished(result.kept, _adapt_note(result))
+        return used
+
+
+def _adapt_note(result: Any) -> str:
+    """An AdaptResult as the page shows it: "adapted: <what was done>" or "not adapted: <why>"."""
+    if result.kept:
+        return "adapted: " + result.line().removeprefix("adapt: ").removesuffix("; using the adapted copy")
+    if not result.steps:
+        return f"not adapted: {result.reason}"
+    check = ("" if result.score_base is None or result.score_adapted is None
+             else f"; self-check {result.score_base:.3g} -> {result.score_adapted:.3g}")
+    return f"not adapted: {result.reason} ({result.steps} steps in {result.seconds:.0f} s{check})"
 
 
 def _inpainted(stem: str) -> str:

@@ -229,15 +229,26 @@ function maskBlob() {
 function showOptions() {
   const task = $("task").value;
   document.body.dataset.task = task;
-  document.querySelectorAll("#options > span").forEach((s) => s.classList.toggle("shown", s.dataset.for === task));
+  document.querySelectorAll("#options > span").forEach((s) =>
+    s.classList.toggle("shown", s.dataset.for.split(" ").includes(task)));
 }
 $("task").onchange = showOptions;
+$("adapt").onchange = () => { $("adapt-seconds").disabled = !$("adapt").checked; };
+
+// "Adapt to this photo": seconds to fine-tune a copy of the model on the photo first (0: off)
+function adaptSeconds() {
+  if (!$("adapt").checked) return 0;
+  const v = $("adapt-seconds").value;
+  if (v === "" || !Number.isFinite(Number(v))) throw new Error("adapt: give the seconds to adapt for (5 to 600)");
+  return Number(v);
+}
 
 async function options(task) {
-  if (task === "denoise") return {sigma: $("sigma").value === "" ? null : Number($("sigma").value)};
+  const adapt = ["denoise", "upscale", "inpaint"].includes(task) ? adaptSeconds() : 0;
+  if (task === "denoise") return {sigma: $("sigma").value === "" ? null : Number($("sigma").value), adapt};
   if (task === "upscale") {
     const v = $("scale").value;
-    return v === "real" ? {scale: 4, kind: "real"} : {scale: Number(v), kind: "classic"};
+    return Object.assign(v === "real" ? {scale: 4, kind: "real"} : {scale: Number(v), kind: "classic"}, {adapt});
   }
   if (task === "stylize") {
     const chosen = document.querySelector(".style.active");
@@ -247,7 +258,7 @@ async function options(task) {
   if (!state.ops.length) throw new Error("paint over what to remove first");
   const res = await api("/api/images", {method: "POST", body: await maskBlob(),
     headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
-  return {mask: (await res.json()).id, texture: $("texture").checked};
+  return {mask: (await res.json()).id, texture: $("texture").checked, adapt};
 }
 
 async function run() {
@@ -267,8 +278,12 @@ async function run() {
     await new Promise((r) => setTimeout(r, 200));
     try { job = await (await api("/api/jobs/" + job.id)).json(); } catch (e) { message(e.message); break; }
     const p = job.progress;
-    if (p.total) { $("progress").value = p.done / p.total; }
-    if (job.status === "running") message(`${task}: pass ${p.passes}, tiles ${p.done} / ${p.total}`, true);
+    $("progress").value = p.total ? p.done / p.total : 0;
+    document.body.dataset.stage = p.stage;
+    if (job.status === "running") {
+      message(p.stage === "adapt" ? `${task}: adapting to this photo, ` + (p.total ? `step ${p.done} / ${p.total}` : "preparing")
+        : `${task}: pass ${p.passes}, tiles ${p.done} / ${p.total}`, true);
+    }
     if (["done", "failed", "cancelled"].includes(job.status)) break;
   }
   $("run").disabled = false; $("cancel").hidden = true; $("progress").hidden = true;
@@ -282,10 +297,11 @@ async function run() {
     $("compare").disabled = false;
     document.body.dataset.state = "done";
     document.body.dataset.result = result.id;
-    message(`${task}: done, ${result.width}x${result.height}`, true);
+    message(`${task}: done, ${result.width}x${result.height}` + (job.note ? ` (${job.note})` : ""), true);
   } else {
     document.body.dataset.state = job.status === "failed" ? "error" : "ready";
-    message(job.status === "failed" ? `${task} failed: ${job.error}` : `${task}: cancelled`, job.status !== "failed");
+    const note = job.note ? ` (${job.note})` : "";
+    message(job.status === "failed" ? `${task} failed: ${job.error}${note}` : `${task}: cancelled`, job.status !== "failed");
   }
 }
 $("run").onclick = run;
@@ -304,6 +320,7 @@ $("compare").addEventListener("pointerleave", () => peek(false));
 
 async function start() {
   showOptions();
+  $("adapt").onchange();  // a reload may have kept the box ticked
   try {
     const info = await (await api("/api/info")).json();
     $("styles").innerHTML = "";
