@@ -40,7 +40,8 @@ def groups(args) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
     out = collections.defaultdict(list)
     if args.gaussian:
         g = torch.Generator().manual_seed(0)
-        for f in sorted(glob.glob(os.path.join(args.gaussian, "*.png")))[: args.limit]:
+        files = [f for f in sorted(glob.glob(os.path.join(args.gaussian, "*"))) if f.lower().endswith((".png", ".tif", ".bmp"))]
+        for f in files[: args.limit]:
             clean = tensor(f).float() / 255
             noisy = (clean + torch.randn(clean.shape, generator=g) * args.sigma / 255).clamp(0, 1)
             out[f"{Path(args.gaussian).name} sigma {args.sigma:g}"].append(((noisy * 255).round().to(torch.uint8),

@@ -171,3 +171,24 @@ def test_the_shipped_weights_are_never_changed(tmp_path):
     code, out = run("denoise", img, "--adapt-steps", "2", "--adapt-save", tmp_path / "a.safetensors", "-q")
     assert code == 0, out and "adapt: 2 steps" in out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_a_rerun_with_every_output_done_does_not_adapt_again(noisy_dir, tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    assert run("denoise", noisy_dir, "-o", out, "--model", tiny_weights, "-q")[0] == 0
+    code, text = run("denoise", noisy_dir, "-o", out, "--model", tiny_weights, "--adapt-steps", "3", "-q")
+    assert code == 0 and "nothing to adapt for" in text and "steps in" not in text
+
+
+def test_the_denoise_check_stands_aside_where_the_noise_is_correlated(tiny_weights):
+    from vitrestore.tasks import denoise_adapt
+
+    model = load_model(tiny_weights, device="cpu")
+    samples = [sample(noisy(i)) for i in range(2)]
+    p = denoise_adapt.prepare(model.task, samples, lambda x, **r: model.run_tensor(x, **r).cpu())
+    assert 1.0 <= p.gain <= denoise_adapt.MAX_GAIN
+    net = lambda x, cond: x  # noqa: E731  (the identity: a denoiser that removes nothing)
+    p.gain = 1.0
+    assert isinstance(denoise_adapt.score(model.task, p, net), float)
+    p.gain = denoise_adapt.WHITE_GAIN + 0.1  # Neighbor2Neighbor favours passing correlated noise through
+    assert denoise_adapt.score(model.task, p, net) is None

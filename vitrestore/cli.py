@@ -339,6 +339,10 @@ def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_i
         return torch.from_numpy(img.pixels).permute(2, 0, 1)[None], {**request, **extra}
 
     settings = AdaptSettings(seconds=adapt.seconds or 0.0, steps=adapt.steps)
+    if not run.overwrite and all(j.skip or os.path.lexists(j.dst) for j in jobs):
+        click.echo("adapt: every output exists already (rerun with --overwrite to redo them): nothing to adapt for",
+                   err=True)
+        return model
     try:
         samples = pooled_samples([j for j in jobs if not j.skip], load, settings)
         adapted, result = adapt_model(model, samples, settings, quiet=run.quiet)

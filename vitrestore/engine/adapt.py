@@ -139,6 +139,8 @@ class AdaptResult:
                 f"{self.megapixels:.2f} MP ({self.objective})")
         if self.score_base is not None and self.score_adapted is not None:
             head += f"; self-check {self.score_base:.3g} -> {self.score_adapted:.3g}"
+        elif self.steps:
+            head += "; no self-check for these inputs"
         return head + ("; using the adapted copy" if self.kept else f"; {self.reason}; using the base model")
 
     def card(self) -> dict:
