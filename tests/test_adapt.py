@@ -163,6 +163,7 @@ def test_ctrl_c_while_adapting_writes_nothing(noisy_dir, tiny_weights, tmp_path,
     assert not (tmp_path / "out").exists() and not save.exists()
 
 
+@pytest.mark.slow
 def test_the_shipped_weights_are_never_changed(tmp_path):
     path = shipped_dir() / "denoise.safetensors"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
