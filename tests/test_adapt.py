@@ -193,3 +193,14 @@ def test_the_denoise_check_stands_aside_where_the_noise_is_correlated(tiny_weigh
     assert isinstance(denoise_adapt.score(model.task, p, net), float)
     p.gain = denoise_adapt.WHITE_GAIN + 0.1  # Neighbor2Neighbor favours passing correlated noise through
     assert denoise_adapt.score(model.task, p, net) is None
+
+
+def test_an_all_hole_mask_is_one_line_and_nothing_is_adapted(tmp_path, tiny_inpaint_weights):
+    photo, mask = tmp_path / "p.png", tmp_path / "m.png"
+    cv2.imwrite(str(photo), noisy(3)[:, :, ::-1])
+    cv2.imwrite(str(mask), np.full((64, 80), 255, np.uint8))
+    code, out = run("inpaint", photo, "--mask", mask, "--model", tiny_inpaint_weights, "--adapt-steps", "3",
+                    "-o", tmp_path / "o.png", "-q")
+    lines = [ln for ln in out.splitlines() if ln.startswith("adapt:")]
+    assert code == 1 and len(lines) == 1 and "covers the whole image" in lines[0] and "base model" in lines[0]
+    assert not (tmp_path / "o.png").exists()

@@ -343,8 +343,14 @@ def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_i
         click.echo("adapt: every output exists already (rerun with --overwrite to redo them): nothing to adapt for",
                    err=True)
         return model
+    unread: list[str] = []  # why inputs could not be sampled (each is reported again by the run)
     try:
-        samples = pooled_samples([j for j in jobs if not j.skip], load, settings)
+        samples = pooled_samples([j for j in jobs if not j.skip], load, settings,
+                                 on_error=lambda job, why: unread.append(f"{job.src}: {why}"))
+        if not samples:
+            click.echo(f"adapt: no image to adapt on ({unread[0] if unread else 'none readable'}); "
+                       f"using the base model", err=True)
+            return model
         adapted, result = adapt_model(model, samples, settings, quiet=run.quiet)
     except KeyboardInterrupt:
         _fail("interrupted while adapting: nothing was written", 130)
