@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=25.0)
     ap.add_argument("--limit", type=int, default=None, help="the first N files of --gaussian")
     ap.add_argument("--noise-gain", type=float, default=None, help="trial: tasks/denoise_adapt.py NOISE_GAIN")
+    ap.add_argument("--lr", type=float, default=None, help="trial: the denoiser's adapt_lr")
     args = ap.parse_args()
     if args.noise_gain is not None:
         from vitrestore.tasks import denoise_adapt
@@ -71,6 +72,8 @@ def main() -> None:
         denoise_adapt.NOISE_GAIN = args.noise_gain
     torch.set_num_threads(args.threads)
     base = load_model("denoise", device="cpu", ensemble=2)
+    if args.lr is not None:
+        type(base.task).adapt_lr = args.lr
     settings = AdaptSettings(seconds=args.seconds, steps=args.steps)
     rows = []
     for name, pairs in groups(args).items():

@@ -21,9 +21,9 @@ samples, which ranks denoisers of white noise without clean images; the adapted 
 it. None where the gain shows correlated noise (see `score`).
 
 CC15, 1,250 steps (120 s), one folder per camera (benchmarks/bench_adapt_denoise.py): shipped
-36.58 / 37.21 / 37.02 dB (5D Mark III / D600 / D800), adapted 36.79 / 37.64 / 37.84; with the
-gain fixed at 1.0, 1.25 and 1.5: 36.08 / 37.52 / 37.60, 36.41 / 37.65 / 37.81, 36.66 / 37.65 /
-37.92 (and 0.8: 35.74 / 37.34 / 37.36).
+36.58 / 37.21 / 37.02 dB (5D Mark III / D600 / D800), adapted 36.84 / 37.75 / 37.90 (lr 1e-4;
+36.79 / 37.64 / 37.84 at 5e-5); at 5e-5 with the gain fixed at 1.0, 1.25 and 1.5: 36.08 / 37.52 /
+37.60, 36.41 / 37.65 / 37.81, 36.66 / 37.65 / 37.92 (and 0.8: 35.74 / 37.34 / 37.36).
 """
 from __future__ import annotations
 
