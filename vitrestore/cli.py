@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -362,7 +363,7 @@ def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_i
             click.echo(f"notice: {adapt.save} not written (no adapted copy to keep)", err=True)
         else:
             try:
-                save_adapted(adapt.save, adapted, result, model_name, "vitrestore " + " ".join(sys.argv[1:]))
+                save_adapted(adapt.save, adapted, result, model_name, shlex.join(["vitrestore", *sys.argv[1:]]))
             except OSError as exc:
                 _fail(f"{adapt.save}: {os_reason(exc)} (writing --adapt-save; nothing was processed)", 1)
             click.echo(f"wrote {adapt.save}", err=True)
