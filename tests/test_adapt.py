@@ -204,3 +204,17 @@ def test_an_all_hole_mask_is_one_line_and_nothing_is_adapted(tmp_path, tiny_inpa
     lines = [ln for ln in out.splitlines() if ln.startswith("adapt:")]
     assert code == 1 and len(lines) == 1 and "covers the whole image" in lines[0] and "base model" in lines[0]
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_python_api_adapts_arrays_and_leaves_the_model_alone(tiny_weights, fast_lr):
+    model = load_model(tiny_weights, device="cpu")
+    photos = [noisy(i) for i in range(2)]
+    adapted, res = model.adapted(photos, steps=20)
+    assert res.steps == 20 and res.images == 2 and adapted is (res.adapted if res.kept else model)
+    out = res.adapted(photos[0])
+    assert out.shape == photos[0].shape and out.dtype == np.uint8
+    assert not np.array_equal(out, model(photos[0]))  # the copy is another model; the base unchanged
+    with pytest.raises(ValueError, match="--adapt"):
+        model.adapted(photos, seconds=0)
+    with pytest.raises(ValueError, match="unknown option"):
+        model.adapted(photos, steps=2, sigmaa=5)

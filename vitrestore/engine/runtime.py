@@ -162,6 +162,36 @@ class Model:
         m.progress = self.progress
         return m
 
+    def adapted(self, images: list[Any], seconds: float | None = 60.0, steps: int | None = None, seed: int = 0,
+                quiet: bool = True, **request: Any) -> tuple["Model", Any]:
+        """`--adapt` from Python: (the model to process these images with, engine/adapt.py's
+        AdaptResult). `images`: arrays or tensors as `__call__` takes them (one image each), pooled
+        as the CLI pools a folder; `steps` instead of `seconds` is the repeatable form; `request`
+        as for the images (e.g. mask= for inpaint, the same for all). This model is never changed.
+
+            adapted, result = model.adapted([photo1, photo2], seconds=120)
+            print(result.line()); clean = adapted(photo1)
+        """
+        from .adapt import AdaptSettings, adapt, pooled_samples
+
+        settings = AdaptSettings(seconds=seconds or 0.0, steps=steps, seed=seed)
+        settings.check()
+        self.task.check_request_keys(request)
+        self.task.check_request(**request)
+
+        def load(image: Any) -> tuple[torch.Tensor, dict]:
+            x = image_tensor(image) if torch.is_tensor(image) else \
+                torch.from_numpy(np.ascontiguousarray(image_array(image))).permute(0, 3, 1, 2)  # (1, C, H, W)
+            if x.shape[0] != 1:
+                raise ValueError(f"adapted() takes one image per list item, got a batch of {x.shape[0]}")
+            req = dict(request)
+            if req.get("mask") is not None:
+                req["mask"] = request_mask(req["mask"], 1, x.shape[2], x.shape[3])
+            return x, req
+
+        samples = pooled_samples(list(images), load, settings)
+        return adapt(self, samples, settings, quiet=quiet)
+
     def task_doc(self) -> str:
         """The task's inference contract in words, for exported files."""
         return f"{self.task.name}: {self.task.contract or 'no cond; the output has the input size.'}"
