@@ -86,6 +86,8 @@ def test_a_noiseless_image_a_tiny_one_and_no_image_each_give_a_reason(tiny_weigh
     assert used is model and not res.kept and "almost no noise" in res.reason and res.steps == 0
     used, res = adapt(model, [sample(noisy(0, 20, 24))], AdaptSettings(steps=2), quiet=True)
     assert used is model and "too few pixels" in res.reason
+    used, res = adapt(model, [sample(noisy(0, 20, 24)), sample(noisy(1))], AdaptSettings(steps=2), quiet=True)
+    assert res.steps == 2 and res.images == 2  # the small one is left out, the rest adapt
     used, res = adapt(model, [], AdaptSettings(steps=2), quiet=True)
     assert used is model and "no readable image" in res.reason
     assert "using the base model" in res.line()

@@ -192,11 +192,10 @@ def _adapt(model: Any, samples: list[Sample], settings: AdaptSettings, quiet: bo
     if task.adapt_with is None:
         res.reason = f"the {task.name} task has no adaptation objective"
         return model, res
-    small = [s for s in samples if min(s.image.shape[-2:]) < MIN_SIDE]
-    if len(small) == len(samples):
+    samples = [s for s in samples if min(s.image.shape[-2:]) >= MIN_SIDE]
+    if not samples:
         res.reason = f"too few pixels to adapt on (every image is under {MIN_SIDE} px on a side)"
         return model, res
-    samples = [s for s in samples if s not in small]
     torch.manual_seed(settings.seed)  # dropout and any unseeded draw in the task
     gen = torch.Generator().manual_seed(settings.seed)
 
