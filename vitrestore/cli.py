@@ -87,22 +87,30 @@ def _positive_megapixels(ctx, param, value: float) -> float:
     return value
 
 
+def _check_file_to_write(path: Path, option: str, example: str = "") -> None:
+    """Before any work: the file an option names (--report, --adapt-save) must not be a folder,
+    and its folder must exist and be writable (else it is lost after the work)."""
+    from .engine.batch import unwritable_reason
+
+    parent = path.expanduser().parent
+    if path.is_dir():
+        _fail(f"{path}: {option} is a folder; give a file name{example}")
+    if not parent.is_dir():
+        _fail(f"{path}: {option}: folder {parent} does not exist")
+    reason = unwritable_reason(parent)  # a probe file: permissions and read-only mounts alike
+    if reason:
+        _fail(f"{path}: {option}: {reason}")
+
+
 def _check_report_path(report: Path | None, overwrite: bool) -> None:
     """Before any work: the report's folder must exist and be writable (else the report is
     lost), and an existing file is replaced only with --overwrite or when it is an earlier
     report (rerunning a command to finish a folder)."""
-    from .engine.batch import is_report, unwritable_reason
+    from .engine.batch import is_report
 
     if report is None:
         return
-    parent = report.expanduser().parent
-    if report.is_dir():
-        _fail(f"{report}: --report is a folder; give a file name (e.g. {report / 'report.json'})")
-    if not parent.is_dir():
-        _fail(f"{report}: --report: folder {parent} does not exist")
-    reason = unwritable_reason(parent)  # a probe file: permissions and read-only mounts alike
-    if reason:
-        _fail(f"{report}: --report: {reason}")
+    _check_file_to_write(report, "--report", f" (e.g. {report / 'report.json'})")
     if os.path.lexists(report) and not overwrite and not is_report(report):
         _fail(f"{report}: --report names an existing file that is not a vitrestore report; give a new name "
               f"(or --overwrite to replace it)")
@@ -304,24 +312,17 @@ def _check_adapt_save(adapt: AdaptArgs, overwrite: bool, jobs, protect: tuple[Pa
                       inputs: list[Path]) -> None:
     """Before any work: --adapt-save must be a new (or, with --overwrite, an earlier weights)
     .safetensors file in a writable folder, and never an input, an output or a protected file."""
-    from .engine.batch import unwritable_reason
+    from .engine.batch import report_problem
 
     path = adapt.save
     if path is None:
         return
     if path.suffix != ".safetensors":
         _fail(f"{path}: --adapt-save must be a .safetensors file")
-    parent = path.expanduser().parent
-    if path.is_dir():
-        _fail(f"{path}: --adapt-save is a folder; give a file name")
-    if not parent.is_dir():
-        _fail(f"{path}: --adapt-save: folder {parent} does not exist")
-    reason = unwritable_reason(parent)
-    if reason:
-        _fail(f"{path}: --adapt-save: {reason}")
-    taken = {Path(os.path.abspath(p)) for p in [*inputs, *protect, *(j.src for j in jobs), *(j.dst for j in jobs)]}
-    if Path(os.path.abspath(path)) in taken:
-        _fail(f"{path}: --adapt-save would overwrite an input or an output of this run")
+    _check_file_to_write(path, "--adapt-save")
+    problem = report_problem(path, jobs, (*protect, *inputs), option="--adapt-save")
+    if problem:
+        _fail(problem)
     if os.path.lexists(path) and not overwrite:
         _fail(f"{path}: exists (use --overwrite to replace it)")
 
@@ -429,7 +430,7 @@ def upscale(run: RunArgs, scale, kind, outscale, adapt_seconds, adapt_steps, ada
 
     from .commands import upscale_model
 
-    AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)  # a bad budget fails before anything is read
+    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)  # a bad budget fails before anything is read
 
     try:
         name = upscale_model(scale, kind)
@@ -456,7 +457,7 @@ def upscale(run: RunArgs, scale, kind, outscale, adapt_seconds, adapt_steps, ada
 
     suffix = f"x{outscale:g}" if outscale is not None else None
     _run(name, run, suffix=suffix, finish=finish, check=check, out_size=final_size if outscale is not None else None,
-         adapt=AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save))
+         adapt=adapt)
 
 
 @main.command()

@@ -122,18 +122,20 @@ def is_report(path: Path) -> bool:
                                        or (set(data) == {"summary", "files"} and isinstance(data["files"], list)))
 
 
-def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = ()) -> str | None:
-    """Why the report may not be written at `report`: it is an input or an output of the run."""
+def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = (),
+                   option: str = "--report") -> str | None:
+    """Why a file the run writes besides its outputs (`option`: the --report, --adapt-save) may
+    not be written at `report`: it is an input or an output of the run."""
     target = report.expanduser().resolve()
     for j in jobs:
         if target == j.src.resolve():
-            return f"{report}: --report would overwrite the input {j.src}"
+            return f"{report}: {option} would overwrite the input {j.src}"
         if _inside(j.dst.resolve(), target):
-            return f"{report}: --report would overwrite the output {j.dst}" + (
+            return f"{report}: {option} would overwrite the output {j.dst}" + (
                 "" if target == j.dst.resolve() else f" (its folder {report})")
     for p in protect:
         if target == p.expanduser().resolve():
-            return f"{report}: --report would overwrite the input {p}"
+            return f"{report}: {option} would overwrite the input {p}"
     return None
 
 
