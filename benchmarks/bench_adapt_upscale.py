@@ -29,28 +29,27 @@ import cv2
 import numpy as np
 import torch
 
-from vitrestore.data import list_images, read_rgb_uint8
+from vitrestore.data import list_images
 from vitrestore.engine.adapt import AdaptSettings, adapt, pooled_samples
 from vitrestore.io.images import read_image
 from vitrestore.metrics import psnr
 from vitrestore.nn.generator import is_full_resolution
 from vitrestore.ops.degrade import quantize
-from vitrestore.ops.downscale import downscale
 from vitrestore.ops.resize import imresize
 from vitrestore.tasks import load_model
 from vitrestore.tasks import super_resolution_adapt as sra
+
+from bench_sr import hr_and_lr  # noqa: E402  (benchmarks/ is on sys.path when a script there runs)
 
 
 def low_res(paths: list[Path], s: int, down: str, folder: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(hr, lr) float (1, 3, ., .) pairs; lr written as an 8-bit PNG and read back."""
     out = []
     for i, p in enumerate(paths):
-        hr = read_rgb_uint8(p)
-        if hr is None:
+        pair = hr_and_lr(p, s, down)
+        if pair is None:
             continue
-        h, w = hr.shape[1:]
-        hr = hr[:, : h - h % s, : w - w % s][None].double() / 255
-        lr = quantize(downscale(hr, (hr.shape[-2] // s, hr.shape[-1] // s), down)).float()
+        hr, lr = pair
         path = folder / f"{down}_{i}.png"
         u8 = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         cv2.imwrite(str(path), np.ascontiguousarray(u8[:, :, ::-1]))

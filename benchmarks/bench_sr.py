@@ -36,6 +36,17 @@ from vitrestore.ops.downscale import DOWNSCALERS, downscale
 from vitrestore.ops.resize import imresize
 
 
+def hr_and_lr(path: Path, s: int, down: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A test image (None if unreadable) cropped to a multiple of s, as (1, 3, H, W) float64 in
+    [0, 1], and its small copy by downscaler `down`, 8-bit levels as float32."""
+    hr = read_rgb_uint8(path)
+    if hr is None:
+        return None
+    h, w = hr.shape[1:]
+    hr = hr[:, : h - h % s, : w - w % s][None].double() / 255
+    return hr, quantize(downscale(hr, (hr.shape[-2] // s, hr.shape[-1] // s), down)).float()
+
+
 def lanczos(lr: torch.Tensor, s: int) -> torch.Tensor:
     a = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     up = cv2.resize(a, (a.shape[1] * s, a.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)
@@ -82,12 +93,10 @@ def main() -> None:
             for down in downscalers:
                 acc = {m: {"psnr": [], "ssim": [], "sec": 0.0, "mp": 0.0} for m in methods}
                 for i, p in enumerate(paths):
-                    hr = read_rgb_uint8(p)
-                    if hr is None:
+                    pair = hr_and_lr(p, s, down)
+                    if pair is None:
                         continue
-                    h, w = hr.shape[1:]
-                    hr = hr[:, : h - h % s, : w - w % s][None].double() / 255
-                    lr = quantize(downscale(hr, (hr.shape[-2] // s, hr.shape[-1] // s), down)).float()
+                    hr, lr = pair
                     if args.protocol == "file":  # the small image as a PNG file, read back as the CLI reads it
                         path = Path(files.name) / f"{i}.png"
                         u8 = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
