@@ -16,7 +16,13 @@ cannot hold, except an optional share of plain Gaussian images (`paper_prob`, 0 
 as unclipped floats, so that one model also holds the papers' protocol.
 
 Conditioning channels (B, 2, H, W):
-    0: sigma / SIGMA_SCALE where the level is known, else 0
+    0: where the level is known, the noise level / SIGMA_SCALE (0-255 scale), else 0:
+         level_map "constant": sigma everywhere (the shipped model's map)
+         level_map "clipped":  per pixel, the std that noise of level sigma keeps in [0, 1]
+                               around the noisy file's 5x5 mean (vitrestore/ops/clipped.py,
+                               channels averaged): sigma lowered where the noise met black or
+                               white, so that the network can tell the clipped dark and
+                               saturated parts from the rest
     1: 1 where the level is known, else 0 (blind)
 """
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 
 from vitrestore.config import ConfigError, check_options
 from vitrestore.ops.camera import CameraNoise
+from vitrestore.ops.clipped import clipped_std, local_mean
 from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
                                     select)
 from vitrestore.task import Batch, Task, number_option
@@ -57,6 +64,7 @@ class DenoiseOptions:
     quantize_bits: int = 8  # the noisy file's bit depth (8 or 16); 0 = float noise, never clipped (paper protocol)
     paper_prob: float = 0.0  # share of the Gaussian images (no JPEG) kept as unclipped floats (paper protocol)
     val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
+    level_map: str = "constant"  # the known level's map: "constant" sigma, or "clipped" (the std per pixel)
 
     # allowed values (vitrestore/ranges.py check_fields; every `<x>_min` at most its `<x>_max`)
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
@@ -66,7 +74,7 @@ class DenoiseOptions:
         "correlated_sigma_max": (2, 255),  # at least the correlated noise's weakest level
         "jpeg_prob": (0, 1), "jpeg_quality_min": (0, 100), "jpeg_quality_max": (0, 100), "twice_prob": (0, 1),
         "known_sigma_prob": (0, 1), "paper_prob": (0, 1), "val_sigma": (0, 255)}
-    CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16), "level_map": ("constant", "clipped")}
 
 
 class Denoise(Task):
@@ -75,7 +83,9 @@ class Denoise(Task):
     output_suffix = "denoised"
     request_keys = ("sigma",)
     contract = ("cond (B, 2, H, W): channel 0 = sigma / 50 (sigma on the 0-255 scale) where the Gaussian noise "
-                "level is known, else 0; channel 1 = 1 where it is known, else 0 (blind: both 0). The CLI's "
+                "level is known, else 0 (with task_options.level_map \"clipped\": per pixel, the std that noise keeps "
+                "in [0, 1] on the noisy image's 5x5 mean, channels averaged, / 50); channel 1 = 1 where it is "
+                "known, else 0 (blind: both 0). The CLI's "
                 "default averages the image and its horizontal mirror (--ensemble 2).")
 
     def __init__(self, options: Any = None, source: str = "<options>"):
@@ -142,11 +152,13 @@ class Denoise(Task):
             mp = mild.sample(gen, shape)
             noisy = torch.where(again.view(-1, 1, 1, 1), mild.apply(noisy.clamp(0, 1), mp), noisy)
             noisy = self._jpeg(noisy, jpeg, jpeg.sample(gen, shape), again)
-        cond = self._cond_map(clean, gp["sigma"] * 255.0, known)
         filed = self._file(noisy)
+        paper = torch.zeros(b, dtype=torch.bool)
         if o.paper_prob > 0:  # drawn last, so that seeds without it replay as before
-            paper = (select(gen, b, o.paper_prob) & plain).view(-1, 1, 1, 1)
-            filed = torch.where(paper, noisy, filed)
+            paper = select(gen, b, o.paper_prob) & plain
+            filed = torch.where(paper.view(-1, 1, 1, 1), noisy, filed)
+        # a float (paper) image was never clipped: its map is the plain sigma
+        cond = self._cond_map(filed, gp["sigma"] * 255.0, known, clipped=~paper if self.clipped_map else None)
         return Batch(input=filed, target=clean, cond=cond)
 
     @staticmethod
@@ -165,12 +177,23 @@ class Denoise(Task):
         noisy = self._file(GaussianNoise(s, s).apply(clean, p))
         return Batch(input=noisy, target=clean, cond=self.condition(noisy))
 
+    @property
+    def clipped_map(self) -> bool:
+        return self.options.level_map == "clipped"
+
     @staticmethod
-    def _cond_map(like: torch.Tensor, sigma: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = like.shape
-        k = known.to(like.dtype).view(b, 1, 1, 1)
-        level = (sigma.to(like.dtype).view(b, 1, 1, 1) / SIGMA_SCALE) * k
-        return torch.cat([level.expand(b, 1, h, w), k.expand(b, 1, h, w)], 1)
+    def _cond_map(noisy: torch.Tensor, sigma: torch.Tensor, known: torch.Tensor,
+                  clipped: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2, H, W) from the noisy images (B, C, H, W), their sigma (B,) on the 0-255 scale and
+        whether it is known (B,); `clipped` (B,) bool: the images whose map is the clipped std."""
+        b, _, h, w = noisy.shape
+        k = known.to(noisy.dtype).view(b, 1, 1, 1)
+        level = (sigma.to(noisy.dtype).view(b, 1, 1, 1) / SIGMA_SCALE).expand(b, 1, h, w)  # (B, 1, H, W)
+        if clipped is not None and bool((clipped & known).any()):
+            # the std each pixel's noise keeps in the file, channels averaged: (B, 1, H, W)
+            seen = clipped_std(local_mean(noisy.clamp(0, 1)), sigma.view(b, 1, 1, 1) / 255.0).mean(1, keepdim=True)
+            level = torch.where(clipped.view(b, 1, 1, 1), seen.to(noisy.dtype) * (255.0 / SIGMA_SCALE), level)
+        return torch.cat([level * k, k.expand(b, 1, h, w)], 1)
 
     def check_request(self, sigma: float | None = None, **request: Any) -> None:
         if sigma is not None:
@@ -180,4 +203,5 @@ class Denoise(Task):
         b = image.shape[0]
         if sigma is None:
             return self._cond_map(image, torch.zeros(b), torch.zeros(b, dtype=torch.bool))
-        return self._cond_map(image, torch.full((b,), float(sigma)), torch.ones(b, dtype=torch.bool))
+        known = torch.ones(b, dtype=torch.bool)
+        return self._cond_map(image, torch.full((b,), float(sigma)), known, clipped=known if self.clipped_map else None)
