@@ -258,6 +258,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, studio.store.image(parts[1]).public(parts[1]))
         if method == "POST" and parts == ["jobs"]:
             return self._json(202, studio.submit(self._body_json()).public())
+        if method == "POST" and parts == ["preview"]:
+            png, box = studio.preview(self._body_json())
+            return self._send(200, png, "image/png", {"X-Crop": ",".join(map(str, box))})
         if len(parts) >= 2 and parts[0] == "jobs":
             job = studio.jobs.jobs.get(parts[1])
             if job is None:

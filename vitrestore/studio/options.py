@@ -1,6 +1,7 @@
 """What a client may ask of the studio, checked: the tasks, each task's options (a value from a
-closed set or a checked range, of its JSON type), `check_job` for a job's JSON, and `JobPlanner`,
-which turns a job's options into a model file the studio itself lists and a checked request."""
+closed set or a checked range, of its JSON type), `check_job` for a job's JSON (and a preview's),
+`crop_box` for a preview's crop, and `JobPlanner`, which turns a job's options into a model file
+the studio itself lists and a checked request."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,9 @@ OPTIONS = {"denoise": ("sigma", "adapt"), "upscale": ("scale", "kind", "adapt"),
            "inpaint": ("mask", "texture", "adapt"), "stylize": ("style", "strength"), "restore": ("model",)}
 ADAPT_SECONDS = (5, 600)  # the `adapt` option's range (0 or null: off), the CLI's --adapt SECONDS
 JOB_KEYS = ("task", "image", "options")
+PREVIEW_KEYS = JOB_KEYS + ("crop",)  # POST /api/preview: a job's keys and the crop
+CROP_KEYS = ("x", "y", "size")  # the crop's centre in the image's pixels, its side
+CROP_SIZE = (32, 512, 256)  # the crop side's range and default
 
 
 def _number(task: str, key: str, value: Any, low: float, high: float) -> float:
@@ -48,11 +52,13 @@ def adapt_seconds(task: str, options: dict[str, Any]) -> float | None:
     return float(value)
 
 
-def check_job(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """A job's JSON, checked: (task, image id, options); ApiError 400 naming what is wrong."""
-    unknown = [k for k in body if k not in JOB_KEYS]
+def check_job(body: dict[str, Any], keys: tuple[str, ...] = JOB_KEYS,
+              what: str = "the job") -> tuple[str, str, dict[str, Any]]:
+    """A job's JSON (or, with PREVIEW_KEYS, a preview's), checked: (task, image id, options);
+    ApiError 400 naming what is wrong."""
+    unknown = [k for k in body if k not in keys]
     if unknown:
-        raise ApiError(400, f"unknown key {_shown(unknown[0])} in the job (it takes {', '.join(JOB_KEYS)})")
+        raise ApiError(400, f"unknown key {_shown(unknown[0])} in {what} (it takes {', '.join(keys)})")
     task = body.get("task")
     if not isinstance(task, str) or task not in TASKS:
         raise ApiError(400, f"task must be one of {', '.join(TASKS)}, got {_shown(task)}")
@@ -63,6 +69,27 @@ def check_job(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(options, dict):
         raise ApiError(400, f"options must be a JSON object, got {_shown(options)}")
     return task, image_id, options
+
+
+def crop_box(crop: Any, width: int, height: int) -> tuple[int, int, int, int]:
+    """A preview's crop {x, y, size} (the centre, a pixel of the image; the side, default 256),
+    checked, as the box (left, top, width, height) it covers: shifted inside the image, the whole
+    side where the image is smaller. ApiError 400 naming the key otherwise."""
+    crop = {} if crop is None else crop
+    if not isinstance(crop, dict):
+        raise ApiError(400, f"crop must be a JSON object {{x, y, size}}, got {_shown(crop)}")
+    unknown = [k for k in crop if k not in CROP_KEYS]
+    if unknown:
+        raise ApiError(400, f"crop: unknown key {_shown(unknown[0])} (it takes {', '.join(CROP_KEYS)})")
+    low, high, size = CROP_SIZE
+    limits = {"x": (0, width - 1, width // 2), "y": (0, height - 1, height // 2), "size": (low, high, size)}
+    x, y, size = (crop.get(k, limits[k][2]) for k in CROP_KEYS)
+    for key, value in zip(CROP_KEYS, (x, y, size)):
+        if type(value) is not int or not limits[key][0] <= value <= limits[key][1]:  # noqa: E721  (not 2.0, not true)
+            raise ApiError(400, f"crop: {key!r} must be a whole number from {limits[key][0]} to {limits[key][1]}, "
+                                f"got {_shown(value)}")
+    w, h = min(size, width), min(size, height)
+    return min(max(x - w // 2, 0), width - w), min(max(y - h // 2, 0), height - h), w, h
 
 
 class JobPlanner:

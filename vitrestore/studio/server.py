@@ -5,7 +5,8 @@ request, model work on the job queue's worker thread; docs/studio.md has the API
 The task models come in from the application layer (cli.py hands over `vitrestore.tasks`; the
 core never imports a task): the same `load_model`, tiling and image reader as the CLI.
 
-This module holds `Studio`, the application: its models and jobs, and the running of them. The
+This module holds `Studio`, the application: its models and jobs, the running of them, and a
+job's preview on a crop (`preview`: the same plan, run at once on a few hundred pixels). The
 rest: store.py (the private upload folder), options.py (a job's checks), http.py (the server, its
 requests and access checks), jobs.py (the work queue), errors.py (the client-facing error).
 
@@ -30,8 +31,11 @@ from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
 from .http import LOOPBACK, StudioServer, read_token  # noqa: F401  (imported from here: cli.py, tests)
 from .jobs import Job, JobQueue, QueueFull
-from .options import TASKS, JobPlanner, adapt_seconds, check_job
+from .options import PREVIEW_KEYS, TASKS, JobPlanner, adapt_seconds, check_job, crop_box
 from .store import PID_FILE, PREFIX, Stored, UploadStore, stale_folders  # noqa: F401  (imported from here: tests)
+from .store import eight_bit
+
+PREVIEW_CONTEXT = 32  # pixels of the image around a preview's crop that the model sees too (as tiles overlap)
 
 
 class Studio:
@@ -53,7 +57,9 @@ class Studio:
         self._models: dict[tuple[str, int], Any] = {}
         self._models_lock = threading.Lock()  # loaded models, kept: one load of each
         self._thumbs: dict[str, bytes] = {}
-        self.device_lock = threading.Lock()  # one model run at a time: jobs, thumbnails
+        self.device_lock = threading.Lock()  # one model run at a time: jobs, thumbnails, previews
+        self._preview_lock = threading.Lock()  # one preview at a time (the others wait their turn)
+        self._preview_source: tuple[str | None, Any] = (None, None)  # the last previewed image, decoded
         self._closed: bool | None = None
         self.jobs = JobQueue(self._run, size=queue_size)
 
@@ -144,6 +150,53 @@ class Studio:
                 return self.jobs.submit(Job(task, options, image_id))
             except QueueFull as exc:
                 raise ApiError(429, str(exc)) from None
+
+    def preview(self, body: dict[str, Any]) -> tuple[bytes, tuple[int, int, int, int]]:
+        """POST /api/preview: (an 8-bit RGB PNG of the crop processed as the job with these options
+        would process it, the crop's box (left, top, width, height) in the image). The same plan
+        (model file, ensemble, request) as a job, run at once on the request's thread, one preview
+        at a time and one model run at a time (after a running job). `adapt` is checked, then
+        ignored: a preview never adapts. The model sees PREVIEW_CONTEXT pixels of the image around
+        the crop (where there are), then the crop is cut out: its border gets the context it has in
+        the job. Inpaint's mask is cut alike."""
+        from ..io.images import ImageReadError, encode_image, read_image
+
+        task, image_id, options = check_job(body, PREVIEW_KEYS, "the preview")
+        src = self.store.image(image_id)
+        path, ensemble, request = self.planner.plan(task, options, src)
+        left, top, w, h = box = crop_box(body.get("crop"), src.width, src.height)
+        m = PREVIEW_CONTEXT
+        x0, y0, x1, y1 = max(left - m, 0), max(top - m, 0), min(left + w + m, src.width), min(top + h + m, src.height)
+        with self._preview_lock:
+            try:
+                if self._preview_source[0] != image_id:
+                    self._preview_source = (None, None)  # the old one goes before the next is read
+                    self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
+                if task == "inpaint":
+                    request["mask"] = self._preview_mask(options["mask"], (slice(y0, y1), slice(x0, x1)))
+                model = self.model(path, ensemble)
+                model.task.check_request(**request)
+            except ImageReadError:  # dropped from the store meanwhile
+                raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
+            except (TypeError, ValueError) as exc:
+                raise ApiError(400, f"{task}: {_one_line(exc)}") from None
+            with self.device_lock:
+                out = model.run_arrays([self._preview_source[1][y0:y1, x0:x1]], **request)[0]
+        s = model.scale
+        out = out[(top - y0) * s:(top - y0 + h) * s, (left - x0) * s:(left - x0 + w) * s]
+        return encode_image(eight_bit(out, rgb=True), ".png"), box
+
+    def _preview_mask(self, mask_id: str, cut: tuple[slice, slice]) -> Any:
+        """Inpaint's hole for a preview: the mask image's, cut as the crop (and its context) is."""
+        import torch
+
+        from ..io.images import read_image
+
+        masks = self.tasks.inpaint_masks
+        hole = masks.mask_from_pixels(read_image(self.store.image(mask_id).path).pixels)[cut]
+        hole = masks.fillable(hole, "no masked pixel in or near the crop: pick a point on the mask",
+                              "the mask covers the crop and all around it: no known pixel to fill from")
+        return torch.from_numpy(hole.astype("float32"))[None, None]
 
     def _run(self, job: Job) -> str:
         """On the worker thread: run the job's model on its image, store the result as a new image."""

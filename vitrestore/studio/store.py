@@ -75,6 +75,15 @@ def stale_folders(root: Path) -> list[Path]:
     return found
 
 
+def eight_bit(a: Any, rgb: bool = False) -> Any:
+    """(H, W, C) pixels as 8-bit for a browser (16-bit scaled down); `rgb`: gray repeated, alpha dropped."""
+    if a.dtype.itemsize == 2:
+        a = (a.astype("float32") / 257).round().astype("uint8")
+    if rgb:
+        a = a[:, :, :3] if a.shape[2] >= 3 else a[:, :, :1].repeat(3, axis=2)
+    return a
+
+
 @dataclass
 class Stored:
     path: Path  # inside the studio's private folder
@@ -220,10 +229,7 @@ class UploadStore:
             img = read_image(self.image(image_id).path, max_pixels=self.max_pixels)
         except ImageReadError:  # dropped from the store meanwhile
             raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
-        a = img.pixels
-        if a.dtype.itemsize == 2:
-            a = (a.astype("float32") / 257).round().astype("uint8")
-        return encode_image(a, ".png")
+        return encode_image(eight_bit(img.pixels), ".png")
 
     def add_result(self, data: bytes, src: Stored, stem: str, shape: tuple[int, ...]) -> str:
         """A job's result, encoded in its source's format (`data`), as a new image; its id."""

@@ -35,7 +35,10 @@ async function api(path, options = {}) {
 }
 
 // --- view: zoom and pan -------------------------------------------------------------------
-function applyView() { layer.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.zoom})`; }
+function applyView() {
+  layer.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.zoom})`;
+  layer.style.setProperty("--zoom", state.zoom);  // the crop marker's outline stays 2 screen pixels wide
+}
 function fit() {
   if (!state.image) return;
   const r = stage.getBoundingClientRect();
@@ -68,6 +71,8 @@ async function show(image) {
   photo.height = mask.height = image.height;
   photo.getContext("2d").drawImage(bitmap, 0, 0);
   state.image = image;
+  hidePreview();  // it showed the image before
+  if (sizeChanged) preview.point = null;
   state.ops = [];
   redrawMask();
   document.body.dataset.image = image.id;
@@ -137,14 +142,15 @@ function redrawMask(extra) {
   state.ops.concat(extra ? [extra] : []).forEach((op) => drawOp(ctx, op));
 }
 function imagePoint(e) {
-  const r = mask.getBoundingClientRect();
+  const r = photo.getBoundingClientRect();  // the mask's place too (it is not shown outside inpaint)
   return [(e.clientX - r.left) / state.zoom, (e.clientY - r.top) / state.zoom];
 }
 let drawing = null, panning = null;
 stage.addEventListener("pointerdown", (e) => {
   if (!state.image) return;
   if (e.button === 1 || e.button === 2 || e.shiftKey || $("task").value !== "inpaint") {
-    panning = {x: e.clientX - state.x, y: e.clientY - state.y};
+    panning = {x: e.clientX - state.x, y: e.clientY - state.y, from: [e.clientX, e.clientY],
+               pick: e.button === 0 && !e.shiftKey};  // a click that does not move picks the preview's place
   } else {
     drawing = {tool: state.tool, size: Number($("size").value), points: [imagePoint(e)]};
     if (drawing.tool === "rect") drawing.points.push(imagePoint(e));
@@ -158,7 +164,8 @@ stage.addEventListener("pointermove", (e) => {
   if (drawing.tool === "rect") drawing.points[1] = imagePoint(e); else drawing.points.push(imagePoint(e));
   redrawMask(drawing);
 });
-stage.addEventListener("pointerup", () => {
+stage.addEventListener("pointerup", (e) => {
+  if (panning && panning.pick && Math.hypot(e.clientX - panning.from[0], e.clientY - panning.from[1]) < 4) pickCrop(e);
   if (drawing) {
     state.ops.push(drawing);
     state.history.push({kind: "stroke", op: drawing});
@@ -231,6 +238,7 @@ function showOptions() {
   document.body.dataset.task = task;
   document.querySelectorAll("#options > span").forEach((s) =>
     s.classList.toggle("shown", s.dataset.for.split(" ").includes(task)));
+  hidePreview();
 }
 $("task").onchange = showOptions;
 $("adapt").onchange = () => { $("adapt-seconds").disabled = !$("adapt").checked; };
@@ -245,20 +253,117 @@ function adaptSeconds() {
 
 async function options(task) {
   const adapt = ["denoise", "upscale", "inpaint"].includes(task) ? adaptSeconds() : 0;
-  if (task === "denoise") return {sigma: $("sigma").value === "" ? null : Number($("sigma").value), adapt};
+  if (task === "denoise") return Object.assign(sigmaOptions(), {adapt});
   if (task === "upscale") {
     const v = $("scale").value;
     return Object.assign(v === "real" ? {scale: 4, kind: "real"} : {scale: Number(v), kind: "classic"}, {adapt});
   }
-  if (task === "stylize") {
-    const chosen = document.querySelector(".style.active");
-    return {style: chosen ? chosen.dataset.style : "", strength: Number($("strength").value)};
-  }
+  if (task === "stylize") return styleOptions();
   if (task === "restore") return {model: $("model").value};
   if (!state.ops.length) throw new Error("paint over what to remove first");
   const res = await api("/api/images", {method: "POST", body: await maskBlob(),
     headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
   return {mask: (await res.json()).id, texture: $("texture").checked, adapt};
+}
+
+// denoise: the level slider, or none (Auto: blind); stylize: the chosen style and its strength
+function sigmaOptions() { return $("sigma-auto").checked ? {} : {sigma: Number($("sigma").value)}; }
+function styleOptions() {
+  const chosen = document.querySelector(".style.active");
+  return {style: chosen ? chosen.dataset.style : "", strength: Number($("strength").value)};
+}
+function showSigma() {
+  const auto = $("sigma-auto").checked;
+  $("sigma-value").textContent = auto ? "auto" : $("sigma").value;
+  $("sigma").classList.toggle("auto", auto);
+}
+$("sigma").oninput = () => { $("sigma-auto").checked = false; showSigma(); schedulePreview(300); };
+$("sigma-auto").onchange = () => { showSigma(); schedulePreview(0); };
+$("strength").oninput = () => schedulePreview(300);
+
+// --- preview: the task's options on a crop of the image, "before | after" ------------------------
+// POST /api/preview runs the job's model on the crop at once. One request at a time: when it
+// answers for options or a place that have changed meanwhile, its answer is dropped (stale) and
+// the newest is asked for.
+const PREVIEW_TASKS = ["denoise", "stylize"];
+const preview = {point: null, wanted: false, timer: null, inflight: null, shown: null, said: null, count: 0};
+
+function previewBody() {
+  const task = $("task").value;
+  if (!state.image || !PREVIEW_TASKS.includes(task)) return null;
+  const options = task === "denoise" ? sigmaOptions() : styleOptions();
+  if (task === "stylize" && !options.style) return null;
+  const [x, y] = preview.point || [Math.floor(state.image.width / 2), Math.floor(state.image.height / 2)];
+  return JSON.stringify({task, image: state.image.id, options, crop: {x, y}});
+}
+function schedulePreview(delay) {
+  preview.wanted = true;
+  clearTimeout(preview.timer);
+  preview.timer = setTimeout(requestPreview, delay);
+}
+function hidePreview() {
+  clearTimeout(preview.timer);
+  preview.wanted = false; preview.shown = null;
+  $("preview").hidden = true; $("crop-box").hidden = true;
+}
+function pickCrop(e) {
+  if (!state.image || !PREVIEW_TASKS.includes($("task").value)) return;
+  const [x, y] = imagePoint(e).map(Math.floor);
+  if (x < 0 || y < 0 || x >= state.image.width || y >= state.image.height) return;  // beside the photo
+  preview.point = [x, y];
+  schedulePreview(0);
+}
+function previewState(kind, text) {
+  $("preview").dataset.state = kind;
+  $("preview-state").textContent = text;
+}
+async function requestPreview() {
+  const body = previewBody();
+  if (!preview.wanted || !body) { hidePreview(); return; }
+  if (preview.inflight) return;  // the one in flight asks again when it answers
+  if (body === preview.shown) { previewState(...preview.said); return; }  // back to what is shown
+  preview.inflight = body;
+  $("preview").hidden = false;
+  previewState("busy", "previewing…");
+  let blob = null, box = null, error = null;
+  try {
+    const res = await api("/api/preview", {method: "POST", headers: {"Content-Type": "application/json"}, body});
+    box = res.headers.get("X-Crop").split(",").map(Number);  // left, top, width, height
+    blob = await res.blob();
+  } catch (e) { error = e; }
+  preview.inflight = null;
+  if (!preview.wanted) return;
+  if (previewBody() !== body) { requestPreview(); return; }  // superseded while it ran: a stale answer
+  if (error) {
+    preview.shown = body; preview.said = ["error", "no preview"];
+    previewState(...preview.said);
+    message(error.message);
+    return;
+  }
+  const after = new Image();
+  after.src = URL.createObjectURL(blob);
+  try { await after.decode(); } catch (e) { /* shown when it loads */ }
+  if (!preview.wanted || previewBody() !== body) {  // changed while it decoded
+    URL.revokeObjectURL(after.src);
+    requestPreview();
+    return;
+  }
+  const [left, top, w, h] = box, before = $("preview-before"), old = $("preview-after");
+  before.width = w; before.height = h;
+  before.getContext("2d").drawImage(photo, left, top, w, h, 0, 0, w, h);
+  if (old.src) URL.revokeObjectURL(old.src);
+  after.id = old.id; after.alt = old.alt;
+  old.replaceWith(after);
+  const marker = $("crop-box");
+  Object.assign(marker.style, {left: left + "px", top: top + "px", width: w + "px", height: h + "px"});
+  marker.hidden = false;
+  const {task, options} = JSON.parse(body);
+  preview.shown = body;
+  preview.said = ["shown", task === "denoise" ? (options.sigma === undefined ? "auto level" : `level ${options.sigma}`)
+    : `strength ${options.strength}`];
+  $("preview").dataset.options = JSON.stringify(options);
+  $("preview").dataset.count = ++preview.count;
+  previewState(...preview.said);
 }
 
 async function run() {
@@ -321,6 +426,7 @@ $("compare").addEventListener("pointerleave", () => peek(false));
 async function start() {
   showOptions();
   $("adapt").onchange();  // a reload may have kept the box ticked
+  showSigma();
   try {
     const info = await (await api("/api/info")).json();
     $("styles").innerHTML = "";
@@ -330,7 +436,10 @@ async function start() {
       const img = document.createElement("img"), label = document.createElement("span");
       label.textContent = name;
       b.append(img, label);
-      b.onclick = () => document.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
+      b.onclick = () => {
+        document.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
+        if (preview.wanted) schedulePreview(0);  // the preview shown: now in this style
+      };
       $("styles").appendChild(b);
       api(`/api/styles/${encodeURIComponent(name)}/thumbnail`).then((r) => r.blob())
         .then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => {});
