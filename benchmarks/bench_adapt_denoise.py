@@ -65,13 +65,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="the first N files of --gaussian")
     ap.add_argument("--noise-gain", type=float, default=None, help="trial: tasks/denoise_adapt.py NOISE_GAIN")
     ap.add_argument("--lr", type=float, default=None, help="trial: the denoiser's adapt_lr")
+    ap.add_argument("--level", type=float, default=None,
+                    help="run shipped and adapted with this --sigma (the level as a strength), adapting with it too")
+    ap.add_argument("--model", default="denoise", help="the base model (shipped name or weights file)")
     args = ap.parse_args()
     if args.noise_gain is not None:
         from vitrestore.tasks import denoise_adapt
 
         denoise_adapt.NOISE_GAIN = args.noise_gain
     torch.set_num_threads(args.threads)
-    base = load_model("denoise", device="cpu", ensemble=2)
+    base = load_model(args.model, device="cpu", ensemble=2)
+    request = {} if args.level is None else {"sigma": args.level}
     if args.lr is not None:
         type(base.task).adapt_lr = args.lr
     settings = AdaptSettings(seconds=args.seconds, steps=args.steps)
@@ -79,13 +83,14 @@ def main() -> None:
     for name, pairs in groups(args).items():
         if args.only and name not in args.only.split(","):
             continue
-        samples = pooled_samples(pairs, lambda p: (p[0], {}), settings)
+        samples = pooled_samples(pairs, lambda p: (p[0], request), settings)
         used, res = adapt(base, samples, settings, quiet=True)
         scores = {k: [] for k in ("noisy", "shipped", "adapted", "used")}
         ssims = {k: [] for k in scores}
         for noisy, clean in pairs:
-            outs = {"noisy": noisy.float() / 255, "shipped": base.run_tensor(noisy).cpu()}
-            outs["adapted"] = res.adapted.run_tensor(noisy).cpu() if res.adapted is not None else outs["shipped"]
+            outs = {"noisy": noisy.float() / 255, "shipped": base.run_tensor(noisy, **request).cpu()}
+            outs["adapted"] = (res.adapted.run_tensor(noisy, **request).cpu() if res.adapted is not None
+                               else outs["shipped"])
             outs["used"] = outs["adapted"] if res.kept else outs["shipped"]
             for k, o in outs.items():
                 o = (o * 255).round() / 255  # the 8-bit file the CLI writes
