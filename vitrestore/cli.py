@@ -388,7 +388,8 @@ def _denoise_options(f):
 @main.command()
 @_denoise_options
 @click.option("--sigma", type=click.FloatRange(0, 255), default=None, callback=_finite,
-              help="Noise level (0-255 scale) if known; blind when omitted.")
+              help="Noise level (0-255 scale) if known; blind when omitted. On camera photos it works as a "
+                   "strength: a larger level removes more of their coarse grain (README: 30-50).")
 @click.option("--model", "model_name", default="denoise", show_default=True,
               help="Shipped model name or a .safetensors weights file.")
 @_adapt_options
