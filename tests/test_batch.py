@@ -200,19 +200,46 @@ def test_small_images_of_one_size_are_batched_and_match_single_runs(tmp_path, ti
         assert np.abs(single.astype(int) - batched.astype(int)).max() <= 1
 
 
+# imported at the subprocess's start (sitecustomize): run_jobs sends the process `sig` once the
+# model has processed `written` images (its after_batch point: a known one, not a timed signal)
+STOP_HOOK = """
+import os, signal
+import vitrestore.engine.batch as batch
+
+_run_jobs, _written, _sig = batch.run_jobs, {written}, signal.{sig}
+
+
+def _stop(processed, state={{"sent": False}}):
+    if processed >= _written and not state["sent"]:
+        state["sent"] = True
+        os.kill(os.getpid(), _sig)
+
+
+def run_jobs(*args, **kwargs):
+    return _run_jobs(*args, after_batch=_stop, **kwargs)
+
+
+batch.run_jobs = run_jobs
+"""
+
+
 def denoise_stopped_after(tmp_path, weights, n: int, prefix: str, written: int, sig: str) -> tuple[subprocess.Popen, Path, Path]:
     """`vitrestore denoise` on n generated images (96 x 128+4i: no two share a size, so each is
     its own model call) in a subprocess that sends itself `sig` once the model has processed
-    `written` of them ($VITRESTORE_SIGNAL_AFTER: a known point, not a timed one):
-    (finished process, input folder, output folder)."""
+    `written` of them (STOP_HOOK, as its sitecustomize): (finished process, input folder, output
+    folder)."""
     d = tmp_path / "in"
     d.mkdir()
     for i in range(n):
         Image.fromarray(rgb(i, 96, 128 + 4 * i)).save(d / f"{prefix}{i:02d}.png")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STOP_HOOK.format(written=written, sig=sig))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vitrestore", "denoise", str(d), "-o", str(out), "--model", str(weights), "-q"]
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "VITRESTORE_SIGNAL_AFTER": f"{written}:{sig}"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
     proc.err = proc.communicate(timeout=120)[1]
     return proc, d, out
 

@@ -457,18 +457,6 @@ class _Stop:
         return False
 
 
-def signal_after() -> tuple[int, int] | None:
-    """$VITRESTORE_SIGNAL_AFTER="N:SIGNAME" (e.g. "2:SIGTERM"): once the model has processed N
-    images (their writes handed to the writer) the process sends itself that signal. A
-    deterministic interruption for tests of what a stop leaves behind, instead of a timed signal
-    from outside; unset in normal use."""
-    text = os.environ.get("VITRESTORE_SIGNAL_AFTER")
-    if not text:
-        return None
-    count, _, name = text.partition(":")
-    return int(count), int(getattr(signal, name))
-
-
 def _is_output(dst: Path) -> bool:
     """An existing, non-empty file: a 0-byte file (a crash, a touch) is no result and is redone."""
     try:
@@ -479,10 +467,13 @@ def _is_output(dst: Path) -> bool:
 
 def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions(),
              problems: list[tuple[Path, str]] | None = None,
-             precheck: Callable[[Job, LoadedImage], None] | None = None) -> Summary:
+             precheck: Callable[[Job, LoadedImage], None] | None = None,
+             after_batch: Callable[[int], None] | None = None) -> Summary:
     """Process every job; one 'error: <path>: <reason>' line per failure on stderr.
     `precheck(job, image)` may refuse an image once it is read, before the model sees it, by
-    raising ValueError (e.g. an output too large for its format)."""
+    raising ValueError (e.g. an output too large for its format). `after_batch(n)` is called
+    with the count of images the model has processed so far, once each batch's writes are
+    handed to the writer (a known point: tests stop the process there)."""
     o = options
     summary = Summary()
     for path, reason in problems or []:
@@ -536,7 +527,7 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
             bar.update(1)
 
     interrupted = False
-    stop_after, processed = signal_after(), 0
+    processed = 0
     with _Stop() as stop:
         try:
             fill()
@@ -581,9 +572,8 @@ def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions
                     pending_writes.append((job, fut, t0, mp))
                 processed += len(outputs)
                 del group, outputs
-                if stop_after and processed >= stop_after[0]:
-                    os.kill(os.getpid(), stop_after[1])
-                    stop_after = None
+                if after_batch is not None:
+                    after_batch(processed)
                 drain_writes(block=len(pending_writes) > 2)  # bound the results waiting in memory
         except KeyboardInterrupt:
             interrupted = True
