@@ -220,6 +220,90 @@ def test_previews_run_one_at_a_time(served, tiny_weights):
     assert answers == [200] * 4 and most[0] == 1
 
 
+@pytest.mark.parametrize("options", [[], 0, False, ""], ids=["list", "zero", "false", "empty-string"])
+def test_options_that_are_no_object_are_a_400_even_when_falsy(served, options):
+    _, c, image = served  # they were taken for {} (a blind denoise), a job's too
+    for path in ("/api/preview", "/api/jobs"):
+        status, body, _ = c.request("POST", path, json.dumps({"task": "denoise", "image": image,
+                                                              "options": options}).encode(),
+                                    {"Content-Type": "application/json"})
+        assert status == 400 and body["error"].startswith("options must be a JSON object"), (path, body)
+
+
+def small_server(tiny_weights, **kw):
+    """A tiny-model studio served with a few connection slots (`kw`: the server's)."""
+    from studio_client import Client
+    from vitrestore.studio.server import Studio, StudioServer
+
+    studio = Studio(vitrestore.tasks, device="cpu")
+    studio.planner.shipped = lambda name: tiny_weights if name == "denoise" else JobPlanner.shipped(name)
+    server = StudioServer(studio, "127.0.0.1", 0, None, **kw)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = Client(f"http://127.0.0.1:{server.server_address[1]}")
+    _, img, _ = client.upload(png(NOISY), "noisy.png")
+    return server, client, img["id"]
+
+
+def test_previews_waiting_behind_a_job_leave_connections_for_the_rest_of_the_api(tiny_weights):
+    from vitrestore.studio.server import PREVIEW_WAITING
+
+    server, c, image = small_server(tiny_weights, max_connections=8)
+    studio, crop = server.studio, {"x": 50, "y": 50, "size": 32}
+    answers = []
+    try:
+        studio.device_lock.acquire()  # a long job holds the device: previews wait
+        threads = [threading.Thread(target=lambda: answers.append(ask(c, "denoise", image, {"sigma": 5}, crop)),
+                                    daemon=True) for _ in range(10)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 30
+        while len(answers) < 10 - PREVIEW_WAITING and time.time() < deadline:
+            time.sleep(0.05)
+        # the ones beyond PREVIEW_WAITING are refused at once (they took every connection slot: the
+        # page's job polling and everything else was answered 503 until the job had finished)
+        refused = [a for a in answers if a[0] == 429]
+        assert len(refused) == 10 - PREVIEW_WAITING, [a[0] for a in answers]
+        assert all(a[1]["error"].startswith("previews are busy") for a in refused), refused[0]
+        assert c.request("GET", "/api/info")[0] == 200
+        studio.device_lock.release()
+        for t in threads:
+            t.join(60)
+        assert sorted(a[0] for a in answers) == [200] * PREVIEW_WAITING + [429] * (10 - PREVIEW_WAITING)
+        assert ask(c, "denoise", image, {"sigma": 5}, crop)[0] == 200  # and the count went back down
+    finally:
+        if studio.device_lock.locked() and len(answers) < 10:
+            studio.device_lock.release()
+        server.close()
+
+
+def test_a_preview_while_the_studio_closes_is_a_503_not_a_wait_for_ever(tiny_weights):
+    server, c, image = small_server(tiny_weights)
+    studio, crop = server.studio, {"x": 50, "y": 50, "size": 32}
+    assert ask(c, "denoise", image, {"sigma": 5}, crop)[0] == 200  # decoded, model loaded
+    answers = []
+    studio.device_lock.acquire()  # a model call under way (a job's)
+    waiting = threading.Thread(target=lambda: answers.append(ask(c, "denoise", image, {"sigma": 5}, crop)), daemon=True)
+    waiting.start()
+    while not studio._preview_lock.locked():
+        time.sleep(0.02)
+    closing = threading.Thread(target=server.close, daemon=True)
+    closing.start()  # close() waits for the device
+    waiting.join(10)
+    try:
+        assert answers and answers[0][0] == 503 and answers[0][1]["error"] == "the studio is closing", answers
+    finally:
+        studio.device_lock.release()
+        closing.join(60)
+    assert not closing.is_alive() and studio._closed
+    # asked after close (close() keeps the device lock): answered at once, not a thread blocked for ever
+    done = []
+    late = threading.Thread(target=lambda: done.append(pytest.raises(Exception, studio.preview,
+                                                                     {"task": "denoise", "image": image})))
+    late.start()
+    late.join(10)
+    assert not late.is_alive() and done and done[0].value.status == 503
+
+
 @pytest.mark.slow  # the shipped style model
 def test_a_stylize_preview_uses_the_style_and_strength(served):
     server, c, image = served
@@ -266,12 +350,12 @@ def page(tiny_weights):
 
 
 @pytest.mark.slow  # a browser
-def test_the_level_slider_previews_a_crop_and_the_job_takes_its_value(page, tmp_path):
+def test_browser_the_level_slider_previews_a_crop_and_the_job_takes_its_value(page, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
-    from test_studio_browser import open_photo, wait_state
+    from test_studio_browser import open_photo, shot, wait_state
 
     driver, studio, asked, gate = page
     clean = smooth_image(np.random.default_rng(24), 300, 400)
@@ -318,6 +402,7 @@ def test_the_level_slider_previews_a_crop_and_the_job_takes_its_value(page, tmp_
     assert len(asked) == 2
     gate.set()
     assert shown(2) == {"sigma": 28}
+    shot(driver, "preview")  # VITRESTORE_SCREENSHOTS=docs: docs/studio_preview.png, the slider and before | after
     assert [a["options"] for a in asked] == [{}, {"sigma": 26}, {"sigma": 28}]
     assert all(a["crop"] == crop for a in asked)
     assert "level 28" in find("preview-state").text
@@ -361,3 +446,70 @@ def test_the_level_slider_previews_a_crop_and_the_job_takes_its_value(page, tmp_
     refused = [e["message"] for e in driver.get_log("browser")
                if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
     assert not refused, refused
+
+
+@pytest.mark.slow  # a browser
+def test_browser_a_new_image_or_a_preview_error_never_shows_an_old_pair_and_an_error_can_be_retried(page, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_studio_browser import open_photo, wait_state
+    from vitrestore.studio.errors import ApiError
+
+    driver, studio, asked, gate = page
+    find = lambda i: driver.find_element(By.ID, i)  # noqa: E731
+    photos = [np.clip(smooth_image(np.random.default_rng(30 + k), 300, 400).astype(int) + 40 * k, 0, 255)
+              .astype(np.uint8) for k in range(2)]
+    for k, a in enumerate(photos):
+        Image.fromarray(a).save(tmp_path / f"photo{k}.png")
+    panel, slider = find("preview"), find("sigma")
+
+    def shown(count):
+        WebDriverWait(driver, 60).until(lambda d: panel.get_attribute("data-count") == str(count))
+        assert panel.get_attribute("data-state") == "shown"
+
+    def pair():  # what the panel shows: the "after" image's source, whether "before" holds any pixel
+        return driver.execute_script(
+            "const b = document.getElementById('preview-before');"
+            "const d = b.width && b.height ? b.getContext('2d').getImageData(0, 0, b.width, b.height).data : [];"
+            "return [document.getElementById('preview-after').getAttribute('src'), d.some((v) => v > 0)]")
+
+    open_photo(driver, tmp_path / "photo0.png")
+    photo = find("photo")
+    ActionChains(driver).move_to_element_with_offset(photo, 5, 5).click().perform()
+    shown(1)
+    assert pair()[0] and pair()[1]
+    # another photo of the same size: while its first preview is under way, the panel shows
+    # "previewing…" over nothing, not the first photo's pair
+    open_photo(driver, tmp_path / "photo1.png")
+    WebDriverWait(driver, 10).until(lambda d: not panel.is_displayed())
+    gate.clear()
+    slider.send_keys(Keys.RIGHT)  # 26
+    WebDriverWait(driver, 10).until(lambda d: len(asked) == 2 and panel.is_displayed())
+    assert panel.get_attribute("data-state") == "busy" and asked[-1]["image"] != asked[0]["image"]
+    assert pair() == [None, False], "the first photo's pair shown for the second"
+    gate.set()
+    shown(2)
+
+    # a preview that fails: one line on the page, no pair; the same preview asked again is sent again
+    watched = studio.preview
+
+    def failing(body):
+        asked.append(body)
+        raise ApiError(500, "internal error: out of memory")
+
+    studio.preview = failing
+    slider.send_keys(Keys.RIGHT)  # 27
+    WebDriverWait(driver, 30).until(lambda d: panel.get_attribute("data-state") == "error")
+    assert find("message").text == "internal error: out of memory" and pair() == [None, False]
+    studio.preview = watched
+    sent = len(asked)
+    ActionChains(driver).move_to_element_with_offset(photo, 5, 5).click().perform()  # the same place again
+    shown(3)
+    assert len(asked) == sent + 1 and asked[-1]["options"] == {"sigma": 27}
+    assert find("message").text == ""  # the failure's line went with it
+    # and Run runs the slider's level
+    find("run").click()
+    assert wait_state(driver, "done", "error") == "done", find("message").text
+    assert [j.options for j in studio.jobs.jobs.values()] == [{"sigma": 27, "adapt": 0}]

@@ -65,7 +65,8 @@ def check_job(body: dict[str, Any], keys: tuple[str, ...] = JOB_KEYS,
     image_id = body.get("image")
     if not isinstance(image_id, str):
         raise ApiError(400, f"image must be the id of an uploaded image, got {_shown(image_id)}")
-    options = body.get("options") or {}
+    options = body.get("options")
+    options = {} if options is None else options  # [], 0, false or "" is no object either
     if not isinstance(options, dict):
         raise ApiError(400, f"options must be a JSON object, got {_shown(options)}")
     return task, image_id, options

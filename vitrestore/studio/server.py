@@ -36,6 +36,7 @@ from .store import PID_FILE, PREFIX, Stored, UploadStore, stale_folders  # noqa:
 from .store import eight_bit
 
 PREVIEW_CONTEXT = 32  # pixels of the image around a preview's crop that the model sees too (as tiles overlap)
+PREVIEW_WAITING = 4  # previews at once (one runs, the others wait their turn); more are answered 429 at once
 
 
 class Studio:
@@ -59,6 +60,9 @@ class Studio:
         self._thumbs: dict[str, bytes] = {}
         self.device_lock = threading.Lock()  # one model run at a time: jobs, thumbnails, previews
         self._preview_lock = threading.Lock()  # one preview at a time (the others wait their turn)
+        # a few previews at once: each waiting one holds a connection's thread, and those are bounded too
+        self._preview_slots = threading.BoundedSemaphore(PREVIEW_WAITING)
+        self._closing = threading.Event()  # set by close(): no preview starts or waits any more
         self._preview_source: tuple[str | None, Any] = (None, None)  # the last previewed image, decoded
         self._closed: bool | None = None
         self.jobs = JobQueue(self._run, size=queue_size)
@@ -79,6 +83,7 @@ class Studio:
         model call and the process must end with os._exit (a normal exit would abort)."""
         if self._closed is not None:
             return self._closed
+        self._closing.set()
         stopped = self.jobs.stop(timeout)
         # held from here on: no model call or load starts, none is under way
         held = stopped and self.device_lock.acquire(timeout=timeout) and self._models_lock.acquire(timeout=timeout)
@@ -158,7 +163,8 @@ class Studio:
         at a time and one model run at a time (after a running job). `adapt` is checked, then
         ignored: a preview never adapts. The model sees PREVIEW_CONTEXT pixels of the image around
         the crop (where there are), then the crop is cut out: its border gets the context it has in
-        the job. Inpaint's mask is cut alike."""
+        the job. Inpaint's mask is cut alike. At most PREVIEW_WAITING at once (429 beyond); 503 once
+        the studio closes."""
         from ..io.images import ImageReadError, encode_image, read_image
 
         task, image_id, options = check_job(body, PREVIEW_KEYS, "the preview")
@@ -167,24 +173,44 @@ class Studio:
         left, top, w, h = box = crop_box(body.get("crop"), src.width, src.height)
         m = PREVIEW_CONTEXT
         x0, y0, x1, y1 = max(left - m, 0), max(top - m, 0), min(left + w + m, src.width), min(top + h + m, src.height)
-        with self._preview_lock:
-            try:
-                if self._preview_source[0] != image_id:
-                    self._preview_source = (None, None)  # the old one goes before the next is read
-                    self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
-                if task == "inpaint":
-                    request["mask"] = self._preview_mask(options["mask"], (slice(y0, y1), slice(x0, x1)))
-                model = self.model(path, ensemble)
-                model.task.check_request(**request)
-            except ImageReadError:  # dropped from the store meanwhile
-                raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
-            except (TypeError, ValueError) as exc:
-                raise ApiError(400, f"{task}: {_one_line(exc)}") from None
-            with self.device_lock:
-                out = model.run_arrays([self._preview_source[1][y0:y1, x0:x1]], **request)[0]
+        if self._closing.is_set():
+            raise ApiError(503, "the studio is closing")
+        if not self._preview_slots.acquire(blocking=False):
+            raise ApiError(429, f"previews are busy ({PREVIEW_WAITING} under way or waiting); try again")
+        try:
+            with self._preview_lock:
+                try:
+                    if self._preview_source[0] != image_id:
+                        self._preview_source = (None, None)  # the old one goes before the next is read
+                        self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
+                    if task == "inpaint":
+                        request["mask"] = self._preview_mask(options["mask"], (slice(y0, y1), slice(x0, x1)))
+                    model = self.model(path, ensemble)
+                    model.task.check_request(**request)
+                except ImageReadError:  # dropped from the store meanwhile
+                    raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
+                except (TypeError, ValueError) as exc:
+                    raise ApiError(400, f"{task}: {_one_line(exc)}") from None
+                self._take_device()
+                try:
+                    out = model.run_arrays([self._preview_source[1][y0:y1, x0:x1]], **request)[0]
+                finally:
+                    self.device_lock.release()
+        finally:
+            self._preview_slots.release()
         s = model.scale
         out = out[(top - y0) * s:(top - y0 + h) * s, (left - x0) * s:(left - x0 + w) * s]
         return encode_image(eight_bit(out, rgb=True), ".png"), box
+
+    def _take_device(self) -> None:
+        """The device lock for a preview, waited for (a running job's turn) until the studio closes:
+        close() takes the lock for good, so a preview then answers 503 rather than wait for ever."""
+        while not self.device_lock.acquire(timeout=0.1):
+            if self._closing.is_set():
+                raise ApiError(503, "the studio is closing")
+        if self._closing.is_set():
+            self.device_lock.release()
+            raise ApiError(503, "the studio is closing")
 
     def _preview_mask(self, mask_id: str, cut: tuple[slice, slice]) -> Any:
         """Inpaint's hole for a preview: the mask image's, cut as the crop (and its context) is."""

@@ -286,7 +286,7 @@ $("strength").oninput = () => schedulePreview(300);
 // answers for options or a place that have changed meanwhile, its answer is dropped (stale) and
 // the newest is asked for.
 const PREVIEW_TASKS = ["denoise", "stylize"];
-const preview = {point: null, wanted: false, timer: null, inflight: null, shown: null, said: null, count: 0};
+const preview = {point: null, wanted: false, timer: null, inflight: null, shown: null, said: null, count: 0, error: null};
 
 function previewBody() {
   const task = $("task").value;
@@ -305,6 +305,13 @@ function hidePreview() {
   clearTimeout(preview.timer);
   preview.wanted = false; preview.shown = null;
   $("preview").hidden = true; $("crop-box").hidden = true;
+  clearPair();  // it showed another image or task: never shown again while the next is under way
+}
+function clearPair() {
+  const before = $("preview-before"), after = $("preview-after");
+  before.getContext("2d").clearRect(0, 0, before.width, before.height);
+  if (after.src) URL.revokeObjectURL(after.src);
+  after.removeAttribute("src");
 }
 function pickCrop(e) {
   if (!state.image || !PREVIEW_TASKS.includes($("task").value)) return;
@@ -334,9 +341,10 @@ async function requestPreview() {
   preview.inflight = null;
   if (!preview.wanted) return;
   if (previewBody() !== body) { requestPreview(); return; }  // superseded while it ran: a stale answer
-  if (error) {
-    preview.shown = body; preview.said = ["error", "no preview"];
-    previewState(...preview.said);
+  if (error) {  // one line; nothing kept: the same preview asked again is sent again
+    preview.shown = null; preview.error = error.message;
+    clearPair(); $("crop-box").hidden = true;
+    previewState("error", "no preview");
     message(error.message);
     return;
   }
@@ -358,6 +366,8 @@ async function requestPreview() {
   Object.assign(marker.style, {left: left + "px", top: top + "px", width: w + "px", height: h + "px"});
   marker.hidden = false;
   const {task, options} = JSON.parse(body);
+  if (preview.error !== null && $("message").textContent === preview.error) message("");  // it works again
+  preview.error = null;
   preview.shown = body;
   preview.said = ["shown", task === "denoise" ? (options.sigma === undefined ? "auto level" : `level ${options.sigma}`)
     : `strength ${options.strength}`];
