@@ -37,7 +37,8 @@ from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.clipped import clipped_std, local_mean
 from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
                                     select)
-from vitrestore.task import Batch, Task, number_option
+from vitrestore.request import option
+from vitrestore.task import Batch, Task
 
 from . import denoise_adapt
 
@@ -77,11 +78,18 @@ class DenoiseOptions:
     CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16), "level_map": ("constant", "clipped")}
 
 
+@dataclass(frozen=True)
+class DenoiseRequest:
+    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale", help="Noise level (0-255 scale) if known; blind when omitted. "
+                                 "On camera photos it works as a strength: a larger level removes more of their "
+                                 "coarse grain (README: 30-50).")
+
+
 class Denoise(Task):
     name = "denoise"
     Options = DenoiseOptions
     output_suffix = "denoised"
-    request_keys = ("sigma",)
+    Request = DenoiseRequest
     contract = ("cond (B, 2, H, W): channel 0 = sigma / 50 (sigma on the 0-255 scale) where the Gaussian noise "
                 "level is known, else 0 (with task_options.level_map \"clipped\": per pixel, the std that noise keeps "
                 "in [0, 1] on the noisy image's 5x5 mean, channels averaged, / 50); channel 1 = 1 where it is "
@@ -194,10 +202,6 @@ class Denoise(Task):
             seen = clipped_std(local_mean(noisy.clamp(0, 1)), sigma.view(b, 1, 1, 1) / 255.0).mean(1, keepdim=True)
             level = torch.where(clipped.view(b, 1, 1, 1), seen.to(noisy.dtype) * (255.0 / SIGMA_SCALE), level)
         return torch.cat([level * k, k.expand(b, 1, h, w)], 1)
-
-    def check_request(self, sigma: float | None = None, **request: Any) -> None:
-        if sigma is not None:
-            number_option("sigma (0-255 scale)", sigma, 0, 255)
 
     def condition(self, image: torch.Tensor, sigma: float | None = None, **request: Any) -> torch.Tensor:
         b = image.shape[0]

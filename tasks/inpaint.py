@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from vitrestore.config import ConfigError, check_options
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
+from vitrestore.request import option
 from vitrestore.task import Batch, Task, as_unit
 
 from . import inpaint_adapt
@@ -69,11 +70,22 @@ class InpaintOptions:
     CHOICES: ClassVar[dict[str, tuple]] = {"prefill": tuple(PREFILLS)}
 
 
+@dataclass(frozen=True)
+class InpaintRequest:
+    mask: Any = option(None, kind="image", help="The hole (B, 1, H, W), 1 = fill: --mask or --mask-color.")
+    texture: bool | None = option(None, choices=(False, True),
+                                  help="Copy real texture from the photo into wide holes (--no-texture: the "
+                                       "network's smooth fill, a little closer on average, visibly blurred in large "
+                                       "holes).")
+    check_cancel: Any = option(None, kind="hook", help="Called between the texture step's rounds; raises to stop "
+                                                       "(the studio's cancel).")
+
+
 class Inpaint(Task):
     name = "inpaint"
     Options = InpaintOptions
     output_suffix = "inpainted"
-    request_keys = ("mask", "texture", "check_cancel")  # check_cancel: a hook (the studio's cancel), not an option
+    Request = InpaintRequest
     contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
                 "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
                 "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")
@@ -195,11 +207,9 @@ class Inpaint(Task):
         return image + lead * (up.to(image) - image)  # lead is 0 on known pixels
 
     def check_request(self, mask: torch.Tensor | None = None, **request: Any) -> None:
+        super().check_request(mask=mask, **request)
         if mask is None:
             raise ValueError("inpainting needs a mask (--mask or --mask-color)")
-        texture = request.get("texture")
-        if texture is not None and not isinstance(texture, bool):
-            raise ValueError(f"texture must be True or False, got {texture!r}")
 
     def condition(self, image: torch.Tensor, mask: torch.Tensor | None = None, **request: Any) -> torch.Tensor:
         """The mask (B, 1, H, W), 1 = fill, as given by the user (sliced per tile by the caller)."""

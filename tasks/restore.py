@@ -28,6 +28,7 @@ import torch
 from vitrestore.config import ConfigError, check_options
 from vitrestore.ops.pipeline import Step, apply_pipeline, build_pipeline, sample_pipeline
 from vitrestore.ranges import OP_CHOICES, OP_RANGES
+from vitrestore.request import option
 from vitrestore.task import Batch, Task
 
 CONDITIONS = ("none", "mask")
@@ -55,11 +56,17 @@ def _check_ops(spec: tuple[dict, ...], steps: list[Step], source: str) -> None:
                       OP_CHOICES.get(step.name, {}))
 
 
+@dataclass(frozen=True)
+class RestoreRequest:
+    mask: Any = option(None, kind="image", help="The area to restore (B, 1, H, W), 1 = restore: for models "
+                                                "trained with task_options.condition: mask.")
+
+
 class Restore(Task):
     contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
     name = "restore"
     Options = RestoreOptions
-    request_keys = ("mask",)
+    Request = RestoreRequest
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
@@ -100,6 +107,7 @@ class Restore(Task):
         return Batch(input=input, target=target)
 
     def check_request(self, mask: torch.Tensor | None = None, **request: Any) -> None:
+        super().check_request(mask=mask, **request)
         if self.options.condition == "mask" and mask is None:
             raise ValueError("this model needs a mask of the area to restore")
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from vitrestore.ops.degrade import quantize
 from vitrestore.ops.downscale import downscale

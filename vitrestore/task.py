@@ -18,14 +18,14 @@ and adds what all of them share: its name, options and the generator's shape.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
+from . import request as requests
 from .config import Config, GeneratorConfig, build_dataclass
+from .request import NoRequest, UnknownOption, number as number_option  # noqa: F401  (tasks import them here)
 
 
 @dataclass
@@ -64,22 +64,6 @@ def as_unit(t: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class NoOptions:
     pass
-
-
-class UnknownOption(TypeError, ValueError):
-    """A request option the task does not have (a TypeError, as for a misspelled keyword
-    argument, and a ValueError, which the CLI and the studio report in one line)."""
-
-
-def number_option(name: str, value: Any, lo: float, hi: float) -> float:
-    """A request's number option: a real number (not a bool, not text) in [lo, hi]."""
-    if torch.is_tensor(value) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-    if not lo <= float(value) <= hi:  # also refuses NaN
-        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value}")
-    return float(value)
 
 
 class TrainingRole:
@@ -174,20 +158,28 @@ class InferenceRole:
         """What output file names get: <stem>_<suffix>.<ext>."""
         return self.output_suffix
 
-    request_keys: ClassVar[tuple[str, ...]] = ()  # the options a request may carry (e.g. denoise's sigma)
+    # what a request may carry besides the image, declared once (vitrestore/request.py): its
+    # keys, their checks, the maps the runtime tiles, the schema the CLI and the studio follow
+    Request: ClassVar[type] = NoRequest
+
+    @property
+    def request_keys(self) -> tuple[str, ...]:
+        return requests.keys(self.Request)
+
+    @property
+    def request_maps(self) -> tuple[str, ...]:
+        """The request's image-sized keys (e.g. a mask): cut per tile, flipped with the image."""
+        return requests.maps(self.Request)
 
     def check_request_keys(self, request: dict[str, Any]) -> None:
         """UnknownOption naming a key this task does not know (a misspelling is an error, not a
         blind run), with the closest known one."""
-        unknown = [k for k in request if k not in self.request_keys]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], self.request_keys, n=1)
-            known = ", ".join(self.request_keys) or "none"
-            raise UnknownOption(f"unknown option {unknown[0]!r} for {self.name} (known: {known})"
-                                + (f"; did you mean {close[0]!r}?" if close else ""))
+        requests.check(self.Request, self.name, {k: None for k in request})
 
     def check_request(self, **request: Any) -> None:
-        """Raise ValueError (one line) for request options this task cannot run with."""
+        """Raise ValueError (one line) for request options this task cannot run with: the
+        Request's keys, types and ranges; a task adds what its fields alone cannot say."""
+        requests.check(self.Request, self.name, request)
 
     def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:
         """Conditioning channels (B, C_cond, H, W) for an input image (B, C, H, W) and request."""

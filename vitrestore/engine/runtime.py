@@ -127,7 +127,8 @@ def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
 
 
 def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
-    """The request for one tile: image-sized tensors (e.g. a mask) cut to the tile."""
+    """The request for one tile: image-sized tensors cut to the tile (a task's Request maps, and
+    maps a task adds in `infer`, e.g. stylize's noise map: found by their shape here)."""
     return {k: (v[..., sl[0], sl[1]] if _is_map(v) else v) for k, v in request.items()}
 
 
@@ -239,8 +240,10 @@ class Model:
         self.task.check_request_keys(request)  # a misspelled option is an error, not ignored
         self.task.check_request(**request)  # a bad request fails before any pass
         out = None
+        maps = self.task.request_maps  # the request's image-sized keys (a mask): flipped with the image
         for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
-            xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if _is_map(v) else v) for n, v in request.items()}
+            xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if n in maps and _is_map(v) else v)
+                                       for n, v in request.items()}
             y = _dihedral(self.task.infer(self._tiled, xt, self.tile, **rt), k, inverse=True)
             out = y if out is None else out.add_(y)
             del y

@@ -4,6 +4,7 @@ closed set or a checked range, of its JSON type), `check_job` for a job's JSON (
 the studio itself lists and a checked request."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,8 +98,15 @@ class JobPlanner:
     """A job's model file and request, checked against what this studio offers: its styles, the
     --models folder's files, the uploaded images (`image(id)`: the store's)."""
 
-    def __init__(self, styles: list[str], models_dir: Path | None, image: Callable[[Any], Stored]):
-        self.styles, self.models_dir, self.image = styles, models_dir, image
+    def __init__(self, styles: list[str], models_dir: Path | None, image: Callable[[Any], Stored],
+                 requests: dict[str, type]):
+        """`requests`: each task's Request (vitrestore/request.py), where its options' ranges live."""
+        self.styles, self.models_dir, self.image, self.requests = styles, models_dir, image, requests
+
+    def _range(self, task: str, key: str) -> tuple[float, float]:
+        """A number option's range, as its task's Request declares it."""
+        field = next(f for f in dataclasses.fields(self.requests[task]) if f.name == key)
+        return field.metadata["lo"], field.metadata["hi"]
 
     def model_files(self) -> list[str]:
         """The --models folder's weights files by name: the only names the Restore task accepts."""
@@ -126,7 +134,8 @@ class JobPlanner:
         adapt_seconds(task, options)  # _run reads it again
         if task == "denoise":
             sigma = get("sigma")
-            return self.shipped("denoise"), 2, {} if sigma is None else {"sigma": _number(task, "sigma", sigma, 0, 255)}
+            return self.shipped("denoise"), 2, {} if sigma is None else {"sigma": _number(task, "sigma", sigma,
+                                                                                          *self._range(task, "sigma"))}
         if task == "upscale":
             scale = _choice(task, "scale", get("scale", 4), (2, 4))
             kind = _choice(task, "kind", get("kind", "classic"), ("classic", "real"))
@@ -138,7 +147,7 @@ class JobPlanner:
             if not isinstance(style, str) or style not in self.styles:
                 raise ApiError(400, f"stylize: unknown style {_shown(style)} (styles: {', '.join(self.styles)})")
             return self.shipped(f"style-{style}"), 1, {"strength": _number(task, "strength", get("strength", 1.0),
-                                                                           0, 1)}
+                                                                           *self._range(task, "strength"))}
         if task == "restore":
             name, files = get("model"), self.model_files()
             if not isinstance(name, str) or name not in files:

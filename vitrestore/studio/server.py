@@ -46,7 +46,7 @@ class Studio:
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_upload_bytes: int = 256 * 2**20, queue_size: int = 8,
                  tile: int = 512, backend: str | None = None, max_store_bytes: int = 2 * 2**30,
                  max_images: int = 1000, temp_root: Path | None = None):
-        """`tasks`: the task package (load_model, inpaint_masks.mask_from_pixels). `max_store_bytes`
+        """`tasks`: the task package (get_task, load_model, inpaint_masks.mask_from_pixels). `max_store_bytes`
         and `max_images` bound the private folder; `temp_root`: where it is made (the system's)."""
         from ..weights import shipped_models
 
@@ -54,7 +54,8 @@ class Studio:
         self.tasks = tasks
         self.device, self.tile, self.backend = device, tile, backend
         self.styles = [n[len("style-"):] for n in shipped_models() if n.startswith("style-")]
-        self.planner = JobPlanner(self.styles, models_dir, self.store.image)
+        self.planner = JobPlanner(self.styles, models_dir, self.store.image,
+                                  {name: tasks.get_task(name).Request for name in TASKS})
         self._models: dict[tuple[str, int], Any] = {}
         self._models_lock = threading.Lock()  # loaded models, kept: one load of each
         self._thumbs: dict[str, bytes] = {}

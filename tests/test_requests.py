@@ -1,0 +1,87 @@
+"""Each task's request is declared once (its `Request`, vitrestore/request.py); the Python API's
+checks come from it, and the CLI's options and the studio's checks must agree with it, down to
+refusing a value just past each end of a range."""
+import dataclasses
+import json
+
+import click
+import click.testing
+import pytest
+import torch
+
+from vitrestore import request as requests
+from vitrestore.cli import main
+from vitrestore.request import UnknownOption
+from vitrestore.studio.errors import ApiError
+from vitrestore.studio.options import OPTIONS, JobPlanner
+from vitrestore.tasks import TASKS
+
+
+def value_fields(task: str):
+    return [f for f in dataclasses.fields(TASKS[task].Request) if f.metadata["kind"] == "value"]
+
+
+def cases():
+    """(task, field) for every user option of every task."""
+    return [(t, f.name) for t in TASKS for f in value_fields(t)]
+
+
+def test_every_request_is_declared_with_help_and_bounds():
+    assert cases(), "no task declares an option"
+    for name, cls in TASKS.items():
+        req = cls.Request
+        assert dataclasses.is_dataclass(req) and req.__dataclass_params__.frozen, name
+        for f in dataclasses.fields(req):
+            m = f.metadata
+            assert m["help"], f"{name}.{f.name} has no help"
+            if m["kind"] == "value":  # a number has a range, anything else a closed set
+                assert (m["lo"] is not None and m["hi"] is not None) or m["choices"], f"{name}.{f.name}"
+        json.dumps(requests.schema(req))  # plain data: what a client can be served
+        assert cls().request_keys == requests.keys(req)
+
+
+@pytest.mark.parametrize("task,key", cases())
+def test_the_cli_option_is_the_request_field(task, key):
+    field = next(f for f in value_fields(task) if f.name == key)
+    m = field.metadata
+    param = next(p for p in main.commands[task].params if p.name == key)
+    if m["lo"] is not None:
+        assert isinstance(param.type, click.FloatRange), (task, key)
+        assert (param.type.min, param.type.max) == (m["lo"], m["hi"]), (task, key)
+    else:
+        assert param.is_flag, (task, key)
+    assert param.help == m["help"], (task, key)  # the same words
+
+
+def _planner():
+    return JobPlanner(["starry-night"], None, lambda i: None, {t: cls.Request for t, cls in TASKS.items()})
+
+
+@pytest.mark.parametrize("task,key", [c for c in cases() if c[1] != "texture"])
+def test_a_value_just_past_a_range_is_refused_everywhere(task, key, tmp_path):
+    m = next(f for f in value_fields(task) if f.name == key).metadata
+    cls = TASKS[task]
+    extra = {"style": "starry-night"} if task == "stylize" else {}
+    for bad, good in ((m["hi"] + 0.5, m["hi"]), (m["lo"] - 0.5, m["lo"])):
+        with pytest.raises(ValueError, match=key):  # the Python API
+            cls().check_request(**{key: bad})
+        cls().check_request(**{key: good})
+        if key in OPTIONS[task]:  # the studio
+            with pytest.raises(ApiError, match=key):
+                _planner().plan(task, {key: bad, **extra}, None)
+            _planner().plan(task, {key: good, **extra}, None)
+        result = click.testing.CliRunner().invoke(main, [task, str(tmp_path / "x.png"), f"--{key}", str(bad)]
+                                                  + (["--style", "starry-night"] if task == "stylize" else []))
+        assert result.exit_code == 2 and f"--{key}" in result.output, (task, key, result.output)
+
+
+def test_unknown_keys_and_wrong_types_name_the_option():
+    with pytest.raises(UnknownOption, match="did you mean 'sigma'"):
+        TASKS["denoise"]().check_request_keys({"sigmaa": 3})
+    with pytest.raises(ValueError, match="texture must be True or False"):
+        TASKS["inpaint"]().check_request(mask=torch.ones(1, 1, 8, 8), texture="yes")
+    with pytest.raises(ValueError, match="check_cancel must be a function"):
+        TASKS["inpaint"]().check_request(mask=torch.ones(1, 1, 8, 8), check_cancel=3)
+    assert TASKS["inpaint"]().request_maps == ("mask",) and TASKS["denoise"]().request_maps == ()
+    schema = {o["name"]: o for o in requests.schema(TASKS["inpaint"].Request)}
+    assert schema["texture"]["type"] == "flag" and schema["mask"]["type"] == "image" and "check_cancel" not in schema

@@ -1,0 +1,118 @@
+"""A task's request, declared once: what one inference call may be told besides the image (e.g.
+denoise's `sigma`, inpainting's `mask`).
+
+A task declares a frozen dataclass `Request` (tasks/*.py) whose fields carry, in `option(...)`,
+their default, range or choices, help text and kind:
+
+    value   a number, flag or choice the user gives (a CLI option, a studio control)
+    image   an image-sized map (B, 1, H, W) such as a mask: the runtime tiles and flips it
+    hook    a callable a program hands over (e.g. the studio's cancel), never a user's option
+
+From that one declaration come the request's checks (`check`: unknown keys, with the closest
+known one, types and ranges, one line naming the option), the keys the runtime slices per tile
+(`maps`), and the description the CLI's options and the studio's controls are checked against
+(`schema`, tests/test_requests.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("value", "image", "hook")
+
+
+def option(default: Any = None, *, help: str, lo: float | None = None, hi: float | None = None,
+           choices: tuple | None = None, kind: str = "value", unit: str = "") -> Any:
+    """A request field: `lo`/`hi` bound a number (`unit` names its scale in messages),
+    `choices` close a set (False, True: a flag); `kind` as above."""
+    if kind not in KINDS:
+        raise ValueError(f"option kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return dataclasses.field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices,
+                                                         "kind": kind, "unit": unit})
+
+
+@dataclass(frozen=True)
+class NoRequest:
+    """A task that takes nothing besides the image."""
+
+
+class UnknownOption(TypeError, ValueError):
+    """A request option the task does not have (a TypeError, as for a misspelled keyword
+    argument, and a ValueError, which the CLI and the studio report in one line)."""
+
+
+def _meta(f: dataclasses.Field) -> dict:
+    return f.metadata or {"help": "", "lo": None, "hi": None, "choices": None, "kind": "value", "unit": ""}
+
+
+def _is_flag(m: dict) -> bool:
+    return m["choices"] is not None and all(type(c) is bool for c in m["choices"])
+
+
+def keys(request_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(request_type))
+
+
+def maps(request_type: type) -> tuple[str, ...]:
+    """The image-sized fields: what the runtime cuts per tile and flips with the image."""
+    return tuple(f.name for f in dataclasses.fields(request_type) if _meta(f)["kind"] == "image")
+
+
+def number(name: str, value: Any, lo: float, hi: float) -> float:
+    """A number option: a real number (not a bool, not text; a one-element tensor is taken) in
+    [lo, hi] (NaN refused)."""
+    if hasattr(value, "numel") and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    if not lo <= float(value) <= hi:  # also refuses NaN
+        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
+
+
+def check(request_type: type, task: str, request: dict[str, Any]) -> None:
+    """Every key a field of `request_type` (UnknownOption naming it and the closest known one),
+    every value given (not None) of its field's type and in its range or choices (ValueError,
+    one line naming the option)."""
+    fields = {f.name: f for f in dataclasses.fields(request_type)}
+    unknown = [k for k in request if k not in fields]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        raise UnknownOption(f"unknown option {unknown[0]!r} for {task} (known: {', '.join(fields) or 'none'})"
+                            + (f"; did you mean {close[0]!r}?" if close else ""))
+    for name, value in request.items():
+        if value is None:
+            continue
+        m = _meta(fields[name])
+        if m["kind"] == "hook":
+            if not callable(value):
+                raise ValueError(f"{name} must be a function, got {value!r}")
+        elif m["kind"] == "value":
+            if m["choices"] is not None:
+                if type(value) not in {type(c) for c in m["choices"]} or value not in m["choices"]:
+                    if _is_flag(m):
+                        raise ValueError(f"{name} must be True or False, got {value!r}")
+                    raise ValueError(f"{name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}")
+            elif m["lo"] is not None:
+                label = f"{name} ({m['unit']})" if m["unit"] else name
+                number(label, value, m["lo"], m["hi"] if m["hi"] is not None else math.inf)
+
+
+def schema(request_type: type) -> list[dict[str, Any]]:
+    """The user's options (kind "value") and maps (kind "image") as plain data: name, type,
+    default, min, max, choices, help, kind. Hooks are a program's, not a user's: left out."""
+    out = []
+    for f in dataclasses.fields(request_type):
+        m = _meta(f)
+        if m["kind"] == "hook":
+            continue
+        kind = "image" if m["kind"] == "image" else "flag" if _is_flag(m) else "choice" if m["choices"] is not None \
+            else "number"
+        out.append({"name": f.name, "type": kind, "default": f.default, "min": m["lo"], "max": m["hi"],
+                    "choices": list(m["choices"]) if m["choices"] is not None else None, "help": m["help"],
+                    "kind": m["kind"]})
+    return out
