@@ -80,9 +80,10 @@ class DenoiseOptions:
 
 @dataclass(frozen=True)
 class DenoiseRequest:
-    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale", help="Noise level (0-255 scale) if known; blind when omitted. "
-                                 "On camera photos it works as a strength: a larger level removes more of their "
-                                 "coarse grain (README: 30-50).")
+    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale",
+                                 help="Noise level (0-255 scale) if known; blind when omitted. On camera photos it "
+                                      "works as a strength: a larger level removes more of their coarse grain "
+                                      "(README: 30-50).")
 
 
 class Denoise(Task):

@@ -5,12 +5,13 @@ A task declares a frozen dataclass `Request` (tasks/*.py) whose fields carry, in
 their default, range or choices, help text and kind:
 
     value   a number, flag or choice the user gives (a CLI option, a studio control)
-    image   an image-sized map (B, 1, H, W) such as a mask: the runtime tiles and flips it
+    image   an image-sized map (B, 1, H, W) such as a mask: the runtime flips it with the image
     hook    a callable a program hands over (e.g. the studio's cancel), never a user's option
 
 From that one declaration come the request's checks (`check`: unknown keys, with the closest
-known one, types and ranges, one line naming the option), the keys the runtime slices per tile
-(`maps`), and the description the CLI's options and the studio's controls are checked against
+known one, types and ranges, one line naming the option), the maps the runtime flips with the
+image for its ensemble (`maps`; tiles are cut from every image-sized tensor, task-added ones
+too), and the description the CLI's options and the studio's checks are tested against
 (`schema`, tests/test_requests.py).
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ def keys(request_type: type) -> tuple[str, ...]:
 
 
 def maps(request_type: type) -> tuple[str, ...]:
-    """The image-sized fields: what the runtime cuts per tile and flips with the image."""
+    """The image-sized fields: what the runtime flips with the image."""
     return tuple(f.name for f in dataclasses.fields(request_type) if _meta(f)["kind"] == "image")
 
 

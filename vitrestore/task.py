@@ -159,7 +159,7 @@ class InferenceRole:
         return self.output_suffix
 
     # what a request may carry besides the image, declared once (vitrestore/request.py): its
-    # keys, their checks, the maps the runtime tiles, the schema the CLI and the studio follow
+    # keys, their checks, the maps the ensemble flips, the schema the CLI and the studio are tested against
     Request: ClassVar[type] = NoRequest
 
     @property
@@ -168,7 +168,7 @@ class InferenceRole:
 
     @property
     def request_maps(self) -> tuple[str, ...]:
-        """The request's image-sized keys (e.g. a mask): cut per tile, flipped with the image."""
+        """The request's image-sized keys (e.g. a mask): flipped with the image by the ensemble."""
         return requests.maps(self.Request)
 
     def check_request_keys(self, request: dict[str, Any]) -> None:
