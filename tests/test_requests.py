@@ -85,3 +85,55 @@ def test_unknown_keys_and_wrong_types_name_the_option():
     assert TASKS["inpaint"]().request_maps == ("mask",) and TASKS["denoise"]().request_maps == ()
     schema = {o["name"]: o for o in requests.schema(TASKS["inpaint"].Request)}
     assert schema["texture"]["type"] == "flag" and schema["mask"]["type"] == "image" and "check_cancel" not in schema
+
+
+class _Image:  # what plan reads of an upload (inpaint's mask must match the image's size)
+    width, height = 40, 30
+
+
+def test_the_studio_schema_lists_exactly_what_a_job_takes_and_plan_keeps_to_it(tmp_path):
+    planner = JobPlanner(["starry-night"], tmp_path, lambda i: _Image(),
+                         {t: cls.Request for t, cls in TASKS.items()})
+    (tmp_path / "mine.safetensors").write_bytes(b"x")
+    tasks = planner.schema()["tasks"]
+    assert set(tasks) == set(OPTIONS)
+    json.dumps(tasks)
+    base = {"stylize": {"style": "starry-night"}, "restore": {"model": "mine.safetensors"}, "inpaint": {"mask": "m"}}
+    for task, entry in tasks.items():
+        assert entry["command"] in main.commands and [o["name"] for o in entry["options"]] != []
+        assert {o["name"] for o in entry["options"]} == set(OPTIONS[task]), task
+        for o in entry["options"]:
+            assert o["help"], (task, o["name"])
+            good = {**base.get(task, {})}
+            if o["type"] == "number":  # just past the top (and the bottom: adapt's 0 means off) is refused
+                planner.plan(task, {**good, o["name"]: o["max"]}, _Image())
+                for bad in (o["max"] + 0.5, o["min"] - 0.5):
+                    with pytest.raises(ApiError, match=o["name"]):
+                        planner.plan(task, {**good, o["name"]: bad}, _Image())
+            elif o["type"] == "flag":
+                planner.plan(task, {**good, o["name"]: False}, _Image())
+                with pytest.raises(ApiError, match=o["name"]):
+                    planner.plan(task, {**good, o["name"]: "yes"}, _Image())
+            elif o["type"] == "choice":
+                for value in o["choices"]:
+                    options = {**good, o["name"]: value}
+                    if task == "upscale" and value == "real":
+                        options["scale"] = 4
+                    planner.plan(task, options, _Image())
+                with pytest.raises(ApiError, match=o["name"]):
+                    planner.plan(task, {**good, o["name"]: "no such choice"}, _Image())
+    assert next(o for o in tasks["stylize"]["options"] if o["name"] == "style")["choices"] == ["starry-night"]
+    assert next(o for o in tasks["restore"]["options"] if o["name"] == "model")["choices"] == ["mine.safetensors"]
+
+
+def test_get_api_tasks_serves_the_schema():
+    from test_studio_api import start
+
+    server, client = start()
+    try:
+        status, body, _ = client.request("GET", "/api/tasks")
+        assert status == 200 and body == json.loads(json.dumps(server.studio.planner.schema()))
+        sigma = next(o for o in body["tasks"]["denoise"]["options"] if o["name"] == "sigma")
+        assert (sigma["type"], sigma["min"], sigma["max"]) == ("number", 0, 255)
+    finally:
+        server.close()

@@ -238,6 +238,8 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")[1:]  # after "api"
         if method == "GET" and parts == ["info"]:
             return self._json(200, studio.info())
+        if method == "GET" and parts == ["tasks"]:
+            return self._json(200, studio.planner.schema())
         if method == "GET" and len(parts) == 3 and parts[0] == "styles" and parts[2] == "thumbnail":
             return self._send(200, studio.style_thumbnail(parts[1]), "image/png")
         if method == "POST" and parts == ["images"]:

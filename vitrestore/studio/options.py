@@ -15,6 +15,24 @@ TASKS = ("denoise", "upscale", "inpaint", "stylize", "restore")
 OPTIONS = {"denoise": ("sigma", "adapt"), "upscale": ("scale", "kind", "adapt"),  # every key a job's options may have
            "inpaint": ("mask", "texture", "adapt"), "stylize": ("style", "strength"), "restore": ("model",)}
 ADAPT_SECONDS = (5, 600)  # the `adapt` option's range (0 or null: off), the CLI's --adapt SECONDS
+_ADAPT = {"type": "number", "min": ADAPT_SECONDS[0], "max": ADAPT_SECONDS[1], "default": None,
+          "help": "Seconds to fine-tune a copy of the model on this image first (0 or null: off)."}
+# the studio's own options (which model runs, and the adaptation), as data: `plan` checks them
+# against this and GET /api/tasks serves it beside each task's Request (its `value` fields); the
+# choices None are filled in per studio (its styles, its --models folder's files)
+STUDIO_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "denoise": {"adapt": _ADAPT},
+    "upscale": {"scale": {"type": "choice", "choices": [2, 4], "default": 4, "help": "Enlargement factor."},
+                "kind": {"type": "choice", "choices": ["classic", "real"], "default": "classic",
+                         "help": "classic: clean inputs; real: real photos (blur, noise, JPEG), x4 only."},
+                "adapt": _ADAPT},
+    "inpaint": {"mask": {"type": "image id", "default": None,
+                         "help": "An uploaded mask image of the image's size (white/opaque = fill)."},
+                "adapt": _ADAPT},
+    "stylize": {"style": {"type": "choice", "choices": None, "default": None, "help": "A shipped style."}},
+    "restore": {"model": {"type": "choice", "choices": None, "default": None,
+                          "help": "A weights file of the studio's --models folder."}},
+}
 JOB_KEYS = ("task", "image", "options")
 PREVIEW_KEYS = JOB_KEYS + ("crop",)  # POST /api/preview: a job's keys and the crop
 CROP_KEYS = ("x", "y", "size")  # the crop's centre in the image's pixels, its side
@@ -103,6 +121,25 @@ class JobPlanner:
         """`requests`: each task's Request (vitrestore/request.py), where its options' ranges live."""
         self.styles, self.models_dir, self.image, self.requests = styles, models_dir, image, requests
 
+    def schema(self) -> dict[str, Any]:
+        """GET /api/tasks: every task's options as data, {"tasks": {task: {"command", "options":
+        [{name, type, default, min, max, choices, help}]}}}: its Request's user options, then the
+        studio's own (their choices filled in: this studio's styles and model files)."""
+        from ..request import schema
+
+        out = {}
+        for task in TASKS:
+            options = [{k: o[k] for k in ("name", "type", "default", "min", "max", "choices", "help")}
+                       for o in schema(self.requests[task]) if o["kind"] == "value"]
+            for name, o in STUDIO_OPTIONS[task].items():
+                choices = o.get("choices")
+                if choices is None and o["type"] == "choice":
+                    choices = list(self.styles) if name == "style" else self.model_files()
+                options.append({"name": name, "type": o["type"], "default": o.get("default"), "min": o.get("min"),
+                                "max": o.get("max"), "choices": choices, "help": o["help"]})
+            out[task] = {"command": task, "options": options}
+        return {"tasks": out}
+
     def _range(self, task: str, key: str) -> tuple[float, float]:
         """A number option's range, as its task's Request declares it."""
         field = next(f for f in dataclasses.fields(self.requests[task]) if f.name == key)
@@ -137,8 +174,9 @@ class JobPlanner:
             return self.shipped("denoise"), 2, {} if sigma is None else {"sigma": _number(task, "sigma", sigma,
                                                                                           *self._range(task, "sigma"))}
         if task == "upscale":
-            scale = _choice(task, "scale", get("scale", 4), (2, 4))
-            kind = _choice(task, "kind", get("kind", "classic"), ("classic", "real"))
+            own = STUDIO_OPTIONS[task]
+            scale = _choice(task, "scale", get("scale", own["scale"]["default"]), tuple(own["scale"]["choices"]))
+            kind = _choice(task, "kind", get("kind", own["kind"]["default"]), tuple(own["kind"]["choices"]))
             if kind == "real" and scale != 4:
                 raise ApiError(400, "upscale: kind 'real' is x4 only (scale 4)")
             return self.shipped(f"upscale-x{scale}" + ("-real" if kind == "real" else "")), 1, {}
