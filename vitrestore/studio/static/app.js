@@ -85,6 +85,7 @@ async function show(image) {
 }
 
 async function upload(file) {
+  await optionsBuilt;  // an image is "ready" only with its task's controls there
   message("uploading " + (file.name || "image") + " …", true);
   try {
     const res = await api("/api/images", {method: "POST", body: file,
@@ -142,13 +143,13 @@ function redrawMask(extra) {
   state.ops.concat(extra ? [extra] : []).forEach((op) => drawOp(ctx, op));
 }
 function imagePoint(e) {
-  const r = photo.getBoundingClientRect();  // the mask's place too (it is not shown outside inpaint)
+  const r = photo.getBoundingClientRect();  // the mask's place too (it is shown only with the painter)
   return [(e.clientX - r.left) / state.zoom, (e.clientY - r.top) / state.zoom];
 }
 let drawing = null, panning = null;
 stage.addEventListener("pointerdown", (e) => {
   if (!state.image) return;
-  if (e.button === 1 || e.button === 2 || e.shiftKey || $("task").value !== "inpaint") {
+  if (e.button === 1 || e.button === 2 || e.shiftKey || !document.body.hasAttribute("data-paint")) {
     panning = {x: e.clientX - state.x, y: e.clientY - state.y, from: [e.clientX, e.clientY],
                pick: e.button === 0 && !e.shiftKey};  // a click that does not move picks the preview's place
   } else {
@@ -232,45 +233,101 @@ function maskBlob() {
   return new Promise((resolve) => c.toBlob(resolve, "image/png"));
 }
 
-// --- tasks and runs -----------------------------------------------------------------------
-function showOptions() {
-  const task = $("task").value;
-  document.body.dataset.task = task;
-  document.querySelectorAll("#options > span").forEach((s) =>
-    s.classList.toggle("shown", s.dataset.for.split(" ").includes(task)));
-  hidePreview();
-}
-$("task").onchange = showOptions;
-$("adapt").onchange = () => { $("adapt-seconds").disabled = !$("adapt").checked; };
+// --- tasks and their options: the controls are built from GET /api/tasks -------------------------
+// Each option a task's job takes is one control made from its entry in the schema, {name, type,
+// default, min, max, choices, help}, with the help as its tooltip: a `number` is a number input
+// (min, max from the schema), a `flag` a checkbox, a `choice` a select of its choices. Some have
+// a widget of their own (their markup in index.html's #widgets): `sigma` the level slider with
+// Auto and its preview, `adapt` the checkbox and its seconds, an `image id` the mask painter,
+// `style` the thumbnails. An option several tasks take alike (adapt) is one control for all.
+// A default null is the model's default: the control then starts at the page's own value below
+// (UI), or sends nothing until it is set.
+const UI = {
+  sigma: {max: 75, step: 1, value: 25},  // the slider stops at 75 (a job takes up to the schema's max, 255)
+  strength: {range: true, step: 0.05, value: 1},
+  adapt: {step: 1, value: 30},
+  texture: {value: true},
+  scale: {text: (v) => "x" + v},
+  model: {empty: "(start the studio with --models DIR)"},
+};
+const taskControls = {};  // task -> its controls in the schema's order: {name, el, get, preview, later, paint}
 
-// "Adapt to this photo": seconds to fine-tune a copy of the model on the photo first (0: off)
-function adaptSeconds() {
-  if (!$("adapt").checked) return 0;
-  const v = $("adapt-seconds").value;
-  if (v === "" || !Number.isFinite(Number(v))) throw new Error("adapt: give the seconds to adapt for (5 to 600)");
-  return Number(v);
-}
-
-async function options(task) {
-  const adapt = ["denoise", "upscale", "inpaint"].includes(task) ? adaptSeconds() : 0;
-  if (task === "denoise") return Object.assign(sigmaOptions(), {adapt});
-  if (task === "upscale") {
-    const v = $("scale").value;
-    return Object.assign(v === "real" ? {scale: 4, kind: "real"} : {scale: Number(v), kind: "classic"}, {adapt});
+function buildOptions(schema) {
+  const made = new Map(), named = new Set();
+  for (const [task, {options}] of Object.entries(schema.tasks)) {
+    taskControls[task] = options.map((o) => {
+      const key = JSON.stringify(o);
+      if (!made.has(key)) {  // a name taken by another task's different option: this one's id is task-name
+        const c = Object.assign({name: o.name, preview: true, later: false, paint: false},
+                                control(o, UI[o.name] || {}, named.has(o.name) ? `${task}-${o.name}` : o.name));
+        c.el.dataset.option = o.name;
+        named.add(o.name); made.set(key, c);
+        $("options").append(c.el);
+      }
+      return made.get(key);
+    });
   }
-  if (task === "stylize") return styleOptions();
-  if (task === "restore") return {model: $("model").value};
-  if (!state.ops.length) throw new Error("paint over what to remove first");
-  const res = await api("/api/images", {method: "POST", body: await maskBlob(),
-    headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
-  return {mask: (await res.json()).id, texture: $("texture").checked, adapt};
 }
 
-// denoise: the level slider, or none (Auto: blind); stylize: the chosen style and its strength
-function sigmaOptions() { return $("sigma-auto").checked ? {} : {sigma: Number($("sigma").value)}; }
-function styleOptions() {
-  const chosen = document.querySelector(".style.active");
-  return {style: chosen ? chosen.dataset.style : "", strength: Number($("strength").value)};
+function control(o, ui, id) {
+  const own = id === o.name;  // a widget's elements have fixed ids: the first option of its name gets it
+  if (own && o.name === "sigma" && o.type === "number") return sigmaWidget(o, ui);
+  if (own && o.name === "adapt" && o.type === "number") return adaptWidget(o, ui);
+  if (own && o.name === "style" && o.type === "choice") return styleWidget(o);
+  if (o.type === "image id" && $("widgets").contains($("paint-widget"))) return paintWidget();
+  const el = document.createElement("span");
+  let input, get;
+  if (o.type === "number") {
+    input = document.createElement("input");
+    input.type = ui.range ? "range" : "number";
+    if (o.min !== null) input.min = o.min;
+    if (o.max !== null) input.max = o.max;
+    input.step = ui.step || "any";
+    input.value = o.default ?? ui.value ?? (ui.range ? o.min : "");
+    get = () => {
+      if (input.validity.badInput) throw new Error(`${o.name}: give a number`);
+      return input.value === "" ? undefined : Number(input.value);  // empty: the model's default
+    };
+  } else if (o.type === "flag") {
+    input = document.createElement("input");
+    input.type = "checkbox";
+    const start = o.default ?? ui.value ?? null;
+    if (start === null) input.indeterminate = true; else input.checked = start;  // unset: the model's default
+    get = () => (input.indeterminate ? undefined : input.checked);
+  } else if (o.type === "choice") {
+    const choices = o.choices || [];
+    input = document.createElement("select");
+    input.replaceChildren(...(choices.length ? choices : [""]).map((c) => {
+      const option = document.createElement("option");
+      option.value = String(c);
+      option.textContent = choices.length ? (ui.text ? ui.text(c) : String(c)) : (ui.empty || "(none)");
+      return option;
+    }));
+    input.selectedIndex = Math.max(0, choices.indexOf(o.default));
+    get = () => (choices.length ? choices[input.selectedIndex] : "");  // the choice itself: 2, not "2"
+  } else {  // a type this page does not know (or a second image): said, and nothing sent
+    el.textContent = `${o.name}: not on this page`;
+    el.title = o.help;
+    return {el, get: () => undefined, preview: false};
+  }
+  input.id = id;
+  const label = document.createElement("label");
+  label.title = o.help;
+  if (o.type === "flag") label.append(input, " " + o.name); else label.append(o.name + " ", input);
+  el.append(label);
+  return {el, get};
+}
+
+function sigmaWidget(o, ui) {
+  const slider = $("sigma");
+  slider.min = o.min ?? 0;
+  slider.max = Math.min(o.max ?? ui.max, ui.max);
+  slider.step = ui.step;
+  slider.value = o.default ?? ui.value;
+  $("sigma-auto").checked = o.default === null;  // null: blind
+  $("sigma-label").title = o.help + " Click the photo to preview another place.";
+  showSigma();
+  return {el: $("sigma-widget"), get: () => ($("sigma-auto").checked ? undefined : Number(slider.value))};
 }
 function showSigma() {
   const auto = $("sigma-auto").checked;
@@ -279,7 +336,90 @@ function showSigma() {
 }
 $("sigma").oninput = () => { $("sigma-auto").checked = false; showSigma(); schedulePreview(300); };
 $("sigma-auto").onchange = () => { showSigma(); schedulePreview(0); };
-$("strength").oninput = () => schedulePreview(300);
+
+// "Adapt to this photo": seconds to fine-tune a copy of the model on the photo first (0: off)
+function adaptWidget(o, ui) {
+  const seconds = $("adapt-seconds"), on = Boolean(o.default);  // null or 0: off
+  if (o.min !== null) seconds.min = o.min;
+  if (o.max !== null) seconds.max = o.max;
+  seconds.step = ui.step;
+  seconds.value = on ? o.default : Math.min(Math.max(ui.value, o.min ?? ui.value), o.max ?? ui.value);
+  $("adapt").checked = on;
+  $("adapt").onchange();
+  $("adapt-label").title = o.help;
+  return {el: $("adapting"), get: adaptSeconds, preview: false};
+}
+$("adapt").onchange = () => { $("adapt-seconds").disabled = !$("adapt").checked; };
+function adaptSeconds() {
+  if (!$("adapt").checked) return 0;
+  const s = $("adapt-seconds"), v = s.value;
+  if (v === "" || !Number.isFinite(Number(v))) throw new Error(`adapt: give the seconds to adapt for (${s.min} to ${s.max})`);
+  return Number(v);
+}
+
+// the style thumbnails: one button a choice
+function styleWidget(o) {
+  const box = $("styles"), first = o.choices.includes(o.default) ? o.default : o.choices[0];
+  box.title = o.help;
+  box.replaceChildren(...o.choices.map((name) => {
+    const b = document.createElement("button");
+    b.className = "style" + (name === first ? " active" : ""); b.dataset.style = name; b.title = name;
+    const img = document.createElement("img"), label = document.createElement("span");
+    label.textContent = name;
+    b.append(img, label);
+    b.onclick = () => {
+      box.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
+      if (preview.wanted) schedulePreview(0);  // the preview shown: now in this style
+    };
+    api(`/api/styles/${encodeURIComponent(name)}/thumbnail`).then((r) => r.blob())
+      .then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => {});
+    return b;
+  }));
+  return {el: box, get: () => { const chosen = box.querySelector(".style.active"); return chosen ? chosen.dataset.style : ""; }};
+}
+
+// the mask painter: the image id sent is the painted mask's, uploaded when the job is run
+function paintWidget() {
+  return {el: $("paint-widget"), paint: true, preview: false, later: true, get: async () => {
+    if (!state.ops.length) throw new Error("paint over what to remove first");
+    const res = await api("/api/images", {method: "POST", body: await maskBlob(),
+      headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
+    return (await res.json()).id;
+  }};
+}
+
+function showOptions() {
+  const task = $("task").value, mine = taskControls[task] || [];
+  document.body.dataset.task = task;
+  document.querySelectorAll("#options > span").forEach((s) => s.classList.remove("shown"));
+  mine.forEach((c) => { $("options").append(c.el); c.el.classList.add("shown"); });  // in this task's order
+  document.body.toggleAttribute("data-paint", mine.some((c) => c.paint));
+  hidePreview();
+}
+$("task").onchange = showOptions;
+// a control of the task shown changed: its preview (the widgets ask for theirs themselves)
+$("options").addEventListener("input", (e) => {
+  const task = $("task").value, c = (taskControls[task] || []).find((k) => k.el.contains(e.target));
+  if (c && c.preview && PREVIEW_TASKS.includes(task) && !e.target.closest("#sigma-widget, #styles")) schedulePreview(300);
+});
+
+// the task's options as the job takes them, each control's value (none where it has none: the
+// model's default); `forPreview`: only those a preview takes (not adapt, no mask upload)
+function collect(task, forPreview) {
+  const out = {};
+  for (const c of taskControls[task] || []) {
+    if (c.later || (forPreview && !c.preview)) continue;
+    const v = c.get();
+    if (v !== undefined) out[c.name] = v;
+  }
+  return out;
+}
+async function options(task) {
+  if (!taskControls[task]) throw new Error(`${task}: the page has no options for it (GET /api/tasks did not answer)`);
+  const out = collect(task, false);
+  for (const c of taskControls[task]) if (c.later) out[c.name] = await c.get();
+  return out;
+}
 
 // --- preview: the task's options on a crop of the image, "before | after" ------------------------
 // POST /api/preview runs the job's model on the crop at once. One request at a time: when it
@@ -291,8 +431,8 @@ const preview = {point: null, wanted: false, timer: null, inflight: null, shown:
 function previewBody() {
   const task = $("task").value;
   if (!state.image || !PREVIEW_TASKS.includes(task)) return null;
-  const options = task === "denoise" ? sigmaOptions() : styleOptions();
-  if (task === "stylize" && !options.style) return null;
+  const options = collect(task, true);
+  if (Object.values(options).includes("")) return null;  // nothing to choose from (no style)
   const [x, y] = preview.point || [Math.floor(state.image.width / 2), Math.floor(state.image.height / 2)];
   return JSON.stringify({task, image: state.image.id, options, crop: {x, y}});
 }
@@ -434,32 +574,10 @@ $("compare").addEventListener("pointerup", () => peek(false));
 $("compare").addEventListener("pointerleave", () => peek(false));
 
 async function start() {
-  showOptions();
-  $("adapt").onchange();  // a reload may have kept the box ticked
-  showSigma();
   try {
-    const info = await (await api("/api/info")).json();
-    $("styles").innerHTML = "";
-    info.styles.forEach((name, i) => {
-      const b = document.createElement("button");
-      b.className = "style" + (i === 0 ? " active" : ""); b.dataset.style = name; b.title = name;
-      const img = document.createElement("img"), label = document.createElement("span");
-      label.textContent = name;
-      b.append(img, label);
-      b.onclick = () => {
-        document.querySelectorAll(".style").forEach((s) => s.classList.toggle("active", s === b));
-        if (preview.wanted) schedulePreview(0);  // the preview shown: now in this style
-      };
-      $("styles").appendChild(b);
-      api(`/api/styles/${encodeURIComponent(name)}/thumbnail`).then((r) => r.blob())
-        .then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => {});
-    });
-    $("model").replaceChildren(...(info.models.length ? info.models : [""]).map((m) => {
-      const o = document.createElement("option");
-      o.value = m; o.textContent = m || "(start the studio with --models DIR)";
-      return o;
-    }));
+    buildOptions(await (await api("/api/tasks")).json());
   } catch (e) { message(e.message); }
+  showOptions();
   new ResizeObserver(() => fit()).observe(stage);  // the window or the toolbar changed size
 }
-start();
+const optionsBuilt = start();
