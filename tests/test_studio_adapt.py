@@ -186,27 +186,15 @@ def test_an_inpaint_job_adapts_on_its_image_and_mask_cut_alike(studio, tiny_inpa
 # --- the page: the checkbox sends the option, the note shows (one small browser check) --------
 @pytest.mark.slow  # a browser
 def test_the_page_sends_adapt_and_shows_the_note(studio, tmp_path):
-    import os
-    import shutil
+    from test_studio_browser import MISSING, chrome  # in CI a missing browser is an error there
 
-    chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import Select, WebDriverWait
-    except ImportError:
-        webdriver = None
-    if not (chromium and driver_path and webdriver):
-        if os.environ.get("CI"):
-            raise RuntimeError("CI must run the browser checks (see .ci/run)")
-        pytest.skip("no chromium, chromium-driver or selenium")
+    if MISSING:
+        pytest.skip(f"no {', '.join(MISSING)}: apt-get install chromium chromium-driver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
     studio, c, _ = studio
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_path))
+    driver = chrome()
     try:
         driver.get(c.base + "/")
         Image.fromarray(NOISY).save(tmp_path / "noisy.png")

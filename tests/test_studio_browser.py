@@ -39,6 +39,23 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"no {', '.join(MISSING)}:
 SHOTS = os.environ.get("VITRESTORE_SCREENSHOTS")
 
 
+def chrome(downloads: Path | None = None):
+    """Headless Chromium driven by selenium, its console kept (CSP refusals show there); files
+    the page downloads land in `downloads` when given."""
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if downloads is not None:
+        opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                               "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+    if downloads is not None:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return driver
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, tiny_weights):
     downloads = tmp_path_factory.mktemp("downloads")
@@ -47,15 +64,7 @@ def page(tmp_path_factory, tiny_weights):
     studio = Studio(vitrestore.tasks, device="cpu", models_dir=models)
     server = StudioServer(studio, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals show in the console
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver = chrome(downloads)
     driver.get(server.url)
     yield driver, downloads
     driver.quit()

@@ -318,7 +318,7 @@ def test_a_stylize_preview_uses_the_style_and_strength(served):
 # --- the page: the level slider previews before | after, the job takes its value -------------------
 @pytest.fixture
 def page(tiny_weights):
-    from test_studio_browser import CHROMIUM, DRIVER, MISSING, webdriver
+    from test_studio_browser import MISSING, chrome
 
     if MISSING:
         pytest.skip(f"no {', '.join(MISSING)}: apt-get install chromium chromium-driver")
@@ -334,12 +334,7 @@ def page(tiny_weights):
         return real(body)
 
     studio.preview = watched
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver = chrome()
     try:
         driver.get(server.url)
         yield driver, studio, asked, gate

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import smooth_image
 from test_studio_api import start
-from test_studio_browser import CHROMIUM, DRIVER, MISSING, open_photo, wait_state, webdriver
+from test_studio_browser import MISSING, chrome, open_photo, wait_state
 import vitrestore.studio.options as studio_options
 from vitrestore.studio.options import JobPlanner
 
@@ -43,11 +43,7 @@ def page(monkeypatch, tiny_upscale_weights):
         return out
 
     studio.planner.schema = schema
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver = chrome()
     try:
         driver.get(server.url)
         yield driver, studio, served()
