@@ -25,7 +25,7 @@ import torch
 
 from . import request as requests
 from .config import Config, GeneratorConfig, build_dataclass
-from .request import NoRequest, UnknownOption, number as number_option  # noqa: F401  (tasks import them here)
+from .request import NoRequest, UnknownOption  # noqa: F401  (UnknownOption: the API's error, named here too)
 
 
 @dataclass

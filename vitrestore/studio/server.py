@@ -185,7 +185,10 @@ class Studio:
                         self._preview_source = (None, None)  # the old one goes before the next is read
                         self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
                     if task == "inpaint":
-                        request["mask"] = self._preview_mask(options["mask"], (slice(y0, y1), slice(x0, x1)))
+                        request["mask"] = self._hole(
+                            options["mask"], "no masked pixel in or near the crop: pick a point on the mask",
+                            "the mask covers the crop and all around it: no known pixel to fill from",
+                            (slice(y0, y1), slice(x0, x1)))
                     model = self.model(path, ensemble)
                     model.task.check_request(**request)
                 except ImageReadError:  # dropped from the store meanwhile
@@ -213,22 +216,21 @@ class Studio:
             self.device_lock.release()
             raise ApiError(503, "the studio is closing")
 
-    def _preview_mask(self, mask_id: str, cut: tuple[slice, slice]) -> Any:
-        """Inpaint's hole for a preview: the mask image's, cut as the crop (and its context) is."""
+    def _hole(self, mask_id: str, empty: str, full: str, cut: tuple[slice, slice] | None = None) -> Any:
+        """Inpaint's request mask (1, 1, H, W) from an uploaded mask image (cut as a preview's crop
+        and its context are, when `cut` is given); ValueError `empty` / `full` where there is
+        nothing to fill or nothing known to fill it from."""
         import torch
 
         from ..io.images import read_image
 
         masks = self.tasks.inpaint_masks
-        hole = masks.mask_from_pixels(read_image(self.store.image(mask_id).path).pixels)[cut]
-        hole = masks.fillable(hole, "no masked pixel in or near the crop: pick a point on the mask",
-                              "the mask covers the crop and all around it: no known pixel to fill from")
+        hole = masks.mask_from_pixels(read_image(self.store.image(mask_id).path).pixels)
+        hole = masks.fillable(hole if cut is None else hole[cut], empty, full)
         return torch.from_numpy(hole.astype("float32"))[None, None]
 
     def _run(self, job: Job) -> str:
         """On the worker thread: run the job's model on its image, store the result as a new image."""
-        import torch
-
         from ..io.images import encode_image, read_image
 
         src = self.store.image(job.image)
@@ -236,11 +238,8 @@ class Studio:
         seconds = adapt_seconds(job.task, job.options)
         img = read_image(src.path, max_pixels=self.store.max_pixels)
         if job.task == "inpaint":
-            masks = self.tasks.inpaint_masks
-            hole = masks.fillable(masks.mask_from_pixels(read_image(self.store.image(job.options["mask"]).path).pixels),
-                                  "the mask is empty: paint over what to remove",
-                                  "the mask covers the whole image: no known pixel to fill from")
-            request["mask"] = torch.from_numpy(hole.astype("float32"))[None, None]
+            request["mask"] = self._hole(job.options["mask"], "the mask is empty: paint over what to remove",
+                                         "the mask covers the whole image: no known pixel to fill from")
             request["check_cancel"] = job.check_cancel  # the texture step reports no tiles
         with self.device_lock:
             model = self.model(path, ensemble)
