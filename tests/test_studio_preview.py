@@ -253,14 +253,17 @@ def test_previews_waiting_behind_a_job_leave_connections_for_the_rest_of_the_api
     try:
         studio.device_lock.acquire()  # a long job holds the device: previews wait
         threads = [threading.Thread(target=lambda: answers.append(ask(c, "denoise", image, {"sigma": 5}, crop)),
-                                    daemon=True) for _ in range(10)]
+                                    daemon=True) for _ in range(PREVIEW_WAITING)]
         for t in threads:
             t.start()
         deadline = time.time() + 30
-        while len(answers) < 10 - PREVIEW_WAITING and time.time() < deadline:
+        while studio._preview_slots._value > 0 and time.time() < deadline:  # all of them waiting
             time.sleep(0.05)
         # the ones beyond PREVIEW_WAITING are refused at once (they took every connection slot: the
-        # page's job polling and everything else was answered 503 until the job had finished)
+        # page's job polling and everything else was answered 503 until the job had finished); asked
+        # one after another, so that the server's own connection limit never answers them instead
+        for _ in range(10 - PREVIEW_WAITING):
+            answers.append(ask(c, "denoise", image, {"sigma": 5}, crop))
         refused = [a for a in answers if a[0] == 429]
         assert len(refused) == 10 - PREVIEW_WAITING, [a[0] for a in answers]
         assert all(a[1]["error"].startswith("previews are busy") for a in refused), refused[0]
