@@ -37,10 +37,10 @@ from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.clipped import clipped_std, local_mean
 from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
                                     select)
-from vitrestore.request import option
 from vitrestore.task import Batch, Task
 
 from . import denoise_adapt
+from .denoise_command import COMMAND
 
 SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 
@@ -78,19 +78,11 @@ class DenoiseOptions:
     CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16), "level_map": ("constant", "clipped")}
 
 
-@dataclass(frozen=True)
-class DenoiseRequest:
-    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale",
-                                 help="Noise level (0-255 scale) if known; blind when omitted. On camera photos it "
-                                      "works as a strength: a larger level removes more of their coarse grain "
-                                      "(README: 30-50).")
-
-
 class Denoise(Task):
-    name = "denoise"
+    name = COMMAND.task
     Options = DenoiseOptions
     output_suffix = "denoised"
-    Request = DenoiseRequest
+    Request = COMMAND.request
     contract = ("cond (B, 2, H, W): channel 0 = sigma / 50 (sigma on the 0-255 scale) where the Gaussian noise "
                 "level is known, else 0 (with task_options.level_map \"clipped\": per pixel, the std that noise keeps "
                 "in [0, 1] on the noisy image's 5x5 mean, channels averaged, / 50); channel 1 = 1 where it is "

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from vitrestore.config import ConfigError, check_options
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
-from vitrestore.request import option
 from vitrestore.task import Batch, Task, as_unit
 
 from . import inpaint_adapt
+from .inpaint_command import COMMAND
 
 
 WHOLE_SIDE = 1024  # images up to this side are inpainted in one pass (the whole hole in context)
@@ -70,22 +70,11 @@ class InpaintOptions:
     CHOICES: ClassVar[dict[str, tuple]] = {"prefill": tuple(PREFILLS)}
 
 
-@dataclass(frozen=True)
-class InpaintRequest:
-    mask: Any = option(None, kind="image", help="The hole (B, 1, H, W), 1 = fill: --mask or --mask-color.")
-    texture: bool | None = option(None, choices=(False, True),
-                                  help="Copy real texture from the photo into wide holes (--no-texture: the "
-                                       "network's smooth fill, a little closer on average, visibly blurred in large "
-                                       "holes).")
-    check_cancel: Any = option(None, kind="hook", help="Called between the texture step's rounds; raises to stop "
-                                                       "(the studio's cancel).")
-
-
 class Inpaint(Task):
-    name = "inpaint"
+    name = COMMAND.task
     Options = InpaintOptions
     output_suffix = "inpainted"
-    Request = InpaintRequest
+    Request = COMMAND.request
     contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
                 "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
                 "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")

@@ -28,8 +28,9 @@ import torch
 from vitrestore.config import ConfigError, check_options
 from vitrestore.ops.pipeline import Step, apply_pipeline, build_pipeline, sample_pipeline
 from vitrestore.ranges import OP_CHOICES, OP_RANGES
-from vitrestore.request import option
 from vitrestore.task import Batch, Task
+
+from .restore_command import COMMAND
 
 CONDITIONS = ("none", "mask")
 
@@ -56,17 +57,11 @@ def _check_ops(spec: tuple[dict, ...], steps: list[Step], source: str) -> None:
                       OP_CHOICES.get(step.name, {}))
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
-    mask: Any = option(None, kind="image", help="The area to restore (B, 1, H, W), 1 = restore: for models "
-                                                "trained with task_options.condition: mask.")
-
-
 class Restore(Task):
     contract = "cond (when cond_channels is 1): the mask of the area to restore, 1 = restore; else none."
-    name = "restore"
+    name = COMMAND.task
     Options = RestoreOptions
-    Request = RestoreRequest
+    Request = COMMAND.request
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

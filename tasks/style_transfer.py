@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from vitrestore.config import ConfigError, check_options
 from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
-from vitrestore.request import option
 from vitrestore.task import Batch, Task, as_unit
+
+from .style_transfer_command import COMMAND
 
 
 QUANTILES = 256  # the painting's colour quantiles per channel kept for histogram matching
@@ -146,17 +147,11 @@ def normalised_edges(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     return e / (e.mean(dim=(1, 2, 3), keepdim=True) + 1e-4)
 
 
-@dataclass(frozen=True)
-class StyleRequest:
-    strength: float | None = option(None, lo=0, hi=1, help="Blend: 0 = the photo, 1 = fully stylised "
-                                    "[the model's default, 1].")
-
-
 class StyleTransfer(Task):
-    name = "stylize"
+    name = COMMAND.task
     Options = StyleOptions
     output_suffix = "stylized"
-    Request = StyleRequest
+    Request = COMMAND.request
     contract = ("image: the photo colour-matched to the painting (StyleTransfer.prepare); cond (when "
                 "cond_channels is 1): a seeded noise map smeared along the photo's edge flow (noise_map); the "
                 "output is blended with the photo by strength.")

@@ -32,6 +32,7 @@ from vitrestore.ops.downscale import DOWNSCALERS, Downscale
 from vitrestore.task import Batch, Task
 
 from . import super_resolution_adapt
+from .super_resolution_command import COMMAND
 
 DEGRADATIONS = ("classic", "real")
 _MODES = ("area", "bilinear", "bicubic")
@@ -109,8 +110,9 @@ def real_degradation(clean: torch.Tensor, scale: int, o: UpscaleOptions, gen: to
 
 class Upscale(Task):
     contract = "no cond; the output is `scale` times the input's size (tiles overlap 32 px, feathered)."
-    name = "upscale"
+    name = COMMAND.task
     Options = UpscaleOptions
+    Request = COMMAND.request
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)

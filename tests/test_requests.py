@@ -44,7 +44,7 @@ def test_every_request_is_declared_with_help_and_bounds():
 def test_the_cli_option_is_the_request_field(task, key):
     field = next(f for f in value_fields(task) if f.name == key)
     m = field.metadata
-    param = next(p for p in main.commands[task].params if p.name == key)
+    param = next(p for p in main.get_command(None, task).params if p.name == key)
     if m["lo"] is not None:
         assert isinstance(param.type, click.FloatRange), (task, key)
         assert (param.type.min, param.type.max) == (m["lo"], m["hi"]), (task, key)
@@ -100,7 +100,7 @@ def test_the_studio_schema_lists_exactly_what_a_job_takes_and_plan_keeps_to_it(t
     json.dumps(tasks)
     base = {"stylize": {"style": "starry-night"}, "restore": {"model": "mine.safetensors"}, "inpaint": {"mask": "m"}}
     for task, entry in tasks.items():
-        assert entry["command"] in main.commands and [o["name"] for o in entry["options"]] != []
+        assert main.get_command(None, entry["command"]) is not None and [o["name"] for o in entry["options"]] != []
         assert {o["name"] for o in entry["options"]} == set(OPTIONS[task]), task
         for o in entry["options"]:
             assert o["help"], (task, o["name"])
@@ -137,3 +137,43 @@ def test_get_api_tasks_serves_the_schema():
         assert (sigma["type"], sigma["min"], sigma["max"]) == ("number", 0, 255)
     finally:
         server.close()
+
+
+def _input_cases():
+    """(task, field) for every command input of every task (vitrestore/command.py)."""
+    from vitrestore.tasks import commands
+
+    return [(t, f) for t, c in commands().items() for f in dataclasses.fields(c.inputs)]
+
+
+@pytest.mark.parametrize("task,field", _input_cases(), ids=lambda v: getattr(v, "name", v))
+def test_every_command_input_is_a_cli_option_with_its_range_and_help(task, field, tmp_path):
+    m = field.metadata
+    assert m["help"], (task, field.name)
+    param = next(p for p in main.get_command(None, task).params if p.name == field.name)
+    assert param.help == m["help"] and param.required == m["required"], (task, field.name)
+    flag = "--" + field.name.replace("_", "-")
+    rest = {"stylize": ["--style", "starry-night"], "restore": ["--weights", "x.safetensors"]}.get(task, [])
+    rest = [a for i, a in enumerate(rest) if rest[i - (i % 2)] != flag]  # not the option under test twice
+    runner = click.testing.CliRunner()
+    if m["required"]:  # left out: refused, naming it
+        result = runner.invoke(main, [task, str(tmp_path / "x.png")] + rest)
+        assert result.exit_code == 2 and flag in result.output, (task, result.output)
+    if m["lo"] is not None:  # just past each end: refused, naming it, before anything is read
+        step = 1 if m["type"] == "int" else 0.5
+        for bad in (m["hi"] + step, m["lo"] - step):
+            result = runner.invoke(main, [task, str(tmp_path / "x.png"), flag, str(bad)] + rest)
+            assert result.exit_code == 2 and flag in result.output, (task, bad, result.output)
+    if m["choices"]:
+        result = runner.invoke(main, [task, str(tmp_path / "x.png"), flag, "no-such-choice"] + rest)
+        assert result.exit_code == 2 and flag in result.output, (task, result.output)
+
+
+def test_every_task_is_declared_once_and_its_class_agrees():
+    from vitrestore.tasks import commands, get_task
+
+    assert set(commands()) == set(TASKS) and set(commands()) <= set(main.list_commands(None))
+    for name, command in commands().items():
+        cls = get_task(name)
+        assert cls.name == name and cls.Request is command.request, name
+        assert command.adapt == (cls.adapt_with is not None), name  # --adapt only where there is an objective

@@ -44,8 +44,10 @@ class _OneLineUsageError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Usage errors (a bad option value, a missing argument) as one `error: <option>: <reason>`
-    line like every other error, instead of click's usage block."""
+    """The commands of this module and one per task, made from the task's declaration
+    (tasks/<task>_command.py; reading those imports no torch). Usage errors (a bad option value,
+    a missing argument) as one `error: <option>: <reason>` line like every other error, instead
+    of click's usage block."""
 
     def invoke(self, ctx):
         try:
@@ -58,6 +60,20 @@ class _Group(click.Group):
             else:
                 message = exc.format_message()
             raise _OneLineUsageError(f"{message} (see: vitrestore {name} --help)") from None
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*self.commands, *_tasks().commands()})
+
+    def get_command(self, ctx, name: str) -> click.Command | None:
+        """A command of this module, or a task's, made from its declaration (tasks/*_command.py)."""
+        if name in self.commands:
+            return self.commands[name]
+        return _task_commands().get(name)
+
+
+@functools.cache
+def _task_commands() -> dict[str, click.Command]:
+    return {name: _task_command(command) for name, command in _tasks().commands().items()}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -371,161 +387,57 @@ def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_i
     return adapted
 
 
-def _task_is(task: str, given: str):
-    """A `check` for _run: the model must be one of `task` (a command never runs another task's model)."""
-    def check(model) -> None:
-        if model.task.name != task:
-            raise ValueError(f"{given}: not a model for `vitrestore {task}` (its task is {model.task.name}; "
-                             f"run it with `vitrestore restore --weights {given}`)")
-    return check
+def _click_option(name: str, m: dict, default) -> click.Option:
+    """A request field or command input (vitrestore/request.py option metadata) as a click option."""
+    flag = "--" + name.replace("_", "-")
+    # no default given for None: click takes an explicit None as a value, and a required option
+    # would then run without it
+    common = {"help": m["help"], "required": m["required"], "metavar": m["metavar"],
+              **({} if default is None else {"default": default, "show_default": True})}
+    if m["type"] == "flag":
+        return click.Option([f"{flag}/--no-{flag[2:]}"], **common)
+    if m["type"] in ("number", "int"):
+        lo, hi = m["lo"], m["hi"]
+        kind = click.IntRange(lo, hi) if m["type"] == "int" else click.FloatRange(lo, hi)
+        return click.Option([flag], type=kind, callback=None if m["type"] == "int" else _finite, **common)
+    kind = {"choice": click.Choice([str(c) for c in m["choices"] or ()]), "path": click.Path(path_type=Path),
+            "text": None}[m["type"]]
+    return click.Option([flag], type=kind, **common)
 
 
-def _denoise_options(f):
-    # 2 = the image and its mirror averaged (README, Denoising: --ensemble 1 is 2x faster, 0.08 dB less)
-    return _common_run_options(f, ensemble="2")
+def _task_command(command) -> click.Command:
+    """`vitrestore <task>` from the task's declaration (vitrestore/command.py): the shared options,
+    the request's user options, the command's own inputs and, where the task adapts, --adapt."""
+    import dataclasses
 
+    from .request import keys as field_names
 
-@main.command()
-@_denoise_options
-@click.option("--sigma", type=click.FloatRange(0, 255), default=None, callback=_finite,
-              help="Noise level (0-255 scale) if known; blind when omitted. On camera photos it works as a "
-                   "strength: a larger level removes more of their coarse grain (README: 30-50).")
-@click.option("--model", "model_name", default="denoise", show_default=True,
-              help="Shipped model name or a .safetensors weights file.")
-@_adapt_options
-def denoise(run: RunArgs, sigma, model_name, adapt_seconds, adapt_steps, adapt_save) -> None:
-    """Remove noise from images or folders of images.
+    taken = set(RunArgs.__dataclass_fields__) | {"adapt_seconds", "adapt_steps", "adapt_save"}
+    request_fields = [f for f in dataclasses.fields(command.request) if f.metadata.get("kind", "value") == "value"]
+    input_fields = list(dataclasses.fields(command.inputs))
+    names = [f.name for f in request_fields + input_fields]
+    clash = sorted(n for n in names if n in taken or names.count(n) > 1)
+    if clash:
+        raise RuntimeError(f"tasks/{command.task}: option {clash[0]!r} is declared twice or taken by a shared option")
+    input_names = field_names(command.inputs)
 
-    Writes <stem>_denoised.<ext> beside each input, or mirrors folders under -o.
-    """
-    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)
-    _run(model_name, run, check=_task_is("denoise", model_name), adapt=adapt, sigma=sigma)
+    def body(run: RunArgs, **kw) -> None:
+        adapt = AdaptArgs.of(kw.pop("adapt_seconds"), kw.pop("adapt_steps"), kw.pop("adapt_save")) \
+            if command.adapt else None  # a bad budget fails before anything is read
+        inputs = command.inputs(**{name: kw.pop(name) for name in input_names})
+        request = {k: v for k, v in kw.items() if v is not None}  # None: the model's default
+        try:
+            plan = command.plan(inputs, request, run.inputs)
+        except ValueError as exc:
+            _fail(str(exc))
+        _run(plan.model, run, suffix=plan.suffix, finish=plan.finish, check=plan.check, per_image=plan.per_image,
+             exclude=plan.exclude, protect=plan.protect, out_size=plan.out_size, adapt=adapt, **plan.request)
 
-
-@main.command()
-@_common_run_options
-@click.option("--weights", required=True, help="A .safetensors weights file from `vitrestore train` (or a shipped name).")
-def restore(run: RunArgs, weights) -> None:
-    """Run any trained model (e.g. a task defined in YAML) on images or folders.
-
-    Writes <stem>_<name>.<ext> beside each input, where <name> comes from the model's config.
-    """
-    _run(weights, run)
-
-
-@main.command()
-@_common_run_options
-@click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Upscaling factor of the network [4].")
-@click.option("--model", "kind", default="classic", show_default=True,
-              help="classic (sharp, for clean images), real (noisy/JPEG'd real photos), or a .safetensors file.")
-@click.option("--outscale", type=click.FloatRange(0.05, 16), default=None, callback=_finite,
-              help="Final size as a factor of the input (the network output is resized to it).")
-@_adapt_options
-def upscale(run: RunArgs, scale, kind, outscale, adapt_seconds, adapt_steps, adapt_save) -> None:
-    """Enlarge images x2 or x4 (super-resolution).
-
-    Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).
-    """
-    import cv2
-    import numpy as np
-
-    from .commands import upscale_model
-
-    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)  # a bad budget fails before anything is read
-
-    try:
-        name = upscale_model(scale, kind)
-    except ValueError as exc:
-        _fail(str(exc))
-
-    def check(model) -> None:
-        if model.scale == 1:
-            raise ValueError(f"{kind}: not a super-resolution model (it keeps the size)")
-        if scale is not None and model.scale != int(scale):
-            raise ValueError(f"{kind}: this model enlarges x{model.scale}, not x{scale}")
-
-    def final_size(image) -> tuple[int, int]:  # (W, H) with --outscale
-        h, w = image.pixels.shape[:2]
-        return max(1, round(w * outscale)), max(1, round(h * outscale))
-
-    def finish(result, image):
-        if outscale is None:
-            return result
-        size = final_size(image)  # cv2 wants (W, H)
-        shrink = size[0] < result.shape[1]
-        out = cv2.resize(result, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        return out[:, :, None] if out.ndim == 2 else np.ascontiguousarray(out)
-
-    suffix = f"x{outscale:g}" if outscale is not None else None
-    _run(name, run, suffix=suffix, finish=finish, check=check, out_size=final_size if outscale is not None else None,
-         adapt=adapt)
-
-
-@main.command()
-@_common_run_options
-@click.option("--mask", "mask_path", type=click.Path(path_type=Path),
-              help="Mask image (white/opaque = fill), or a folder of masks matched to the inputs by file name.")
-@click.option("--mask-color", help="Fill every pixel of this colour instead: R,G,B or #rrggbb.")
-@click.option("--tolerance", type=click.IntRange(0, 255), default=0, show_default=True,
-              help="How far (0-255) a pixel may be from --mask-color and still be filled.")
-@click.option("--dilate", type=click.IntRange(0, 100), default=0, show_default=True,
-              help="Grow the hole by this many pixels (covers halos around damage).")
-@click.option("--texture/--no-texture", default=True, show_default=True,
-              help="Copy real texture from the photo into wide holes (--no-texture: the network's smooth fill, "
-                   "a little closer on average, visibly blurred in large holes).")
-@click.option("--model", "model_name", default="inpaint", show_default=True,
-              help="Shipped model name or a .safetensors weights file.")
-@_adapt_options
-def inpaint(run: RunArgs, mask_path, mask_color, tolerance, dilate, texture, model_name, adapt_seconds, adapt_steps,
-            adapt_save) -> None:
-    """Fill holes: the white (or opaque) pixels of a mask, or every pixel of a key colour.
-
-    Writes <stem>_inpainted.<ext> beside each input. Pixels outside the hole are kept exactly.
-    """
-    import torch
-
-    adapt = AdaptArgs.of(adapt_seconds, adapt_steps, adapt_save)
-    tasks = _tasks()
-    try:
-        masks = tasks.inpaint_masks.UserMasks(run.inputs, mask_path=mask_path, color=mask_color,
-                                              tolerance=tolerance, dilate=dilate)
-    except ValueError as exc:
-        _fail(str(exc))
-
-    def mask_for(img) -> dict:
-        hole = masks.hole_for(img)  # (H, W) bool
-        return {"mask": torch.from_numpy(hole.astype("float32"))[None, None], "texture": texture}
-
-    mask_is_dir = mask_path is not None and mask_path.is_dir()
-    _run(model_name, run, check=_task_is("inpaint", model_name), per_image=mask_for, adapt=adapt,
-         exclude=(mask_path,) if mask_is_dir else (), protect=(mask_path,) if mask_path and not mask_is_dir else ())
-
-
-@main.command()
-@_common_run_options
-@click.option("--style", required=True,
-              help="A shipped style name (`vitrestore models` lists style-NAME models) or a .safetensors "
-                   "file trained with configs/stylize.yaml.")
-@click.option("--strength", type=click.FloatRange(0, 1), default=None, callback=_finite,
-              help="Blend: 0 = the photo, 1 = fully stylised [the model's default, 1].")
-def stylize(run: RunArgs, style, strength) -> None:
-    """Repaint photos in the style of a painting.
-
-    Writes <stem>_<style>.<ext> beside each input (e.g. photo_starry-night.png).
-    """
-    from .commands import style_model
-
-    try:
-        name = style_model(style)
-    except ValueError as exc:
-        _fail(str(exc))
-
-    def check(model) -> None:
-        if model.task.name != "stylize":
-            raise ValueError(f"{style}: not a style model (it is a {model.task.name} model)")
-
-    request = {} if strength is None else {"strength": strength}
-    _run(name, run, check=check, **request)
+    f = _adapt_options(body) if command.adapt else body
+    for fld in reversed(request_fields + input_fields):
+        f.__dict__.setdefault("__click_params__", []).append(_click_option(fld.name, fld.metadata, fld.default))
+    f = _common_run_options(f, ensemble=str(command.ensemble))
+    return click.command(name=command.task, help=command.help, short_help=command.summary)(f)
 
 
 @main.command()

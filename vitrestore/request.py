@@ -1,8 +1,8 @@
 """A task's request, declared once: what one inference call may be told besides the image (e.g.
 denoise's `sigma`, inpainting's `mask`).
 
-A task declares a frozen dataclass `Request` (tasks/*.py) whose fields carry, in `option(...)`,
-their default, range or choices, help text and kind:
+A task declares a frozen dataclass `Request` (tasks/<task>_command.py) whose fields carry, in
+`option(...)`, their default, range or choices, help text and kind:
 
     value   a number, flag or choice the user gives (a CLI option, a studio control)
     image   an image-sized map (B, 1, H, W) such as a mask: the runtime flips it with the image
@@ -13,6 +13,11 @@ known one, types and ranges, one line naming the option), the maps the runtime f
 image for its ensemble (`maps`; tiles are cut from every image-sized tensor, task-added ones
 too), and the description the CLI's options and the studio's checks are tested against
 (`schema`, tests/test_requests.py).
+
+A command's own inputs (which model, a mask file: vitrestore/command.py) are declared with the
+same `option(...)`, and their `type` says what the CLI takes: number, int, choice, flag, text or
+path (inferred where left out: flag from choices (False, True), choice from other choices,
+number from a range, else text).
 """
 from __future__ import annotations
 
@@ -21,19 +26,30 @@ import difflib
 import math
 import numbers
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 KINDS = ("value", "image", "hook")
+TYPES = ("number", "int", "choice", "flag", "text", "path")
 
 
 def option(default: Any = None, *, help: str, lo: float | None = None, hi: float | None = None,
-           choices: tuple | None = None, kind: str = "value", unit: str = "") -> Any:
+           choices: tuple | None = None, kind: str = "value", unit: str = "", type: str | None = None,
+           required: bool = False, metavar: str | None = None) -> Any:
     """A request field: `lo`/`hi` bound a number (`unit` names its scale in messages),
-    `choices` close a set (False, True: a flag); `kind` as above."""
+    `choices` close a set (False, True: a flag); `kind` as above; `type` one of TYPES (inferred
+    where left out); `required`: the CLI refuses to run without it; `metavar`: its help's
+    placeholder."""
     if kind not in KINDS:
         raise ValueError(f"option kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if type is None:
+        type = ("flag" if choices is not None and all(c is True or c is False for c in choices) else
+                "choice" if choices is not None else "number" if lo is not None else "text")
+    if type not in TYPES:
+        raise ValueError(f"option type must be one of {', '.join(TYPES)}, got {type!r}")
     return dataclasses.field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices,
-                                                         "kind": kind, "unit": unit})
+                                                         "kind": kind, "unit": unit, "type": type,
+                                                         "required": required, "metavar": metavar})
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,8 @@ class UnknownOption(TypeError, ValueError):
 
 
 def _meta(f: dataclasses.Field) -> dict:
-    return f.metadata or {"help": "", "lo": None, "hi": None, "choices": None, "kind": "value", "unit": ""}
+    return f.metadata or {"help": "", "lo": None, "hi": None, "choices": None, "kind": "value", "unit": "",
+                          "type": "text", "required": False, "metavar": None}
 
 
 def _is_flag(m: dict) -> bool:
@@ -101,6 +118,10 @@ def check(request_type: type, task: str, request: dict[str, Any]) -> None:
             elif m["lo"] is not None:
                 label = f"{name} ({m['unit']})" if m["unit"] else name
                 number(label, value, m["lo"], m["hi"] if m["hi"] is not None else math.inf)
+                if m["type"] == "int" and float(value) != int(value):
+                    raise ValueError(f"{name} must be a whole number, got {value!r}")
+            elif m["type"] in ("text", "path") and not isinstance(value, (str, PurePath)):
+                raise ValueError(f"{name} must be {'a path' if m['type'] == 'path' else 'text'}, got {value!r}")
 
 
 def schema(request_type: type) -> list[dict[str, Any]]:
@@ -111,8 +132,7 @@ def schema(request_type: type) -> list[dict[str, Any]]:
         m = _meta(f)
         if m["kind"] == "hook":
             continue
-        kind = "image" if m["kind"] == "image" else "flag" if _is_flag(m) else "choice" if m["choices"] is not None \
-            else "number"
+        kind = "image" if m["kind"] == "image" else m["type"]
         out.append({"name": f.name, "type": kind, "default": f.default, "min": m["lo"], "max": m["hi"],
                     "choices": list(m["choices"]) if m["choices"] is not None else None, "help": m["help"],
                     "kind": m["kind"]})
