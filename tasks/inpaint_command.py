@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitrestore.command import Command, Plan, own_task
+from vitrestore.command import Command, Offer, Plan, Studio, own_task
 from vitrestore.request import option
 
 
@@ -52,9 +52,34 @@ def plan(inputs: InpaintInputs, request: dict, paths: tuple[Path, ...]) -> Plan:
                 protect=(inputs.mask,) if inputs.mask and not mask_is_dir else ())
 
 
+@dataclass(frozen=True)
+class InpaintStudio:
+    mask: str | None = option(None, type="image id", required=True,
+                              help="An uploaded mask image of the image's size (white/opaque = fill).")
+
+
+def studio_plan(options: InpaintStudio, request: dict, offer: Offer) -> tuple[Path, dict]:
+    return offer.shipped("inpaint"), request
+
+
+def read_upload(name: str, pixels, cut):
+    """The hole (H, W) bool from an uploaded mask's pixels (cut to a preview's crop and its
+    context where `cut`, two slices, is given); ValueError where there is nothing to fill or
+    nothing known to fill it from."""
+    from . import inpaint_masks  # noqa: PLC0415  (OpenCV: not for --help)
+
+    hole = inpaint_masks.mask_from_pixels(pixels)  # the whole mask: whether its alpha marks the hole
+    if cut is not None:
+        return inpaint_masks.fillable(hole[cut], "no masked pixel in or near the crop: pick a point on the mask",
+                                      "the mask covers the crop and all around it: no known pixel to fill from")
+    return inpaint_masks.fillable(hole, "the mask is empty: paint over what to remove",
+                                  "the mask covers the whole image: no known pixel to fill from")
+
+
 COMMAND = Command(
     task="inpaint", implementation="inpaint:Inpaint", request=InpaintRequest, inputs=InpaintInputs, plan=plan,
-    adapt=True,
+    adapt=True, studio=Studio("Inpaint (remove)", studio_plan, InpaintStudio, uploads={"mask": "mask"},
+                              read_upload=read_upload, order=3, keeps_name=True),
     help="""Fill holes: the white (or opaque) pixels of a mask, or every pixel of a key colour.
 
     Writes <stem>_inpainted.<ext> beside each input. Pixels outside the hole are kept exactly.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrestore.command import Command, Plan
+from vitrestore.command import Command, Offer, Plan, Studio
 from vitrestore.commands import style_model
 from vitrestore.request import option
 
@@ -31,9 +31,18 @@ def plan(inputs: StyleInputs, request: dict, paths: tuple[Path, ...]) -> Plan:
     return Plan(style_model(inputs.style), request, check=check)
 
 
+@dataclass(frozen=True)
+class StyleStudio:
+    style: str | None = option(None, choices=(), required=True, help="A shipped style.")
+
+
+def studio_plan(options: StyleStudio, request: dict, offer: Offer) -> tuple[Path, dict]:
+    return offer.shipped(f"style-{options.style}"), request
+
+
 COMMAND = Command(
     task="stylize", implementation="style_transfer:StyleTransfer", request=StyleRequest, inputs=StyleInputs,
-    plan=plan,
+    plan=plan, studio=Studio("Stylize", studio_plan, StyleStudio, offered={"style": "styles"}, preview=True, order=4),
     help="""Repaint photos in the style of a painting.
 
     Writes <stem>_<style>.<ext> beside each input (e.g. photo_starry-night.png).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrestore.command import Command, Plan
+from vitrestore.command import Command, Offer, Plan, Studio
 from vitrestore.commands import upscale_model
 from vitrestore.request import NoRequest, option
 
@@ -47,9 +47,22 @@ def plan(inputs: UpscaleInputs, request: dict, paths: tuple[Path, ...]) -> Plan:
     return Plan(name, request, suffix=f"x{outscale:g}", check=check, finish=finish, out_size=final_size)
 
 
+@dataclass(frozen=True)
+class UpscaleStudio:
+    scale: int = option(4, choices=(2, 4), help="Enlargement factor.")
+    kind: str = option("classic", choices=("classic", "real"),
+                       help="classic: clean inputs; real: real photos (blur, noise, JPEG), x4 only.")
+
+
+def studio_plan(options: UpscaleStudio, request: dict, offer: Offer) -> tuple[Path, dict]:
+    if options.kind == "real" and options.scale != 4:
+        raise ValueError("kind 'real' is x4 only (scale 4)")
+    return offer.shipped(f"upscale-x{options.scale}" + ("-real" if options.kind == "real" else "")), request
+
+
 COMMAND = Command(
     task="upscale", implementation="super_resolution:Upscale", request=NoRequest, inputs=UpscaleInputs, plan=plan,
-    adapt=True,
+    adapt=True, studio=Studio("Upscale", studio_plan, UpscaleStudio, order=2),
     help="""Enlarge images x2 or x4 (super-resolution).
 
     Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).

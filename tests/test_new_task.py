@@ -1,7 +1,7 @@
 """A task is declared once: a new task is its own modules in tasks/ (here written into a fresh
 folder on the tasks package's path, as a user's checkout would hold them), and its CLI command,
-options, checks and Python API appear without an edit to vitrestore/cli.py, the studio or the
-engine."""
+options, checks, Python API and studio entry (GET /api/tasks, its jobs' checks) appear without an
+edit to vitrestore/cli.py, the studio or the engine."""
 import importlib
 import sys
 import textwrap
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrestore.command import Command, Plan, own_task
+from vitrestore.command import Command, Offer, Plan, Studio, own_task
 from vitrestore.request import option
 
 
@@ -40,8 +40,18 @@ def plan(inputs: BrightenInputs, request: dict, paths: tuple[Path, ...]) -> Plan
     return Plan(inputs.model, request, check=own_task("brighten", inputs.model))
 
 
+@dataclass(frozen=True)
+class BrightenStudio:
+    look: str = option("warm", choices=("warm", "cool"), help="Which shipped brightener.")
+
+
+def studio_plan(options: BrightenStudio, request: dict, offer: Offer):
+    return offer.shipped(f"brighten-{options.look}"), request
+
+
 COMMAND = Command(task="brighten", implementation="brighten:Brighten", request=BrightenRequest,
-                  inputs=BrightenInputs, plan=plan, help="""Denoise, then brighten.
+                  inputs=BrightenInputs, plan=plan, studio=Studio("Brighten", studio_plan, BrightenStudio, order=5),
+                  help="""Denoise, then brighten.
 
     Writes <stem>_brightened.<ext> beside each input.
     """)
@@ -121,3 +131,32 @@ def test_a_new_task_gets_its_command_options_and_checks(brighten, tmp_path):
     # another task's command refuses its model
     other = runner.invoke(cli.main, ["denoise", str(photo), "--model", str(brighten)])
     assert other.exit_code == 2 and "not a model for `vitrestore denoise`" in other.output
+
+
+def test_a_new_task_is_in_the_studio(brighten):
+    from test_studio_api import PHOTO, png, start
+    from vitrestore.studio.options import JobPlanner
+
+    server, client = start()
+    try:
+        studio = server.studio
+        studio.planner.shipped = lambda name: brighten if name == "brighten-warm" else JobPlanner.shipped(name)
+        status, schema, _ = client.request("GET", "/api/tasks")
+        entry = schema["tasks"]["brighten"]
+        assert status == 200 and list(schema["tasks"])[4] == "brighten" and entry["label"] == "Brighten"
+        assert [(o["name"], o["type"], o["min"], o["max"]) for o in entry["options"]] == [
+            ("gain", "number", 0.5, 2), ("look", "choice", None, None)]
+        _, img, _ = client.upload(png(PHOTO), "photo.png")
+        for options, words in (({"gain": 2.5}, "option 'gain' must be a number from 0.5 to 2"),
+                               ({"look": "hot"}, "option 'look' must be one of warm, cool"),
+                               ({"gian": 1}, 'unknown option "gian"')):
+            status, body, _ = client.job("brighten", img["id"], **options)
+            assert status == 400 and words in body["error"], body
+        status, job, _ = client.job("brighten", img["id"], gain=1.5)
+        assert status == 202, job
+        job = client.wait(job["id"])
+        assert job["status"] == "done", job
+        _, info, _ = client.request("GET", f"/api/images/{job['result']}")
+        assert info["name"] == "photo_brightened.png"
+    finally:
+        server.close()

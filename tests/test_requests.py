@@ -13,8 +13,8 @@ from vitrestore import request as requests
 from vitrestore.cli import main
 from vitrestore.request import UnknownOption
 from vitrestore.studio.errors import ApiError
-from vitrestore.studio.options import OPTIONS, JobPlanner
-from vitrestore.tasks import TASKS
+from vitrestore.studio.options import JobPlanner
+from vitrestore.tasks import TASKS, commands
 
 
 def value_fields(task: str):
@@ -54,7 +54,7 @@ def test_the_cli_option_is_the_request_field(task, key):
 
 
 def _planner():
-    return JobPlanner(["starry-night"], None, lambda i: None, {t: cls.Request for t, cls in TASKS.items()})
+    return JobPlanner(commands(), ["starry-night"], None, lambda i: None)
 
 
 @pytest.mark.parametrize("task,key", [c for c in cases() if c[1] != "texture"])
@@ -66,7 +66,7 @@ def test_a_value_just_past_a_range_is_refused_everywhere(task, key, tmp_path):
         with pytest.raises(ValueError, match=key):  # the Python API
             cls().check_request(**{key: bad})
         cls().check_request(**{key: good})
-        if key in OPTIONS[task]:  # the studio
+        if key in _planner().options(task):  # the studio
             with pytest.raises(ApiError, match=key):
                 _planner().plan(task, {key: bad, **extra}, None)
             _planner().plan(task, {key: good, **extra}, None)
@@ -92,16 +92,15 @@ class _Image:  # what plan reads of an upload (inpaint's mask must match the ima
 
 
 def test_the_studio_schema_lists_exactly_what_a_job_takes_and_plan_keeps_to_it(tmp_path):
-    planner = JobPlanner(["starry-night"], tmp_path, lambda i: _Image(),
-                         {t: cls.Request for t, cls in TASKS.items()})
+    planner = JobPlanner(commands(), ["starry-night"], tmp_path, lambda i: _Image())
     (tmp_path / "mine.safetensors").write_bytes(b"x")
     tasks = planner.schema()["tasks"]
-    assert set(tasks) == set(OPTIONS)
+    assert list(tasks) == list(planner.tasks) and set(tasks) == {t for t, c in commands().items() if c.studio}
     json.dumps(tasks)
     base = {"stylize": {"style": "starry-night"}, "restore": {"model": "mine.safetensors"}, "inpaint": {"mask": "m"}}
     for task, entry in tasks.items():
         assert main.get_command(None, entry["command"]) is not None and [o["name"] for o in entry["options"]] != []
-        assert {o["name"] for o in entry["options"]} == set(OPTIONS[task]), task
+        assert [o["name"] for o in entry["options"]] == list(planner.options(task)), task
         for o in entry["options"]:
             assert o["help"], (task, o["name"])
             good = {**base.get(task, {})}

@@ -1,12 +1,12 @@
-"""The page builds its option controls from GET /api/tasks: a studio whose option table
-(vitrestore/studio/options.py STUDIO_OPTIONS, a changed copy) offers upscale x3, another range
-for `adapt` and two options the page has never heard of shows exactly those, and a job run
-through the page carries scale 3 (which the studio's check then accepts). Ranges a task's
-Request declares (sigma, strength) are changed in the served schema only: the page side.
-Skipped like the other browser tests when chromium is missing (never in CI)."""
+"""The page builds its task list and option controls from GET /api/tasks: a studio whose task
+declarations (tasks/<task>_command.py, changed copies) offer upscale x3, another range for `adapt`
+and two options the page has never heard of shows exactly those, and a job run through the page
+carries scale 3 (which the studio's check then accepts). Ranges a task's Request declares (sigma,
+strength) are changed in the served schema only: the page side. Skipped like the other browser
+tests when chromium is missing (never in CI)."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,22 +16,37 @@ from conftest import smooth_image
 from test_studio_api import start
 from test_studio_browser import MISSING, chrome, open_photo, wait_state
 import vitrestore.studio.options as studio_options
+from vitrestore.request import option
 from vitrestore.studio.options import JobPlanner
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"no {', '.join(MISSING)}: apt-get install chromium chromium-driver")
 
 
+@dataclasses.dataclass(frozen=True)
+class UpscaleX3:
+    scale: int = option(4, choices=(2, 3, 4), help="Enlargement factor.")
+    kind: str = option("classic", choices=("classic", "real"), help="classic or real.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreMore:
+    model: str | None = option(None, choices=(), required=True, help="A weights file.")
+    passes: int = option(2, lo=1, hi=8, help="How many passes.")
+    sharpen: bool | None = option(None, choices=(False, True), help="Sharpen the result.")
+
+
+def _with_options(command, options):
+    return dataclasses.replace(command, studio=dataclasses.replace(command.studio, options=options))
+
+
 @pytest.fixture
 def page(monkeypatch, tiny_upscale_weights):
-    table = copy.deepcopy(studio_options.STUDIO_OPTIONS)
-    table["upscale"]["scale"]["choices"] = [2, 3, 4]
-    for task in ("denoise", "upscale", "inpaint"):
-        table[task]["adapt"] = dict(table[task]["adapt"], min=10, max=120)
-    table["restore"]["passes"] = {"type": "number", "min": 1, "max": 8, "default": 2, "help": "How many passes."}
-    table["restore"]["sharpen"] = {"type": "flag", "default": None, "help": "Sharpen the result."}
-    monkeypatch.setattr(studio_options, "STUDIO_OPTIONS", table)
+    monkeypatch.setattr(studio_options, "ADAPT_SECONDS", (10, 120))
     server, _ = start()
     studio = server.studio
+    commands = studio.planner.commands
+    commands["upscale"] = _with_options(commands["upscale"], UpscaleX3)
+    commands["restore"] = _with_options(commands["restore"], RestoreMore)
     # x3 runs the tiny x2 test model: the job only has to run (its options are what is checked)
     studio.planner.shipped = lambda name: tiny_upscale_weights if name == "upscale-x3" else JobPlanner.shipped(name)
     served = studio.planner.schema
@@ -63,6 +78,11 @@ def test_browser_the_page_builds_its_controls_from_the_schema(page, tmp_path):
     attrs = lambda el, *keys: [el.get_attribute(k) for k in keys]  # noqa: E731
     Image.fromarray(smooth_image(np.random.default_rng(40), 48, 64)).save(tmp_path / "small.png")
     open_photo(driver, tmp_path / "small.png")  # "ready": the controls are built
+    # the task list: the schema's tasks in its order, by their labels
+    tasks = Select(find("task")).options
+    assert [o.get_attribute("value") for o in tasks] == list(schema["tasks"])
+    assert [o.text for o in tasks] == [t["label"] for t in schema["tasks"].values()]
+    assert list(schema["tasks"]) == ["denoise", "upscale", "inpaint", "stylize", "restore"]
 
     # denoise: the level slider takes the schema's max where it is under the page's 75, and its help
     slider = find("sigma")

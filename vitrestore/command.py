@@ -8,6 +8,10 @@ the paths the user gave) into a `Plan`: the model to load and what the batch run
 `vitrestore <task>` from it (vitrestore/cli.py), with the options every image command shares
 (output, tiles, device, formats, --ensemble, and --adapt where the task adapts); the task table
 (`vitrestore.tasks.get_task`) finds the Task class through it.
+
+`studio` (a `Studio`) puts the task in the browser studio (vitrestore/studio): its label, its own
+options (which of the studio's models: never a client's path; an uploaded mask), and its plan.
+The studio's checks, GET /api/tasks and the page's controls are made from it and the request.
 """
 from __future__ import annotations
 
@@ -49,10 +53,46 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Offer:
+    """What a studio offers a task's studio plan: `shipped(name)` a shipped model's file, the
+    shipped `styles`, `model_files` (the --models folder's .safetensors names) in `models_dir`."""
+
+    shipped: Callable[[str], Path]
+    styles: tuple[str, ...] = ()
+    model_files: tuple[str, ...] = ()
+    models_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Studio:
+    """A task in the studio. `options`: its own options besides the request's, declared with
+    `option(...)` (type "image id": the id of an uploaded image of the job's image's size);
+    `offered`: options whose choices are what the studio offers, by Offer field (e.g.
+    {"style": "styles"}); `plan(options, request, offer) -> (model file, request)` (ValueError,
+    one line, where the options cannot run together); `uploads`: "image id" option -> the
+    request map it becomes, read by `read_upload(name, pixels, cut) -> (H, W) bool` (`cut`:
+    None, or two slices, a preview's crop and its context; ValueError where it holds nothing to
+    work on). `preview`: the
+    page previews the options live on a crop; `order`: its place in the page's task list;
+    `keeps_name`: runs in a row keep one name (photo -> photo_inpainted -> photo_inpainted)."""
+
+    label: str
+    plan: Callable[[Any, dict[str, Any], Offer], tuple[Path, dict[str, Any]]]
+    options: type = NoInputs
+    offered: dict[str, str] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+    read_upload: Callable[[str, Any, Any], Any] | None = None
+    preview: bool = False
+    order: int = 100
+    keeps_name: bool = False
+
+
+@dataclass(frozen=True)
 class Command:
     """`vitrestore <task>`: see the module's text. `implementation` is "module:Class" in the
     tasks package (imported when a model runs, not for --help); `ensemble` the default of
-    --ensemble; `adapt` whether the command takes --adapt (the task has an objective for it)."""
+    --ensemble (and the studio's); `adapt` whether the command takes --adapt (the task has an
+    objective for it); `studio` how the studio offers it (None: not there)."""
 
     task: str
     implementation: str
@@ -62,6 +102,7 @@ class Command:
     inputs: type = NoInputs
     ensemble: int = 1
     adapt: bool = False
+    studio: Studio | None = None
 
     @property
     def summary(self) -> str:

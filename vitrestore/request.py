@@ -14,10 +14,11 @@ image for its ensemble (`maps`; tiles are cut from every image-sized tensor, tas
 too), and the description the CLI's options and the studio's checks are tested against
 (`schema`, tests/test_requests.py).
 
-A command's own inputs (which model, a mask file: vitrestore/command.py) are declared with the
-same `option(...)`, and their `type` says what the CLI takes: number, int, choice, flag, text or
-path (inferred where left out: flag from choices (False, True), choice from other choices,
-number from a range, else text).
+A command's own inputs (which model, a mask file: vitrestore/command.py) and a task's studio
+options are declared with the same `option(...)`; their `type` is one of TYPES: number, int,
+choice, flag, text, path, or (the studio's) image id, an uploaded image. Where it is left out it
+is inferred: flag from choices (False, True), choice from other choices, number from a range,
+else text.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pathlib import PurePath
 from typing import Any
 
 KINDS = ("value", "image", "hook")
-TYPES = ("number", "int", "choice", "flag", "text", "path")
+TYPES = ("number", "int", "choice", "flag", "text", "path", "image id")
 
 
 def option(default: Any = None, *, help: str, lo: float | None = None, hi: float | None = None,
@@ -43,7 +44,7 @@ def option(default: Any = None, *, help: str, lo: float | None = None, hi: float
     if kind not in KINDS:
         raise ValueError(f"option kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if type is None:
-        type = ("flag" if choices is not None and all(c is True or c is False for c in choices) else
+        type = ("flag" if choices and all(c is True or c is False for c in choices) else
                 "choice" if choices is not None else "number" if lo is not None else "text")
     if type not in TYPES:
         raise ValueError(f"option type must be one of {', '.join(TYPES)}, got {type!r}")
@@ -68,7 +69,7 @@ def _meta(f: dataclasses.Field) -> dict:
 
 
 def _is_flag(m: dict) -> bool:
-    return m["choices"] is not None and all(type(c) is bool for c in m["choices"])
+    return m["type"] == "flag"
 
 
 def keys(request_type: type) -> tuple[str, ...]:

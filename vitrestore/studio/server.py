@@ -27,11 +27,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import request as requests
 from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
 from .http import LOOPBACK, StudioServer, read_token  # noqa: F401  (imported from here: cli.py, tests)
 from .jobs import Job, JobQueue, QueueFull
-from .options import PREVIEW_KEYS, TASKS, JobPlanner, adapt_seconds, check_job, crop_box
+from .options import PREVIEW_KEYS, JobPlanner, check_job, crop_box
 from .store import PID_FILE, PREFIX, Stored, UploadStore, stale_folders  # noqa: F401  (imported from here: tests)
 from .store import eight_bit
 
@@ -46,7 +47,8 @@ class Studio:
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_upload_bytes: int = 256 * 2**20, queue_size: int = 8,
                  tile: int = 512, backend: str | None = None, max_store_bytes: int = 2 * 2**30,
                  max_images: int = 1000, temp_root: Path | None = None):
-        """`tasks`: the task package (get_task, load_model, inpaint_masks.mask_from_pixels). `max_store_bytes`
+        """`tasks`: the task package (commands, load_model): the studio's tasks are those whose
+        declaration has a `studio` (vitrestore/command.py). `max_store_bytes`
         and `max_images` bound the private folder; `temp_root`: where it is made (the system's)."""
         from ..weights import shipped_models
 
@@ -54,8 +56,7 @@ class Studio:
         self.tasks = tasks
         self.device, self.tile, self.backend = device, tile, backend
         self.styles = [n[len("style-"):] for n in shipped_models() if n.startswith("style-")]
-        self.planner = JobPlanner(self.styles, models_dir, self.store.image,
-                                  {name: tasks.get_task(name).Request for name in TASKS})
+        self.planner = JobPlanner(tasks.commands(), self.styles, models_dir, self.store.image)
         self._models: dict[tuple[str, int], Any] = {}
         self._models_lock = threading.Lock()  # loaded models, kept: one load of each
         self._thumbs: dict[str, bytes] = {}
@@ -93,16 +94,16 @@ class Studio:
         return self._closed
 
     def _in_use(self) -> set[str]:
-        """The ids a queued or running job reads (its image, an inpaint mask)."""
+        """The ids a queued or running job reads (its image, its uploads: an inpaint mask)."""
         ids = set()
         for job in list(self.jobs.jobs.values()):
             if job.active:
-                ids.update(v for v in (job.image, job.options.get("mask")) if isinstance(v, str))
+                ids.update([job.image, *self.planner.uploads(job.task, job.options).values()])
         return ids
 
     # --- models and jobs ---------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        return {"tasks": list(TASKS), "styles": list(self.styles), "models": self.planner.model_files(),
+        return {"tasks": list(self.planner.tasks), "styles": list(self.styles), "models": self.planner.model_files(),
                 "max_megapixels": self.store.max_pixels / 1e6,
                 "max_upload_mb": self.store.max_upload_bytes / 2**20,
                 "max_store_mb": self.store.max_store_bytes / 2**20}
@@ -141,17 +142,17 @@ class Studio:
             return self._models[key]
 
     def submit(self, body: dict[str, Any]) -> Job:
-        task, image_id, options = check_job(body)
+        task, image_id, options = check_job(body, self.planner.tasks)
         path, ensemble, request = self.planner.plan(task, options, self.store.image(image_id))
-        if task != "inpaint":  # a bad value fails now, not in the queue (inpaint's mask is read on the worker)
+        uploads = self.planner.uploads(task, options)
+        if not uploads:  # a bad value fails now, not in the queue (an upload, e.g. a mask, is read on the worker)
             try:  # loads the model here, on its first job, rather than on the worker
                 self.model(path, ensemble).task.check_request(**request)
             except (TypeError, ValueError) as exc:
                 raise ApiError(400, f"{task}: {_one_line(exc)}") from None
         with self.store.lock:  # from here the store keeps the job's images until it has run
-            self.store.image(image_id)
-            if task == "inpaint":
-                self.store.image(options["mask"])
+            for upload in (image_id, *uploads.values()):
+                self.store.image(upload)
             try:
                 return self.jobs.submit(Job(task, options, image_id))
             except QueueFull as exc:
@@ -168,7 +169,7 @@ class Studio:
         the studio closes."""
         from ..io.images import ImageReadError, encode_image, read_image
 
-        task, image_id, options = check_job(body, PREVIEW_KEYS, "the preview")
+        task, image_id, options = check_job(body, self.planner.tasks, PREVIEW_KEYS, "the preview")
         src = self.store.image(image_id)
         path, ensemble, request = self.planner.plan(task, options, src)
         left, top, w, h = box = crop_box(body.get("crop"), src.width, src.height)
@@ -184,11 +185,7 @@ class Studio:
                     if self._preview_source[0] != image_id:
                         self._preview_source = (None, None)  # the old one goes before the next is read
                         self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
-                    if task == "inpaint":
-                        request["mask"] = self._hole(
-                            options["mask"], "no masked pixel in or near the crop: pick a point on the mask",
-                            "the mask covers the crop and all around it: no known pixel to fill from",
-                            (slice(y0, y1), slice(x0, x1)))
+                    request.update(self._uploaded(task, options, (slice(y0, y1), slice(x0, x1))))
                     model = self.model(path, ensemble)
                     model.task.check_request(**request)
                 except ImageReadError:  # dropped from the store meanwhile
@@ -216,18 +213,18 @@ class Studio:
             self.device_lock.release()
             raise ApiError(503, "the studio is closing")
 
-    def _hole(self, mask_id: str, empty: str, full: str, cut: tuple[slice, slice] | None = None) -> Any:
-        """Inpaint's request mask (1, 1, H, W) from an uploaded mask image (cut as a preview's crop
-        and its context are, when `cut` is given); ValueError `empty` / `full` where there is
-        nothing to fill or nothing known to fill it from."""
+    def _uploaded(self, task: str, options: dict[str, Any], cut: tuple[slice, slice] | None = None) -> dict[str, Any]:
+        """A job's uploaded maps (e.g. inpaint's mask) as its request's (1, 1, H, W) tensors, read
+        by the task's `read_upload` (cut as a preview's crop and its context are, when `cut` is
+        given); its ValueError where an upload holds nothing to work on."""
         import torch
 
         from ..io.images import read_image
 
-        masks = self.tasks.inpaint_masks
-        hole = masks.mask_from_pixels(read_image(self.store.image(mask_id).path).pixels)
-        hole = masks.fillable(hole if cut is None else hole[cut], empty, full)
-        return torch.from_numpy(hole.astype("float32"))[None, None]
+        studio = self.planner.commands[task].studio
+        return {target: torch.from_numpy(studio.read_upload(target, read_image(self.store.image(upload).path).pixels,
+                                                            cut).astype("float32"))[None, None]
+                for target, upload in self.planner.uploads(task, options).items()}
 
     def _run(self, job: Job) -> str:
         """On the worker thread: run the job's model on its image, store the result as a new image."""
@@ -235,12 +232,12 @@ class Studio:
 
         src = self.store.image(job.image)
         path, ensemble, request = self.planner.plan(job.task, job.options, src)
-        seconds = adapt_seconds(job.task, job.options)
+        seconds = self.planner.adapt_seconds(job.task, job.options)
         img = read_image(src.path, max_pixels=self.store.max_pixels)
-        if job.task == "inpaint":
-            request["mask"] = self._hole(job.options["mask"], "the mask is empty: paint over what to remove",
-                                         "the mask covers the whole image: no known pixel to fill from")
-            request["check_cancel"] = job.check_cancel  # the texture step reports no tiles
+        request.update(self._uploaded(job.task, job.options))
+        command = self.planner.commands[job.task]
+        if "check_cancel" in requests.keys(command.request):  # a step that reports no tiles (inpaint's texture)
+            request["check_cancel"] = job.check_cancel
         with self.device_lock:
             model = self.model(path, ensemble)
             if seconds is not None:
@@ -250,7 +247,9 @@ class Studio:
                 out = model.run_arrays([img.pixels], **request)[0]
             finally:
                 model.progress = None
-        stem = _inpainted(src.stem) if job.task == "inpaint" else f"{src.stem}_{model.task.suffix}"
+        stem = f"{src.stem}_{model.task.suffix}"
+        if command.studio.keeps_name and src.stem.endswith(f"_{model.task.suffix}"):
+            stem = src.stem  # runs in a row keep one name: photo -> photo_inpainted -> photo_inpainted
         return self.store.add_result(encode_image(out, src.suffix, 95, img.icc, img.exif), src, stem, out.shape)
 
     def adapt_settings(self, seconds: float):
@@ -293,8 +292,3 @@ def _adapt_note(result: Any) -> str:
     check = ("" if result.score_base is None or result.score_adapted is None
              else f"; self-check {result.score_base:.3g} -> {result.score_adapted:.3g}")
     return f"not adapted: {result.reason} ({result.steps} steps in {result.seconds:.0f} s{check})"
-
-
-def _inpainted(stem: str) -> str:
-    """Several removals in a row keep one name: photo -> photo_inpainted -> photo_inpainted."""
-    return stem if stem.endswith("_inpainted") else f"{stem}_inpainted"

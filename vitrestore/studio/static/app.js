@@ -233,7 +233,7 @@ function maskBlob() {
   return new Promise((resolve) => c.toBlob(resolve, "image/png"));
 }
 
-// --- tasks and their options: the controls are built from GET /api/tasks -------------------------
+// --- tasks and their options: the task list and the controls are built from GET /api/tasks ---------
 // Each option a task's job takes is one control made from its entry in the schema, {name, type,
 // default, min, max, choices, help}, with the help as its tooltip: a `number` is a number input
 // (min, max from the schema), a `flag` a checkbox, a `choice` a select of its choices. Some have
@@ -253,6 +253,14 @@ const UI = {
 const taskControls = {};  // task -> its controls in the schema's order: {name, el, get, preview, later, paint}
 
 function buildOptions(schema) {
+  // the task list: every task the studio serves, in its order, with its label
+  $("task").replaceChildren(...Object.entries(schema.tasks).map(([task, t]) => {
+    const option = document.createElement("option");
+    option.value = task;
+    option.textContent = t.label || task;
+    return option;
+  }));
+  PREVIEW_TASKS = Object.keys(schema.tasks).filter((task) => schema.tasks[task].preview);
   const made = new Map(), named = new Set();
   for (const [task, {options}] of Object.entries(schema.tasks)) {
     taskControls[task] = options.map((o) => {
@@ -425,7 +433,7 @@ async function options(task) {
 // POST /api/preview runs the job's model on the crop at once. One request at a time: when it
 // answers for options or a place that have changed meanwhile, its answer is dropped (stale) and
 // the newest is asked for.
-const PREVIEW_TASKS = ["denoise", "stylize"];
+let PREVIEW_TASKS = [];  // the tasks whose options preview live on a crop (the schema's `preview`)
 const preview = {point: null, wanted: false, timer: null, inflight: null, shown: null, said: null, count: 0, error: null};
 
 function previewBody() {
