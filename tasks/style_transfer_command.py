@@ -6,8 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitrestore.command import Command, Offer, Plan, Studio
-from vitrestore.commands import style_model
+from vitrestore.io.formats import IMAGE_SUFFIXES
 from vitrestore.request import option
+
+
+def style_model(style: str) -> str:
+    """The model for `stylize --style STYLE`: a shipped style name or a weights file."""
+    path = Path(style).expanduser()
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"{style}: is an image, not a style model; learn it first: vitrestore train "
+                         f"configs/stylize.yaml --set task_options.style_image={style} --set train.out=runs/{path.stem}")
+    return style if path.suffix == ".safetensors" or path.exists() else f"style-{style}"
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitrestore.command import Command, Offer, Plan, Studio
-from vitrestore.commands import upscale_model
 from vitrestore.request import NoRequest, option
+
+UPSCALE_KINDS = ("classic", "real")
+
+
+def upscale_model(scale: str | int | None, kind: str = "classic") -> str:
+    """The model for `upscale --scale S --model KIND` (KIND classic, real or a weights file)."""
+    if kind not in UPSCALE_KINDS:
+        return kind
+    scale = str(scale or 4)
+    if scale not in ("2", "4"):
+        raise ValueError(f"--scale must be 2 or 4, got {scale}")
+    if kind == "real" and scale != "4":
+        raise ValueError("--model real is x4 only (use --outscale for other sizes)")
+    return f"upscale-x{scale}" + ("-real" if kind == "real" else "")
 
 
 @dataclass(frozen=True)
