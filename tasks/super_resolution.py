@@ -17,7 +17,6 @@ real      a second-order pipeline in the spirit of Real-ESRGAN / BSRGAN, run bat
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -130,9 +129,6 @@ class Upscale(Task):
     @property
     def suffix(self) -> str:
         return f"x{self.options.scale}"
-
-    def generator_config(self, cfg):
-        return dataclasses.replace(super().generator_config(cfg), upscale=self.options.scale)
 
     def degrade(self, clean: torch.Tensor, gen: torch.Generator) -> Batch:
         s = self.options.scale

@@ -32,7 +32,7 @@ def test_tiled_equals_untiled_within_tolerance():
 
 def test_tiled_upscale_shape():
     g = Generator(GeneratorConfig(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,),
-                                  window=4, mlp_ratio=1.0, upscale=2)).eval()
+                                  window=4, mlp_ratio=1.0), scale=2).eval()
     y = tiled_forward(g, torch.rand(1, 3, 70, 45), None, tile=32, overlap=8, scale=2)
     assert y.shape == (1, 3, 140, 90)
 
@@ -41,7 +41,7 @@ def test_several_tiles_per_call_give_the_tiles_one_by_one():
     """Batched tiles (the GPU path): same result, each tile with its own condition."""
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(stem_channels=8, dims=(8, 16), heads=(1, 2), enc_depths=(1, 1), dec_depths=(1,),
-                                  window=4, mlp_ratio=1.0, cond_channels=1, upscale=2)).eval()
+                                  window=4, mlp_ratio=1.0), cond_channels=1, scale=2).eval()
     torch.nn.init.normal_(g.head[-2].weight, std=0.05)
     x = torch.rand(2, 3, 70, 101)
     calls = []

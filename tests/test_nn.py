@@ -13,7 +13,7 @@ TINY_G = dict(stem_channels=8, dims=(8, 16, 16), heads=(1, 2, 2), enc_depths=(1,
 @pytest.mark.parametrize("h,w", [(37, 53), (8, 8), (64, 21), (1, 1)])
 @pytest.mark.parametrize("upscale", [1, 2, 4])
 def test_generator_any_size(h, w, upscale):
-    g = Generator(GeneratorConfig(cond_channels=2, upscale=upscale, **TINY_G))
+    g = Generator(GeneratorConfig(**TINY_G), cond_channels=2, scale=upscale)
     y = g(torch.rand(2, 3, h, w), torch.rand(2, 2, h, w))
     assert y.shape == (2, 3, h * upscale, w * upscale)
 
@@ -46,7 +46,7 @@ def test_generator_token_upsample(token_upsample):
 
 
 def test_generator_needs_its_condition():
-    g = Generator(GeneratorConfig(cond_channels=1, **TINY_G))
+    g = Generator(GeneratorConfig(**TINY_G), cond_channels=1)
     with pytest.raises(ValueError, match="condition"):
         g(torch.rand(1, 3, 16, 16))
 

@@ -23,30 +23,30 @@ from vitrestore.tasks import load_model
 from vitrestore.weights import shipped_models
 
 
-def tiny_generator(**kw) -> Generator:
+def tiny_generator(cond_channels: int = 0, scale: int = 1, **kw) -> Generator:
     """Two blocks per stage, so the shifted windows (and their masks) are in every graph."""
     torch.manual_seed(0)
     cfg = GeneratorConfig(**{"stem_channels": 8, "dims": (8, 16), "heads": (1, 2), "enc_depths": (2, 2),
                              "dec_depths": (2,), "window": 4, "mlp_ratio": 1.0, **kw})
-    gen = Generator(cfg).eval()
+    gen = Generator(cfg, cond_channels=cond_channels, scale=scale).eval()
     with torch.no_grad():  # the head starts at zero: make the output depend on the network
         for p in gen.head.parameters():
             p.normal_(0, 0.1)
     return gen
 
 
-@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"upscale": 2}, {"upscale": 4, "patch_stride": 1}])
+@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"scale": 2}, {"scale": 4, "patch_stride": 1}])
 def test_export_matches_pytorch_on_two_odd_sizes(tmp_path, kw):
     gen = tiny_generator(**kw)
     path = tmp_path / "g.onnx"
     export_generator(gen, path, {"task": "x"}, {"steps": 1}, "x: test")
-    m = gen.multiple
+    m = gen.pad_multiple
     for size in [(m + 3, 3 * m + 1), (2 * m + 5, m + 7)]:
         shape, diff = compare_with_torch(gen, path, size=size, seed=size[0])
         assert shape == size and diff <= 1e-4, (size, diff)
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     contract = json.loads(meta["vitrestore.contract"])
-    assert contract["scale"] == kw.get("upscale", 1) and contract["min_side"] == m + 1
+    assert contract["scale"] == kw.get("scale", 1) and contract["min_side"] == m + 1
     assert contract["inputs"] == (["image", "cond"] if kw.get("cond_channels") else ["image"])
     assert json.loads(meta["vitrestore.card"]) == {"steps": 1}
 
@@ -59,7 +59,7 @@ def _run_onnx(path, x: torch.Tensor, cond: torch.Tensor | None) -> np.ndarray:
     return session.run(None, feed)[0]
 
 
-@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"upscale": 2, "token_upsample": "bilinear"},
+@pytest.mark.parametrize("kw", [{"cond_channels": 2}, {"scale": 2, "token_upsample": "bilinear"},
                                 {"dims": (8, 8, 16), "heads": (1, 1, 2), "enc_depths": (2, 2, 2),
                                  "dec_depths": (2, 2)}])
 def test_export_runs_any_batch_and_odd_size(tmp_path, kw):
@@ -68,11 +68,11 @@ def test_export_runs_any_batch_and_odd_size(tmp_path, kw):
     gen = tiny_generator(**kw)
     path = tmp_path / "g.onnx"
     export_generator(gen, path, {"task": "x"}, {}, "x: test")
-    m, g = gen.multiple, torch.Generator().manual_seed(0)
+    m, g = gen.pad_multiple, torch.Generator().manual_seed(0)
     for b in (1, 2, 3):
         for h, w in [(m + 1, 3 * m + 5), (2 * m + 3, m + 7), (2 * m, 3 * m)]:
             x = torch.rand(b, 3, h, w, generator=g)
-            cond = torch.rand(b, gen.cfg.cond_channels, h, w, generator=g) if gen.cfg.cond_channels else None
+            cond = torch.rand(b, gen.cond_channels, h, w, generator=g) if gen.cond_channels else None
             with torch.no_grad():
                 ref = gen(x, cond).numpy()
             out = _run_onnx(path, x, cond)

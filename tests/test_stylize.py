@@ -81,7 +81,7 @@ def test_tiles_agree_with_the_whole_image(style_cfg, noise, strokes):
     if noise:  # the same photo twice: the same picture (seeded noise)
         again = Model(task, t.G, {}, torch.device("cpu"), tile=0).run_arrays([rgb])[0].astype(int)
         assert np.array_equal(whole, again)
-        assert t.G.cfg.cond_channels == 1
+        assert t.G.cond_channels == 1
 
 
 def _trained(style_cfg, image_dir, *overrides):

@@ -27,14 +27,14 @@ def run(*args):
 @pytest.mark.parametrize("scale, stride", [(2, 2), (4, 1), (3, 2)])
 @pytest.mark.parametrize("h, w", [(13, 17), (31, 8), (40, 40)])
 def test_output_is_exactly_scale_times_input(scale, stride, h, w):
-    g = Generator(GeneratorConfig(**SMALL, upscale=scale, patch_stride=stride)).eval()
+    g = Generator(GeneratorConfig(**SMALL, patch_stride=stride), scale=scale).eval()
     with torch.no_grad():
         assert g(torch.rand(1, 3, h, w)).shape == (1, 3, scale * h, scale * w)
 
 
 def test_tiled_equals_untiled_for_upscaling():
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(**SMALL, upscale=2)).eval()
+    g = Generator(GeneratorConfig(**SMALL), scale=2).eval()
     for p in g.head.parameters():  # a non-trivial head (it starts at zero)
         torch.nn.init.normal_(p, std=0.05)
     x = torch.rand(1, 3, 70, 90)

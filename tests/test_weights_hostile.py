@@ -36,14 +36,14 @@ def craft(tmp_path, tiny_weights, name="w", generator=None, edit=None):
 def real_builds(monkeypatch):
     """Counts generators built with real memory (the check builds its own on the meta device)."""
     built = []
-    original = runtime.Generator
+    original = runtime.build_generator
 
-    def spy(cfg):
+    def spy(cfg, *args):
         if torch.empty(0).device.type != "meta":
             built.append(cfg)
-        return original(cfg)
+        return original(cfg, *args)
 
-    monkeypatch.setattr(runtime, "Generator", spy)
+    monkeypatch.setattr(runtime, "build_generator", spy)
     return built
 
 
@@ -53,7 +53,8 @@ def real_builds(monkeypatch):
     ({"stem_channels": 4096}, "encoder.stem.0.weight"),
     ({"window": 200}, "generator.window"),  # the config allows it; a 2 MB file's rel_bias can match it
     ({"enc_depths": [1, 2]}, "enc_stages.1.1"),
-    ({"upscale": 4}, "head.2"),
+    ({"upscale": 4}, "generator.upscale"),  # the task sets the scale: a file cannot claim another
+    ({"arch": "no-such-net"}, "generator.arch"),
 ])
 def test_a_config_that_does_not_fit_its_tensors_fails_before_anything_is_built(
         tmp_path, tiny_weights, real_builds, generator, key):
@@ -128,5 +129,6 @@ def test_a_sound_file_still_loads_and_the_check_is_cheap(tiny_weights):
     model = load_model(tiny_weights, device="cpu", backend="torch")
     state = split_task_state(_tiny(tiny_weights)[0])[0]
     start = time.perf_counter()
-    runtime.check_generator_tensors(tiny_weights, model.generator.cfg, state)
+    runtime.check_generator_tensors(tiny_weights, model.generator.cfg, state, model.generator.cond_channels,
+                                    model.generator.scale)
     assert time.perf_counter() - start < 0.5

@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from .nn.backbones import BACKBONES
 from .ranges import check_fields, check_values
 
 
@@ -30,11 +31,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """U-shaped conditional ViT generator (see vitrestore/nn/generator.py)."""
+    """The generator network: `arch` names it (vitrestore/nn/backbones.py; "uvit", the U-shaped
+    conditional ViT of vitrestore/nn/generator.py, whose sizes the fields below give). The
+    condition channels and the scale are not here: the task gives them to the builder."""
 
+    arch: str = "uvit"
     in_channels: int = 3
     out_channels: int = 3
-    cond_channels: int = 0
     stem_channels: int = 16
     dims: tuple[int, ...] = (32, 64, 128)  # token width per level: 1/s, 1/2s, 1/4s of the input (s = patch_stride)
     heads: tuple[int, ...] = (1, 2, 4)
@@ -42,7 +45,6 @@ class GeneratorConfig:
     dec_depths: tuple[int, ...] = (1, 2)  # decoder blocks, one entry per level but the last
     window: int = 8
     mlp_ratio: float = 2.0
-    upscale: int = 1  # output / input size (super-resolution)
     patch_stride: Literal[1, 2, 4] = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
     # every token upsampling (decoder levels, tokens -> pixels): "shuffle" (conv + pixel shuffle,
     # learns sub-token detail) or "bilinear" (interpolate, then conv: nothing periodic in flat areas)
@@ -264,6 +266,25 @@ def build_dataclass(cls: type, data: Any, source: str, prefix: str = ""):
     return cls(**kwargs)
 
 
+# generator keys of earlier versions, set by the task since: files that hold them with the value
+# every task overwrote (all weights and checkpoints made before) still load; another value is an error
+SET_BY_THE_TASK = {"cond_channels": (0, "its conditioning"), "upscale": (1, "task_options.scale of upscale")}
+
+
+def upgrade_generator(section: Any, source: str = "<config>") -> Any:
+    """A `generator` mapping without the keys the task sets now (SET_BY_THE_TASK), where they
+    hold the value every task overwrote; ConfigError (one line) where they hold another."""
+    if not isinstance(section, dict) or not set(section) & set(SET_BY_THE_TASK):
+        return section
+    out = dict(section)
+    for key, (neutral, by) in SET_BY_THE_TASK.items():
+        if key in out:
+            if out[key] != neutral:
+                raise ConfigError(f"{source}: generator.{key}: set by the task ({by}); remove it, got {out[key]!r}")
+            del out[key]
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 raw: dict | None = None, source: str | None = None,
                 task_lookup: Callable[[str], Any] | None = None) -> Config:
@@ -275,7 +296,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for item in overrides:
         data = apply_override(data, item, source)
     data.pop("source", None)
+    if "generator" in data:
+        data["generator"] = upgrade_generator(data["generator"], source)
     cfg = dataclasses.replace(build_dataclass(Config, data, source), source=source)
+    if cfg.generator.arch not in BACKBONES:
+        raise ConfigError(f"{source}: generator.arch: must be one of {', '.join(sorted(BACKBONES))}, "
+                          f"got {cfg.generator.arch!r}")
     try:
         check_values(cfg, source)
     except ValueError as exc:

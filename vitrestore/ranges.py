@@ -23,7 +23,6 @@ INF = math.inf
 RANGES: dict[str, tuple[float, float]] = {
     "generator.in_channels": (1, 64),
     "generator.out_channels": (1, 64),
-    "generator.cond_channels": (0, 64),
     "generator.stem_channels": (1, 4096),
     "generator.dims": (1, 8192),
     "generator.heads": (1, 512),
@@ -31,7 +30,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "generator.dec_depths": (0, 256),
     "generator.window": (1, 256),
     "generator.mlp_ratio": (0.0625, 64),
-    "generator.upscale": (1, 16),
     "discriminator.in_channels": (1, 256),
     "discriminator.dim": (1, 8192),
     "discriminator.patch": (2, 1024),

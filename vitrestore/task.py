@@ -12,12 +12,11 @@
                        the run's own inputs, which parameters a short fine-tune may move, and a
                        check that needs no clean image
 
-A task (one module in tasks/, listed in tasks/__init__.py) is `Task`, which composes the three
+A task (its modules in tasks/, declared in tasks/<task>_command.py) is `Task`, which composes the three
 and adds what all of them share: its name, options and the generator's shape.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -269,6 +268,3 @@ class Task(TrainingRole, DiscriminatorRole, InferenceRole, AdaptRole):
         """Extra channels the generator reads beside the image (the condition's)."""
         return 0
 
-    def generator_config(self, cfg: GeneratorConfig) -> GeneratorConfig:
-        """The generator config with the task's conditioning/scale filled in."""
-        return dataclasses.replace(cfg, cond_channels=self.cond_channels)

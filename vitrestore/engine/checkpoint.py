@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import ConfigError, upgrade_generator
 from ..io.atomic import write_atomic
 
 REQUIRED = ("config", "step", "G", "ema", "opt_g")
@@ -73,6 +74,11 @@ def config_difference(old: dict, new: dict, sections: tuple[str, ...] = ("genera
     """The first model-shape key whose value differs between two config mappings, as text."""
     for section in sections:
         a, b = old.get(section) or {}, new.get(section) or {}
+        if section == "generator":  # a checkpoint of an earlier version: its keys as they are read now
+            try:
+                a = {"arch": "uvit", **upgrade_generator(a, "the checkpoint")}
+            except ConfigError as exc:
+                return str(exc)
         for key in sorted(set(a) | set(b)):
             if key != "in_channels" and a.get(key) != b.get(key):
                 return f"{section}.{key} is {b.get(key)!r} here but {a.get(key)!r} in the checkpoint"

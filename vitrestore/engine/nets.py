@@ -151,7 +151,7 @@ class OrtNet:
                 except OSError:  # e.g. a folder in its place: run unoptimised-on-disk, as if read-only
                     tmp.unlink(missing_ok=True)
         self.generator = generator
-        self.min_side = generator.multiple + 1
+        self.min_side = generator.pad_multiple + 1
         self.names = [i.name for i in self.session.get_inputs()]
         self._lock = threading.Lock()  # one run at a time per session (threads share the cores anyway)
 

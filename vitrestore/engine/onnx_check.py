@@ -20,14 +20,14 @@ def compare_with_torch(generator: Generator, onnx_path: str | Path, size: tuple[
     import onnxruntime as ort  # noqa: PLC0415
 
     cfg = generator.cfg
-    m = generator.multiple
+    m = generator.pad_multiple
     h, w = size or (m + m // 2 + 1, 2 * m + 3)
     g = torch.Generator().manual_seed(seed)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for b in batches:
         x = torch.rand(b, cfg.in_channels, h, w, generator=g)
-        cond = torch.rand(b, cfg.cond_channels, h, w, generator=g) if cfg.cond_channels else None
+        cond = torch.rand(b, generator.cond_channels, h, w, generator=g) if generator.cond_channels else None
         with torch.no_grad():
             ref = generator.eval().cpu()(x, cond).numpy()
         feed = {"image": x.numpy()}

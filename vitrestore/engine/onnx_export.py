@@ -38,10 +38,13 @@ DIGEST_KEY = "vitrestore.weights_sha256"  # the metadata key a cached export is 
 TRACE_BATCH = 2  # traced with several images, so no step can quietly assume one
 
 
-def _network_source() -> bytes:
-    """The network's code (vitrestore/nn/*.py): a change to it makes new exports."""
+def _network_source(generator: Any) -> bytes:
+    """The network's code (vitrestore/nn/*.py, and its backbone's module where that is
+    elsewhere): a change to it makes new exports."""
     folder = Path(sys.modules[Generator.__module__].__file__).parent
-    return b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))
+    files = sorted(folder.glob("*.py"))
+    own = Path(sys.modules[type(generator).__module__].__file__)
+    return b"".join(p.read_bytes() for p in files + ([own] if own not in files else []))
 
 
 def generator_digest(generator: Generator, config: dict) -> str:
@@ -52,21 +55,20 @@ def generator_digest(generator: Generator, config: dict) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(f"opset{OPSET}-v{EXPORT_VERSION}-torch{torch.__version__}".encode())
-    h.update(_network_source())
+    h.update(_network_source(generator))
     return h.hexdigest()
 
 
 def contract(generator: Generator, task_doc: str) -> dict[str, Any]:
-    cfg = generator.cfg
-    inputs = ["image"] + (["cond"] if cfg.cond_channels else [])
+    inputs = ["image"] + (["cond"] if generator.cond_channels else [])
     return {
         "inputs": inputs,
         "output": "output",
         "layout": "NCHW float32, RGB in [0, 1]",
-        "scale": cfg.upscale,
-        "cond_channels": cfg.cond_channels,
-        "min_side": generator.multiple + 1,
-        "pad_multiple": generator.multiple,
+        "scale": generator.scale,
+        "cond_channels": generator.cond_channels,
+        "min_side": generator.pad_multiple + 1,
+        "pad_multiple": generator.pad_multiple,
         "postprocess": "clip the output to [0, 1]",
         "task": task_doc.strip(),
     }
@@ -75,7 +77,7 @@ def contract(generator: Generator, task_doc: str) -> dict[str, Any]:
 def _trace_size(generator: Generator) -> tuple[int, int]:
     """A traced size that is not a multiple of the pad multiple (so the pad is in the graph) and
     large enough that every attention level has more than one window (the shifted windows too)."""
-    m = generator.multiple
+    m = generator.pad_multiple
     return 2 * m + 3, 3 * m + 5
 
 
@@ -87,7 +89,7 @@ def export_bytes(generator: Generator, metadata: dict[str, str]) -> bytes:
     cfg = gen.cfg
     h, w = _trace_size(gen)
     x = torch.rand(TRACE_BATCH, cfg.in_channels, h, w, generator=torch.Generator().manual_seed(0))
-    args: tuple = (x, torch.zeros(TRACE_BATCH, cfg.cond_channels, h, w)) if cfg.cond_channels else (x,)
+    args: tuple = (x, torch.zeros(TRACE_BATCH, gen.cond_channels, h, w)) if gen.cond_channels else (x,)
     names = ["image", "cond"][: len(args)]
     axes = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
     axes["output"] = {0: "batch", 2: "out_height", 3: "out_width"}

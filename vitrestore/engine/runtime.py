@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..config import ConfigError, GeneratorConfig, load_config
-from ..nn.generator import Generator
+from ..nn.backbones import build_generator
 from ..task import Task, as_unit
 from ..weights import WeightsError, load_weights, split_task_state
 from .checkpoint import state_dict_error
@@ -63,28 +64,29 @@ def check_environment(device: str = "auto", backend: str | None = None) -> None:
 MAX_WINDOW = 64
 
 
-def _generator_shapes(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+def _generator_shapes(cfg: GeneratorConfig, cond_channels: int, scale: int) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of the generator a config describes, built on the meta device (no
     memory, whatever the sizes)."""
     with torch.device("meta"):
-        gen = Generator(cfg)
+        gen = build_generator(cfg, cond_channels, scale)
     return {k: tuple(t.shape) for k, t in gen.state_dict().items()}
 
 
-def check_generator_tensors(name: str | Path, cfg: GeneratorConfig, state: dict[str, torch.Tensor]) -> None:
+def check_generator_tensors(name: str | Path, cfg: GeneratorConfig, state: dict[str, torch.Tensor],
+                            cond_channels: int = 0, scale: int = 1) -> None:
     """WeightsError (one line naming the file and the key) unless the file's tensors are the ones
     the config's generator needs: the same names and shapes, floating point. Checked on the
     meta device, so it allocates nothing; a config declaring more blocks than the file has
-    tensors, or a window beyond MAX_WINDOW, fails before even that."""
-    blocks = sum(cfg.enc_depths) + sum(cfg.dec_depths)
+    tensors, or a window beyond MAX_WINDOW, fails before even that (the U-ViT's sizes)."""
+    blocks = sum(cfg.enc_depths) + sum(cfg.dec_depths) if cfg.arch == "uvit" else 0
     if blocks > len(state):  # every block has a dozen tensors: a config claiming more is not this file's
         raise WeightsError(f"{name}: its config declares {blocks} transformer blocks (generator.enc_depths, "
                            f"dec_depths) but the file holds only {len(state)} tensors")
-    if cfg.window > MAX_WINDOW:
+    if cfg.arch == "uvit" and cfg.window > MAX_WINDOW:
         raise WeightsError(f"{name}: generator.window = {cfg.window} is above {MAX_WINDOW}, the largest that runs "
                            f"(attention memory grows as window^4)")
     try:
-        expected = _generator_shapes(cfg)
+        expected = _generator_shapes(cfg, cond_channels, scale)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{name}: its config metadata is not usable ({exc})") from None
     missing = [k for k in expected if k not in state]
@@ -137,7 +139,7 @@ class Model:
     'auto' (torch; $VITRESTORE_BACKEND overrides the default); `precision`: 'auto' (fp16 on CUDA,
     bf16 on a CPU with bfloat16 units, else fp32), 'fp32', 'fp16' (CUDA), 'bf16'."""
 
-    def __init__(self, task: Task, generator: Generator, card: dict, device: torch.device,
+    def __init__(self, task: Task, generator: nn.Module, card: dict, device: torch.device,
                  tile: int = 512, overlap: int = 32, ensemble: int = 1, backend: str | None = None,
                  precision: str = "auto", config: dict | None = None, name: str = "model"):
         self.task, self.generator, self.card, self.device = task, generator.eval().to(device), card, device
@@ -145,7 +147,7 @@ class Model:
         if ensemble not in (1, 2, 4, 8):
             raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flips/rotations averaged), got {ensemble}")
         self.ensemble = ensemble
-        self.scale = generator.cfg.upscale
+        self.scale = generator.scale
         self.config = config or {"generator": vars(generator.cfg)}
         self.tiles_per_call = 4 if device.type == "cuda" else 1  # a GPU is busier with several tiles at once
         self.progress = None  # optional progress(done, total) per network pass (the studio's progress bar, cancel)
@@ -154,7 +156,7 @@ class Model:
         self.net = (onnx_net(self.generator, self.config, card, self.task_doc(), name)
                     if self.backend == "onnx" else TorchNet(self.generator, device, precision))
 
-    def with_generator(self, generator: Generator, backend: str | None = None) -> "Model":
+    def with_generator(self, generator: nn.Module, backend: str | None = None) -> "Model":
         """The same model (task, card, tiles, ensemble, precision, and backend unless given) around
         another generator of the same config (e.g. `--adapt`'s fine-tuned copy)."""
         m = Model(self.task, generator, self.card, self.device, tile=self.tile, overlap=self.overlap,
@@ -208,14 +210,14 @@ class Model:
         try:
             cfg = load_config(raw={k: config[k] for k in ("task", "task_options", "generator") if k in config})
             task = task_lookup(cfg.task).from_config(cfg)
-            gen_cfg = task.generator_config(cfg.generator)
         except (ConfigError, KeyError, ValueError, TypeError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise WeightsError(f"{name_or_path}: its config metadata is not usable ({text.replace('<config>: ', '')})"
                                ) from None
         state, task_state = split_task_state(state)
-        check_generator_tensors(name_or_path, gen_cfg, state)  # before a byte of the network is allocated
-        gen = Generator(gen_cfg)
+        # before a byte of the network is allocated
+        check_generator_tensors(name_or_path, cfg.generator, state, task.cond_channels, task.scale)
+        gen = build_generator(cfg.generator, task.cond_channels, task.scale)
         try:
             gen.load_state_dict(state)
         except RuntimeError as exc:

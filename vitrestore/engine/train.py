@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from ..config import Config, ConfigError, config_to_dict
@@ -38,7 +39,7 @@ from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, matc
                     step_generator)
 from ..losses import LPIPSLoss, ms_ssim_loss, pixel_loss
 from ..nn.discriminator import Discriminator
-from ..nn.generator import Generator
+from ..nn.backbones import build_generator
 from ..task import Batch, Task
 from ..weights import TASK_PREFIX, WeightsError, load_weights, split_task_state
 from . import distributed as ddp
@@ -50,13 +51,13 @@ from .samples import save_grid
 from .stream import TrainStream, batch_loader
 
 
-def build_generator(cfg: Config, task: Task) -> Generator:
-    return Generator(task.generator_config(cfg.generator))
+def task_generator(cfg: Config, task: Task) -> nn.Module:
+    """The config's generator network (generator.arch), with the task's condition channels and scale."""
+    return build_generator(cfg.generator, task.cond_channels, task.scale)
 
 
 def build_discriminator(cfg: Config, task: Task) -> Discriminator:
-    gcfg = task.generator_config(cfg.generator)
-    return Discriminator(replace(cfg.discriminator, in_channels=task.disc_in_channels(gcfg)))
+    return Discriminator(replace(cfg.discriminator, in_channels=task.disc_in_channels(cfg.generator)))
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -92,7 +93,7 @@ class Trainer:
         self.total_steps = cfg.train.steps + cfg.train.adversarial_steps
         self.rank_batch = cfg.data.batch // self.dist.world  # this process's share of the global batch
         torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
-        self.G = build_generator(cfg, task).to(self.device)
+        self.G = task_generator(cfg, task).to(self.device)
         if cfg.train.init_weights and not resume:  # fine-tune: the weights must fit this generator
             self._load_init_weights(cfg.train.init_weights)
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)

@@ -1,4 +1,4 @@
-"""Conditional U-shaped ViT generator.
+"""Conditional U-shaped ViT generator: the "uvit" backbone (nn/backbones.py).
 
     input (B, C_in, H, W) + condition (B, C_cond, H, W)
       -> pad to a multiple of s * 2^(levels-1) * window (reflect), crop back at the end
@@ -35,18 +35,19 @@ def is_full_resolution(name: str) -> bool:
 
 
 class Generator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: GeneratorConfig, cond_channels: int = 0, scale: int = 1):
+        """`cond_channels`: the condition channels its task feeds; `scale`: output / input size."""
         super().__init__()
         levels = len(cfg.dims)
         if not (len(cfg.heads) == len(cfg.enc_depths) == levels and len(cfg.dec_depths) == levels - 1):
             raise ValueError("generator: dims, heads, enc_depths need one entry per level, dec_depths one fewer")
-        self.cfg = cfg
+        self.cfg, self.cond_channels, self.scale = cfg, cond_channels, scale
         if cfg.patch_stride not in (1, 2, 4):
             raise ValueError(f"generator: patch_stride must be 1, 2 or 4, got {cfg.patch_stride}")
         if cfg.token_upsample not in UPSAMPLE_MODES:  # checked here too: the error names the config key
             raise ValueError(f"generator: token_upsample must be one of {UPSAMPLE_MODES}, got {cfg.token_upsample!r}")
-        self.multiple = cfg.patch_stride * 2 ** (levels - 1) * cfg.window  # input pad multiple
-        self.encoder = ImageEncoder(cfg.in_channels + cfg.cond_channels, cfg.stem_channels, cfg.dims[0],
+        self.pad_multiple = cfg.patch_stride * 2 ** (levels - 1) * cfg.window
+        self.encoder = ImageEncoder(cfg.in_channels + cond_channels, cfg.stem_channels, cfg.dims[0],
                                     cfg.patch_stride)
         self.enc_stages = nn.ModuleList(
             Stage(d, n, h, cfg.window, cfg.mlp_ratio) for d, n, h in zip(cfg.dims, cfg.enc_depths, cfg.heads)
@@ -64,8 +65,8 @@ class Generator(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(2 * cfg.stem_channels, cfg.stem_channels, 3, padding=1),
             nn.GELU(),
-            nn.Conv2d(cfg.stem_channels, cfg.out_channels * cfg.upscale**2, 3, padding=1),
-            nn.PixelShuffle(cfg.upscale),
+            nn.Conv2d(cfg.stem_channels, cfg.out_channels * scale**2, 3, padding=1),
+            nn.PixelShuffle(scale),
         )
         nn.init.zeros_(self.head[-2].weight)
         nn.init.zeros_(self.head[-2].bias)
@@ -74,10 +75,10 @@ class Generator(nn.Module):
         """x: (B, C_in, H, W) in [0, 1]; cond: (B, C_cond, H, W) or None -> (B, C_out, sH, sW)."""
         cfg = self.cfg
         b, _, h, w = x.shape
-        if cond is None and cfg.cond_channels:
-            raise ValueError(f"generator expects {cfg.cond_channels} condition channels, got none")
-        inp = torch.cat([x, cond], 1) if cfg.cond_channels else x
-        m = self.multiple
+        if cond is None and self.cond_channels:
+            raise ValueError(f"generator expects {self.cond_channels} condition channels, got none")
+        inp = torch.cat([x, cond], 1) if self.cond_channels else x
+        m = self.pad_multiple
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
@@ -94,7 +95,7 @@ class Generator(nn.Module):
             t = self.dec_stages[i](self.fuses[i](torch.cat([t, skips[i]], 1)))
         pix = self.to_pixels(self.norm(t))  # (B, C_s, H', W')
         out = self.head(torch.cat([pix, stem], 1))  # (B, C_out, sH', sW')
-        s = cfg.upscale
+        s = self.scale
         out = out[:, :, : h * s, : w * s]
         if cfg.residual:
             base = x[:, : cfg.out_channels]
