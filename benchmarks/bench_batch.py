@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitrestore.engine.batch import RunOptions, plan_jobs, run_jobs
+from vitrestore.batch.plan import plan_jobs
+from vitrestore.batch.run import RunOptions, run_jobs
 from vitrestore.io.images import read_image, write_image
 from vitrestore.tasks import load_model
 

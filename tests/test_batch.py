@@ -17,7 +17,8 @@ from PIL import Image, ImageCms
 
 from conftest import smooth_image
 from vitrestore.cli import main
-from vitrestore.engine.batch import RunOptions, plan_jobs, run_jobs
+from vitrestore.batch.plan import plan_jobs
+from vitrestore.batch.run import RunOptions, run_jobs
 from vitrestore.io.images import read_image, write_image
 
 
@@ -204,7 +205,7 @@ def test_small_images_of_one_size_are_batched_and_match_single_runs(tmp_path, ti
 # model has processed `written` images (its after_batch point: a known one, not a timed signal)
 STOP_HOOK = """
 import os, signal
-import vitrestore.engine.batch as batch
+import vitrestore.batch.run as batch
 
 _run_jobs, _written, _sig = batch.run_jobs, {written}, signal.{sig}
 

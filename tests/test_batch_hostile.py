@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 import vitrestore.io.atomic
 from conftest import smooth_image
 from vitrestore.cli import main
-from vitrestore.engine.batch import plan_jobs
+from vitrestore.batch.plan import plan_jobs
 from vitrestore.io.images import read_image, write_image
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from test_batch_hostile import errors, photo, run
-from vitrestore.engine import batch
+from vitrestore.batch import plan as batch
 from vitrestore.io.images import partial_stem, remove_stale_partials, write_image
 
 

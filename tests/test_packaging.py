@@ -1,4 +1,5 @@
-"""The core never imports a task module; the CLI layer (vitrestore/cli.py, __main__.py) may."""
+"""The core never imports a task module; the CLI layer (vitrestore/cli.py, __main__.py) may. The
+layers import downwards only."""
 import ast
 from pathlib import Path
 
@@ -26,6 +27,29 @@ def test_core_never_imports_tasks():
             continue
         for name in imported_modules(path):
             assert "tasks" not in name.split("."), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def _absolute(path: Path, name: str) -> str:
+    """An import as an absolute module name (relative ones resolved from the file's package)."""
+    if not name.startswith("."):
+        return name
+    level = len(name) - len(name.lstrip("."))
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    return ".".join(package[: len(package) - level + 1] + tuple(p for p in name.lstrip(".").split(".") if p))
+
+
+def test_layers_say_what_they_hold():
+    """The model layers (nn, ops, engine, io) never reach up to the applications (the CLI, the
+    studio, the batch of files); the batch of files holds no model code and no torch."""
+    apps = ("vitrestore.cli", "vitrestore.studio", "vitrestore.batch")
+    for layer in ("nn", "ops", "engine", "io"):
+        for path in (ROOT / "vitrestore" / layer).rglob("*.py"):
+            for name in imported_modules(path):
+                assert not _absolute(path, name).startswith(apps), f"{path.relative_to(ROOT)} imports {name}"
+    for path in (ROOT / "vitrestore" / "batch").rglob("*.py"):
+        for name in map(lambda n: _absolute(path, n), imported_modules(path)):
+            assert not name.startswith(("torch", "vitrestore.engine", "vitrestore.nn", "vitrestore.ops")), \
+                f"{path.relative_to(ROOT)} imports {name}"
 
 
 def test_no_generic_top_level_modules_installed():

@@ -106,7 +106,7 @@ def _positive_megapixels(ctx, param, value: float) -> float:
 def _check_file_to_write(path: Path, option: str, example: str = "") -> None:
     """Before any work: the file an option names (--report, --adapt-save) must not be a folder,
     and its folder must exist and be writable (else it is lost after the work)."""
-    from .engine.batch import unwritable_reason
+    from .batch.plan import unwritable_reason
 
     parent = path.expanduser().parent
     if path.is_dir():
@@ -122,7 +122,7 @@ def _check_report_path(report: Path | None, overwrite: bool) -> None:
     """Before any work: the report's folder must exist and be writable (else the report is
     lost), and an existing file is replaced only with --overwrite or when it is an earlier
     report (rerunning a command to finish a folder)."""
-    from .engine.batch import is_report
+    from .batch.report import is_report
 
     if report is None:
         return
@@ -197,7 +197,7 @@ def _common_run_options(f, ensemble: str = "1"):
 def _shard_and_device(shard: str | None, device: str) -> tuple[tuple[int, int] | None, str]:
     """--shard K/N, combined with torchrun's RANK/WORLD_SIZE when launched that way (each
     process then takes its own share, on GPU LOCAL_RANK)."""
-    from .engine.batch import parse_shard
+    from .batch.plan import parse_shard
     from .engine.distributed import DistInfo
 
     try:
@@ -226,7 +226,8 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     replaces a `protect`ed file (e.g. the mask); `out_size(image) -> (W, H)` is the output's
     size (default: the input's times the model's scale), checked against the output format
     before the model runs."""
-    from .engine.batch import RunOptions, plan_jobs, report_problem, run_jobs
+    from .batch.plan import plan_jobs, report_problem
+    from .batch.run import RunOptions, run_jobs
     from .io.formats import size_problem
 
     tasks = _tasks()
@@ -328,7 +329,7 @@ def _check_adapt_save(adapt: AdaptArgs, overwrite: bool, jobs, protect: tuple[Pa
                       inputs: list[Path]) -> None:
     """Before any work: --adapt-save must be a new (or, with --overwrite, an earlier weights)
     .safetensors file in a writable folder, and never an input, an output or a protected file."""
-    from .engine.batch import report_problem
+    from .batch.plan import report_problem
 
     path = adapt.save
     if path is None:

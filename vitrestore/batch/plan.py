@@ -1,11 +1,6 @@
-"""Batch processing over files and folders, task-agnostic.
-
-`plan_jobs` turns the user's inputs into (source, destination) jobs and the problems found
-before any work starts (missing paths, unreadable folders, symlink loops, outputs that would
-overwrite an input). `run_jobs` then overlaps the work: reader threads decode the next images,
-the model runs in the calling thread (same-sized small images together in one batch), and a
-writer thread encodes and writes each result atomically. One line per failure, a summary at the
-end, optionally a JSON report; inputs are never written to.
+"""A batch's plan: the user's inputs turned into (source, destination) jobs and the problems
+found before any work starts (missing paths, unreadable folders, symlink loops, outputs that
+would overwrite an input, a --report or --adapt-save that would), with no model in sight.
 
 Output naming:
     file, no -o            ->  <dir>/<stem>_<suffix><ext>        beside the input
@@ -25,27 +20,13 @@ Sharding: `shard=(k, n)` keeps the jobs whose source path hashes to k-1 modulo n
 from __future__ import annotations
 
 import errno
-import json
 import os
-import signal
-import sys
 import tempfile
-import threading
-import time
 import zlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-from tqdm import tqdm
-
-from ..io.atomic import write_atomic
-from ..io.formats import DEFAULT_MAX_PIXELS, FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES  # noqa: F401
-from ..io.images import LoadedImage, read_image, remove_stale_partials, write_image
-
+from ..io.formats import FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -53,73 +34,6 @@ class Job:
     src: Path
     dst: Path
     skip: str = ""  # a reason to count this file as skipped without reading it
-
-
-@dataclass
-class Result:
-    src: str
-    dst: str
-    status: str  # done | skipped | failed | interrupted
-    reason: str = ""
-    seconds: float = 0.0
-    megapixels: float = 0.0
-
-
-@dataclass
-class Summary:
-    results: list[Result] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-    @property
-    def done(self) -> int:
-        return self.count("done")
-
-    @property
-    def skipped(self) -> int:
-        return self.count("skipped")
-
-    @property
-    def failed(self) -> list[tuple[str, str]]:
-        return [(r.src, r.reason) for r in self.results if r.status == "failed"]
-
-    @property
-    def megapixels(self) -> float:
-        return sum(r.megapixels for r in self.results if r.status == "done")
-
-    def line(self) -> str:
-        rate = ""
-        if self.seconds and self.done:
-            rate = f", {self.done / self.seconds:.2f} img/s, {self.megapixels / self.seconds:.3f} MP/s"
-        left = f", {self.count('interrupted')} not started (interrupted; rerun to finish)" if self.interrupted else ""
-        return (f"done: {self.done} written, {self.skipped} skipped (output exists, or is itself an output), "
-                f"{len(self.failed)} failed"
-                f"{left} in {self.seconds:.1f} s{rate}")
-
-    def write_report(self, path: Path) -> None:
-        data = {"vitrestore_report": REPORT_VERSION, "summary": {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
-                            "interrupted": self.count("interrupted"), "seconds": round(self.seconds, 3)},
-                "files": [asdict(r) for r in self.results]}
-        write_atomic(path, json.dumps(data, indent=1))  # a full disk leaves the old report, no partial file
-
-
-REPORT_VERSION = 1
-
-
-def is_report(path: Path) -> bool:
-    """Whether `path` holds a report this suite wrote (JSON with its marker, or the summary and
-    files of reports written before the marker), so a rerun may replace it."""
-    try:
-        if path.stat().st_size > 256 << 20:
-            return False
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and (data.get("vitrestore_report") == REPORT_VERSION
-                                       or (set(data) == {"summary", "files"} and isinstance(data["files"], list)))
 
 
 def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = (),
@@ -413,183 +327,3 @@ def _resolve_collisions(jobs: list[Job], problems: list[tuple[Path, str]]) -> li
         taken.add(dst.resolve())
         out.append(Job(j.src, dst))
     return out
-
-
-# --- running -----------------------------------------------------------------------------------
-Process = Callable[[list[LoadedImage]], list[np.ndarray]]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    overwrite: bool = False
-    quiet: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    jpeg_quality: int = 95
-    batch: int = 8  # images per model call when they share a size
-    batch_max_pixels: int = 512 * 512  # only images this small are batched together
-    readers: int = 2  # decoding threads
-    prefetch: int = 4  # decoded images waiting for the model at most
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class _Stop:
-    """Turns SIGTERM into a graceful stop (finish writing, report, exit)."""
-
-    def __init__(self):
-        self.flag = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.flag = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-        return False
-
-
-def _is_output(dst: Path) -> bool:
-    """An existing, non-empty file: a 0-byte file (a crash, a touch) is no result and is redone."""
-    try:
-        return dst.stat().st_size > 0 or not dst.is_file()
-    except OSError:
-        return False
-
-
-def run_jobs(jobs: list[Job], process: Process, options: RunOptions = RunOptions(),
-             problems: list[tuple[Path, str]] | None = None,
-             precheck: Callable[[Job, LoadedImage], None] | None = None,
-             after_batch: Callable[[int], None] | None = None) -> Summary:
-    """Process every job; one 'error: <path>: <reason>' line per failure on stderr.
-    `precheck(job, image)` may refuse an image once it is read, before the model sees it, by
-    raising ValueError (e.g. an output too large for its format). `after_batch(n)` is called
-    with the count of images the model has processed so far, once each batch's writes are
-    handed to the writer (a known point: tests stop the process there)."""
-    o = options
-    summary = Summary()
-    for path, reason in problems or []:
-        summary.results.append(Result(str(path), "", "failed", reason))
-        print(f"error: {path}: {reason}", file=sys.stderr)
-    by_folder: dict[Path, set[str]] = {}
-    for j in jobs:
-        by_folder.setdefault(j.dst.parent, set()).add(j.dst.name)
-    for folder, names in by_folder.items():  # temporary files a killed earlier run left behind
-        remove_stale_partials(folder, names)
-
-    todo = []
-    for j in jobs:
-        if j.skip:
-            summary.results.append(Result(str(j.src), str(j.dst), "skipped", j.skip))
-        elif _is_output(j.dst) and not o.overwrite:
-            summary.results.append(Result(str(j.src), str(j.dst), "skipped", "output exists"))
-        else:
-            todo.append(j)
-    start = time.time()
-    bar = tqdm(total=len(todo), disable=o.quiet or len(todo) < 2, unit="img", dynamic_ncols=True, file=sys.stderr)
-
-    def fail(job: Job, reason: str) -> None:
-        summary.results.append(Result(str(job.src), str(job.dst), "failed", reason))
-        tqdm.write(f"error: {job.src}: {reason}", file=sys.stderr)
-
-    readers = ThreadPoolExecutor(max(1, o.readers), thread_name_prefix="read")
-    writer = ThreadPoolExecutor(1, thread_name_prefix="write")
-    pending_reads: deque[tuple[Job, Future]] = deque()
-    pending_writes: deque[tuple[Job, Future, float, float]] = deque()
-    next_job = 0
-
-    def fill() -> None:
-        nonlocal next_job
-        while next_job < len(todo) and len(pending_reads) < o.prefetch:
-            job = todo[next_job]
-            pending_reads.append((job, readers.submit(read_image, job.src, o.max_pixels)))
-            next_job += 1
-
-    def drain_writes(block: bool) -> None:
-        while pending_writes and (block or pending_writes[0][1].done()):
-            job, fut, t0, mp = pending_writes.popleft()
-            try:
-                fut.result()
-                summary.results.append(Result(str(job.src), str(job.dst), "done", seconds=time.time() - t0,
-                                              megapixels=mp))
-            except OSError as exc:
-                fail(job, f"cannot write {job.dst}: {exc.strerror or _reason(exc)}")
-            except ValueError as exc:
-                fail(job, _reason(exc))
-            bar.update(1)
-
-    interrupted = False
-    processed = 0
-    with _Stop() as stop:
-        try:
-            fill()
-            while pending_reads:
-                if stop.flag:
-                    raise KeyboardInterrupt
-                group: list[tuple[Job, LoadedImage]] = []
-                t0 = time.time()
-                while pending_reads:  # gather images of one small size into a batch
-                    job, fut = pending_reads[0]
-                    try:
-                        img = fut.result()
-                        if precheck is not None:
-                            precheck(job, img)
-                    except (ValueError, OSError) as exc:  # ImageReadError included
-                        pending_reads.popleft()
-                        fail(job, _reason(exc))
-                        bar.update(1)
-                        fill()
-                        continue
-                    shape = (img.pixels.shape, img.pixels.dtype)
-                    small = img.pixels.shape[0] * img.pixels.shape[1] <= o.batch_max_pixels
-                    if group and (not small or shape != (group[0][1].pixels.shape, group[0][1].pixels.dtype)):
-                        break
-                    pending_reads.popleft()
-                    group.append((job, img))
-                    fill()
-                    if not small or len(group) >= o.batch:
-                        break
-                if not group:
-                    continue
-                try:
-                    outputs = process([img for _, img in group])
-                except (ValueError, RuntimeError, OSError) as exc:
-                    for job, _ in group:
-                        fail(job, _reason(exc))
-                        bar.update(1)
-                    continue
-                for (job, img), result in zip(group, outputs):
-                    mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
-                    fut = writer.submit(write_image, job.dst, result, o.jpeg_quality, img.icc, img.exif)
-                    pending_writes.append((job, fut, t0, mp))
-                processed += len(outputs)
-                del group, outputs
-                if after_batch is not None:
-                    after_batch(processed)
-                drain_writes(block=len(pending_writes) > 2)  # bound the results waiting in memory
-        except KeyboardInterrupt:
-            interrupted = True
-            tqdm.write("interrupted: finishing the outputs already computed; rerun the same command to go on",
-                       file=sys.stderr)
-        finally:
-            for _, fut in pending_reads:
-                fut.cancel()
-            readers.shutdown(wait=True, cancel_futures=True)
-            drain_writes(block=True)
-            writer.shutdown(wait=True)
-            bar.close()
-    done = {r.src for r in summary.results}
-    for j in todo:
-        if str(j.src) not in done:
-            summary.results.append(Result(str(j.src), str(j.dst), "interrupted"))
-    summary.interrupted = interrupted
-    summary.seconds = time.time() - start
-    return summary
