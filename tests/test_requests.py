@@ -51,6 +51,9 @@ def test_the_cli_option_is_the_request_field(task, key):
     else:
         assert param.is_flag, (task, key)
     assert param.help == m["help"], (task, key)  # the same words
+    # left out, the task gets the field's default (None: the model's own, e.g. inpaint's texture on)
+    parsed = main.get_command(None, task).make_context(task, ["x.png"] + (["--style", "s"] if task == "stylize" else []))
+    assert parsed.params[key] == field.default, (task, key, parsed.params[key])
 
 
 def _planner():

@@ -391,10 +391,11 @@ def _adapted(model, model_name: str, jobs, run: RunArgs, adapt: AdaptArgs, per_i
 def _click_option(name: str, m: dict, default) -> click.Option:
     """A request field or command input (vitrestore/request.py option metadata) as a click option."""
     flag = "--" + name.replace("_", "-")
-    # no default given for None: click takes an explicit None as a value, and a required option
-    # would then run without it
+    # a required option gets no default None (click would take it as a value and run without it);
+    # a flag keeps its None (click's own default for a flag is False: the model's default is meant)
     common = {"help": m["help"], "required": m["required"], "metavar": m["metavar"],
-              **({} if default is None else {"default": default, "show_default": True})}
+              **({"default": default, "show_default": default is not None}
+                 if default is not None or (m["type"] == "flag" and not m["required"]) else {})}
     if m["type"] == "flag":
         return click.Option([f"{flag}/--no-{flag[2:]}"], **common)
     if m["type"] in ("number", "int"):
