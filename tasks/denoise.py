@@ -28,11 +28,12 @@ Conditioning channels (B, 2, H, W):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from vitrestore.config import ConfigError, check_options
+from vitrestore.fields import among, bounded
 from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.clipped import clipped_std, local_mean
 from vitrestore.ops.degrade import (JPEG, CorrelatedNoise, GaussianNoise, PoissonGaussianNoise, Quantize, _uniform,
@@ -47,35 +48,31 @@ SIGMA_SCALE = 50.0  # sigma (0-255 scale) that maps to 1.0 in the condition map
 
 @dataclass(frozen=True)
 class DenoiseOptions:
-    sigma_min: float = 0.0
-    sigma_max: float = 50.0
-    low_sigma_prob: float = 0.0  # share of the images whose Gaussian level is redrawn in [sigma_min, low_sigma_max]
-    low_sigma_max: float = 20.0  # (light noise: what most photos carry, and where CBM3D is hardest to beat)
+    sigma_min: float = bounded(0.0, 0, 255)
+    sigma_max: float = bounded(50.0, 0, 255)
+    # share of the images whose Gaussian level is redrawn in [sigma_min, low_sigma_max] (light
+    # noise: what most photos carry, and where CBM3D is hardest to beat)
+    low_sigma_prob: float = bounded(0.0, 0, 1)
+    low_sigma_max: float = bounded(20.0, 0, 255)
     # shares of the noise kinds (the rest of the images get white Gaussian noise)
-    poisson_prob: float = 0.25
-    camera_prob: float = 0.0
-    correlated_prob: float = 0.0
-    camera_shot_max: float = 1.2e-2  # strongest camera shot noise (about 35/255 std in sRGB)
-    correlated_sigma_max: float = 40.0
-    jpeg_prob: float = 0.05  # share of the blind images JPEG-compressed after the noise
-    jpeg_quality_min: int = 85
-    jpeg_quality_max: int = 98
-    twice_prob: float = 0.0  # share of the blind images given a second round: mild noise, then JPEG
-    known_sigma_prob: float = 0.5  # share of Gaussian-noise images whose level is given as a condition
-    quantize_bits: int = 8  # the noisy file's bit depth (8 or 16); 0 = float noise, never clipped (paper protocol)
-    paper_prob: float = 0.0  # share of the Gaussian images (no JPEG) kept as unclipped floats (paper protocol)
-    val_sigma: float = 25.0  # validation: Gaussian noise at this level, blind, as a file
-    level_map: str = "constant"  # the known level's map: "constant" sigma, or "clipped" (the std per pixel)
-
-    # allowed values (vitrestore/ranges.py check_fields; every `<x>_min` at most its `<x>_max`)
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "sigma_min": (0, 255), "sigma_max": (0, 255), "low_sigma_prob": (0, 1), "low_sigma_max": (0, 255),
-        "poisson_prob": (0, 1), "camera_prob": (0, 1), "correlated_prob": (0, 1),
-        "camera_shot_max": (1e-4, 1),  # at least the camera noise's weakest shot noise
-        "correlated_sigma_max": (2, 255),  # at least the correlated noise's weakest level
-        "jpeg_prob": (0, 1), "jpeg_quality_min": (0, 100), "jpeg_quality_max": (0, 100), "twice_prob": (0, 1),
-        "known_sigma_prob": (0, 1), "paper_prob": (0, 1), "val_sigma": (0, 255)}
-    CHOICES: ClassVar[dict[str, tuple]] = {"quantize_bits": (0, 8, 16), "level_map": ("constant", "clipped")}
+    poisson_prob: float = bounded(0.25, 0, 1)
+    camera_prob: float = bounded(0.0, 0, 1)
+    correlated_prob: float = bounded(0.0, 0, 1)
+    # strongest camera shot noise (about 35/255 std in sRGB); at least the camera noise's weakest shot noise
+    camera_shot_max: float = bounded(1.2e-2, 1e-4, 1)
+    correlated_sigma_max: float = bounded(40.0, 2, 255)  # at least the correlated noise's weakest level
+    jpeg_prob: float = bounded(0.05, 0, 1)  # share of the blind images JPEG-compressed after the noise
+    jpeg_quality_min: int = bounded(85, 0, 100)
+    jpeg_quality_max: int = bounded(98, 0, 100)
+    twice_prob: float = bounded(0.0, 0, 1)  # share of the blind images given a second round: mild noise, then JPEG
+    known_sigma_prob: float = bounded(0.5, 0, 1)  # share of Gaussian-noise images whose level is given as a condition
+    # the noisy file's bit depth (8 or 16); 0 = float noise, never clipped (paper protocol)
+    quantize_bits: int = among(8, (0, 8, 16))
+    # share of the Gaussian images (no JPEG) kept as unclipped floats (paper protocol)
+    paper_prob: float = bounded(0.0, 0, 1)
+    val_sigma: float = bounded(25.0, 0, 255)  # validation: Gaussian noise at this level, blind, as a file
+    # the known level's map: "constant" sigma, or "clipped" (the std per pixel)
+    level_map: str = among("constant", ("constant", "clipped"))
 
 
 class Denoise(Task):

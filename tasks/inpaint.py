@@ -24,7 +24,7 @@ network's fill (nothing deep enough to need texture), wider ones take the textur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from vitrestore.config import ConfigError, check_options
+from vitrestore.fields import among, bounded
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
 from vitrestore.task import Batch, Task, as_unit
@@ -51,23 +52,19 @@ PREFILLS = {"telea": (cv2.INPAINT_TELEA,), "navier-stokes": (cv2.INPAINT_NS,),
 
 @dataclass(frozen=True)
 class InpaintOptions:
-    hole_weight: float = 6.0  # pixel-loss weight inside the hole (1 outside)
-    thin: float = 0.25  # mask mixture probabilities
-    thick: float = 0.25
-    large: float = 0.3
-    boxes: float = 0.1
-    scratches: float = 0.1
-    prefill: str = "telea+navier-stokes"  # the coarse fill the generator refines: one of PREFILLS
-    prefill_radius: float = 3.0  # cv2.inpaint's inpaintRadius, px
+    hole_weight: float = bounded(6.0, 0, 1e6)  # pixel-loss weight inside the hole (1 outside)
+    thin: float = bounded(0.25, 0, 1)  # mask mixture probabilities
+    thick: float = bounded(0.25, 0, 1)
+    large: float = bounded(0.3, 0, 1)
+    boxes: float = bounded(0.1, 0, 1)
+    scratches: float = bounded(0.1, 0, 1)
+    # the coarse fill the generator refines: one of PREFILLS
+    prefill: str = among("telea+navier-stokes", tuple(PREFILLS))
+    prefill_radius: float = bounded(3.0, 0, 100)  # cv2.inpaint's inpaintRadius, px
     texture: bool = True  # at inference, copy real texture into the hole over the network's fill
-    texture_depth: float = 8.0  # px from the known pixels within which the network's local colour leads
-    texture_patch: int = 5  # exemplar patch side, px (odd)
-
-    # allowed values (vitrestore/ranges.py check_fields)
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "hole_weight": (0, 1e6), "thin": (0, 1), "thick": (0, 1), "large": (0, 1), "boxes": (0, 1),
-        "scratches": (0, 1), "prefill_radius": (0, 100), "texture_depth": (0, 4096), "texture_patch": (3, 63)}
-    CHOICES: ClassVar[dict[str, tuple]] = {"prefill": tuple(PREFILLS)}
+    # px from the known pixels within which the network's local colour leads
+    texture_depth: float = bounded(8.0, 0, 4096)
+    texture_patch: int = bounded(5, 3, 63)  # exemplar patch side, px (odd)
 
 
 class Inpaint(Task):

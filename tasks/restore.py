@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from vitrestore.config import ConfigError, check_options
+from vitrestore.fields import among
 from vitrestore.ops.pipeline import Step, apply_pipeline, build_pipeline, sample_pipeline
-from vitrestore.ranges import OP_CHOICES, OP_RANGES
 from vitrestore.task import Batch, Task
 
 from .restore_command import COMMAND
@@ -38,23 +38,20 @@ CONDITIONS = ("none", "mask")
 @dataclass(frozen=True)
 class RestoreOptions:
     name: str = "restored"
-    condition: str = "none"
+    condition: str = among("none", CONDITIONS)
     pipeline: tuple[dict[str, Any], ...] = ()
-    quantize: int = 8  # bits of the degraded file the pipeline ends with (8 or 16; 0 = unrounded floats)
-
-    # allowed values (vitrestore/ranges.py check_fields; the pipeline ops' parameters: OP_RANGES there)
-    CHOICES: ClassVar[dict[str, tuple]] = {"condition": CONDITIONS, "quantize": (0, 8, 16)}
+    # bits of the degraded file the pipeline ends with (8 or 16; 0 = unrounded floats)
+    quantize: int = among(8, (0, 8, 16))
 
 
 def _check_ops(spec: tuple[dict, ...], steps: list[Step], source: str) -> None:
-    """Each declared op's parameters within OP_RANGES / OP_CHOICES (vitrestore/ranges.py), and its
+    """Each declared op's parameters within their declared ranges and choices (vitrestore/fields.py), and its
     `p` a number, not true/false (the steps after the declared ones are added, not the user's)."""
     for i, (entry, step) in enumerate(zip(spec, steps)):
         if isinstance(entry.get("p"), bool):
             raise ConfigError(f"{source}: task_options.pipeline[{i}].p: must be a probability in [0, 1], "
                               f"got {entry['p']!r}")
-        check_options(step.op, source, f"task_options.pipeline[{i}].", OP_RANGES.get(step.name, {}),
-                      OP_CHOICES.get(step.name, {}))
+        check_options(step.op, source, f"task_options.pipeline[{i}].")
 
 
 class Restore(Task):

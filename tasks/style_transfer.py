@@ -32,12 +32,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from vitrestore.config import ConfigError, check_options
+from vitrestore.fields import bounded
 from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
 from vitrestore.task import Batch, Task, as_unit
@@ -62,25 +63,20 @@ class StylePool(NamedTuple):
 class StyleOptions:
     style_image: str = ""  # the painting (needed to train; recorded in the model card)
     style_name: str = ""  # output file suffix, e.g. starry-night (default: the image's stem)
-    style_sides: tuple[int, int] = (256, 512)  # the painting's short side when crops are taken
-    content_weight: float = 1.0
-    content_sigma: float = 1.5  # edges compared after this blur: larger leaves room for strokes finer than it
-    color_weight: float = 1.0
-    texture_weight: float = 1.0
-    strength: float = 1.0  # default blend at inference
+    style_sides: tuple[int, int] = bounded((256, 512), 16, 16384)  # the painting's short side when crops are taken
+    content_weight: float = bounded(1.0, 0, 1e6)
+    # edges compared after this blur: larger leaves room for strokes finer than it
+    content_sigma: float = bounded(1.5, 0.01, 100)
+    color_weight: float = bounded(1.0, 0, 1e6)
+    texture_weight: float = bounded(1.0, 0, 1e6)
+    strength: float = bounded(1.0, 0, 1)  # default blend at inference
     match_colors: bool = True  # match each photo to the painting's colour histogram before the network
-    texture_levels: tuple[int, ...] = (1, 2, 4)  # patch statistics at these downscales (1 = full size)
+    texture_levels: tuple[int, ...] = bounded((1, 2, 4), 1, 64)  # patch statistics at these downscales (1 = full size)
     noise: bool = False  # a seeded noise channel as conditioning: where strokes in flat skies start
-    stroke_length: int = 0  # > 0: the noise smeared this many pixels each way along the photo's edges
-    stroke_width: int = 1  # grain of the noise in pixels
-    texture_patch: int = 3  # side of the texture patches
+    stroke_length: int = bounded(0, 0, 1024)  # > 0: the noise smeared this many pixels each way along the photo's edges
+    stroke_width: int = bounded(1, 1, 256)  # grain of the noise in pixels
+    texture_patch: int = bounded(3, 1, 64)  # side of the texture patches
     texture_bands: bool = False  # texture from band-pass detail (Laplacian pyramid), not raw RGB
-
-    # allowed values (vitrestore/ranges.py check_fields); style_sides: smaller side first
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "style_sides": (16, 16384), "content_weight": (0, 1e6), "content_sigma": (0.01, 100), "color_weight": (0, 1e6),
-        "texture_weight": (0, 1e6), "strength": (0, 1), "texture_levels": (1, 64), "stroke_length": (0, 1024),
-        "stroke_width": (1, 256), "texture_patch": (1, 64)}
 
 
 def read_style_image(path: str | Path) -> torch.Tensor:

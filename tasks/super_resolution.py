@@ -18,12 +18,13 @@ real      a second-order pipeline in the spirit of Real-ESRGAN / BSRGAN, run bat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from vitrestore.config import ConfigError, check_options
+from vitrestore.fields import among, bounded
 from vitrestore.ops.blur import GaussianBlur
 from vitrestore.ops.camera import CameraNoise
 from vitrestore.ops.degrade import JPEG, GaussianNoise, PoissonGaussianNoise, pick, quantize, select
@@ -39,28 +40,22 @@ _MODES = ("area", "bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class UpscaleOptions:
-    scale: int = 4
-    degradation: str = "classic"
+    scale: int = among(4, (2, 3, 4, 8))
+    degradation: str = among("classic", DEGRADATIONS)
     downscalers: tuple[str, ...] = tuple(DOWNSCALERS)  # classic: drawn per image
     # real-world pipeline (first order; the second order uses milder ranges)
-    blur_sigma_max: float = 3.0
-    resize_min: float = 0.15
-    resize_max: float = 1.5
-    noise_sigma_max: float = 25.0
-    poisson_prob: float = 0.4
-    poisson_gain_max: float = 0.02
-    jpeg_quality_min: int = 30
-    jpeg_quality_max: int = 95
-    second_order_prob: float = 0.8
-    camera_prob: float = 0.0  # real: share of the noise that is processed-camera noise (vitrestore/ops/camera.py)
-
-    # allowed values (vitrestore/ranges.py check_fields; every `<x>_min` at most its `<x>_max`)
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "blur_sigma_max": (0, 100), "resize_min": (0.01, 4), "resize_max": (0.01, 4), "noise_sigma_max": (0, 255),
-        "poisson_prob": (0, 1),
-        "poisson_gain_max": (1e-4, 1),  # also the camera noise's strongest shot noise: at least its weakest
-        "jpeg_quality_min": (0, 100), "jpeg_quality_max": (0, 100), "second_order_prob": (0, 1), "camera_prob": (0, 1)}
-    CHOICES: ClassVar[dict[str, tuple]] = {"scale": (2, 3, 4, 8), "degradation": DEGRADATIONS}
+    blur_sigma_max: float = bounded(3.0, 0, 100)
+    resize_min: float = bounded(0.15, 0.01, 4)
+    resize_max: float = bounded(1.5, 0.01, 4)
+    noise_sigma_max: float = bounded(25.0, 0, 255)
+    poisson_prob: float = bounded(0.4, 0, 1)
+    # also the camera noise's strongest shot noise: at least its weakest
+    poisson_gain_max: float = bounded(0.02, 1e-4, 1)
+    jpeg_quality_min: int = bounded(30, 0, 100)
+    jpeg_quality_max: int = bounded(95, 0, 100)
+    second_order_prob: float = bounded(0.8, 0, 1)
+    # real: share of the noise that is processed-camera noise (vitrestore/ops/camera.py)
+    camera_prob: float = bounded(0.0, 0, 1)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -65,7 +65,7 @@ def test_shipped_configs_load():
 
 def test_diffaugment_typos_fail_when_the_config_loads_not_hours_later(tmp_path):
     from vitrestore.augment import AUGMENTS
-    from vitrestore.ranges import DIFFAUGMENT_OPS
+    from vitrestore.config import DIFFAUGMENT_OPS
 
     assert set(DIFFAUGMENT_OPS) == set(AUGMENTS)
     cfg = tmp_path / "c.yaml"

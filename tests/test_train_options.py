@@ -13,7 +13,7 @@ from conftest import TINY
 from test_train_hostile import one_error, run, write_cfg
 from vitrestore.config import ConfigError, load_config
 from vitrestore.ops.pipeline import OPS
-from vitrestore.ranges import OP_CHOICES, OP_RANGES
+from vitrestore.fields import field_choices, field_range
 from vitrestore.tasks import TASKS, get_task
 
 
@@ -102,16 +102,14 @@ def _numeric(tp) -> bool:
 def test_every_numeric_task_option_and_pipeline_parameter_has_a_range():
     for name, task in TASKS.items():
         hints = typing.get_type_hints(task.Options)
-        declared = {**getattr(task.Options, "RANGES", {}), **getattr(task.Options, "CHOICES", {})}
         for f in dataclasses.fields(task.Options):
             if _numeric(hints[f.name]):
-                assert f.name in declared, f"{name}: task_options.{f.name} has no range"
+                assert field_range(f) or field_choices(f), f"{name}: task_options.{f.name} has no range"
     for name, op in OPS.items():
         hints = typing.get_type_hints(op)
-        declared = {**OP_RANGES.get(name, {}), **OP_CHOICES.get(name, {})}
         for f in dataclasses.fields(op):
             if _numeric(hints[f.name]):
-                assert f.name in declared, f"pipeline op {name}: {f.name} has no range"
+                assert field_range(f) or field_choices(f), f"pipeline op {name}: {f.name} has no range"
 
 
 def test_shipped_configs_recipes_and_models_pass_the_option_checks():

@@ -4,8 +4,9 @@
 
 The dataclasses below are the one place for defaults. A YAML file may name a `base:` file
 (relative to itself) that it extends; mappings merge key by key. Unknown or mistyped keys,
-closed choices (`Literal` fields) outside their choices, and values outside their range
-(`ranges.py`) are errors naming the key and the file, raised when the config is loaded. Given
+closed choices (`Literal` fields) outside their choices, and values outside the range their
+field declares (`bounded`, vitrestore/fields.py) are errors naming the key and the file, raised
+when the config is loaded. Given
 the task table (`load_config(..., task_lookup=vitrestore.tasks.get_task)`), the loader also
 builds the task from `task_options`, so its options are checked there too (types, ranges and
 choices: `check_options`).
@@ -22,7 +23,7 @@ from typing import Any, Callable, Literal
 import yaml
 
 from .nn.backbones import BACKBONES
-from .ranges import check_fields, check_values
+from .fields import INF, bounded, check_fields
 
 
 class ConfigError(ValueError):
@@ -36,15 +37,16 @@ class GeneratorConfig:
     condition channels and the scale are not here: the task gives them to the builder."""
 
     arch: str = "uvit"
-    in_channels: int = 3
-    out_channels: int = 3
-    stem_channels: int = 16
-    dims: tuple[int, ...] = (32, 64, 128)  # token width per level: 1/s, 1/2s, 1/4s of the input (s = patch_stride)
-    heads: tuple[int, ...] = (1, 2, 4)
-    enc_depths: tuple[int, ...] = (2, 2, 6)  # the last level is the bottleneck
-    dec_depths: tuple[int, ...] = (1, 2)  # decoder blocks, one entry per level but the last
-    window: int = 8
-    mlp_ratio: float = 2.0
+    in_channels: int = bounded(3, 1, 64)
+    out_channels: int = bounded(3, 1, 64)
+    stem_channels: int = bounded(16, 1, 4096)
+    # token width per level: 1/s, 1/2s, 1/4s of the input (s = patch_stride)
+    dims: tuple[int, ...] = bounded((32, 64, 128), 1, 8192)
+    heads: tuple[int, ...] = bounded((1, 2, 4), 1, 512)
+    enc_depths: tuple[int, ...] = bounded((2, 2, 6), 1, 256)  # the last level is the bottleneck
+    dec_depths: tuple[int, ...] = bounded((1, 2), 0, 256)  # decoder blocks, one entry per level but the last
+    window: int = bounded(8, 1, 256)
+    mlp_ratio: float = bounded(2.0, 0.0625, 64)
     patch_stride: Literal[1, 2, 4] = 2  # tokens at 1/2 of the input resolution (2), full (1) or 1/4 (4)
     # every token upsampling (decoder levels, tokens -> pixels): "shuffle" (conv + pixel shuffle,
     # learns sub-token detail) or "bilinear" (interpolate, then conv: nothing periodic in flat areas)
@@ -56,27 +58,27 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """PatchGAN-style ViT discriminator (see vitrestore/nn/discriminator.py)."""
 
-    in_channels: int = 6  # condition image (+ extra channels) and candidate, concatenated
-    dim: int = 64
-    patch: int = 8  # one logit per patch x patch pixels
-    depth: int = 2
-    heads: int = 4
-    mlp_ratio: float = 2.0
+    in_channels: int = bounded(6, 1, 256)  # condition image (+ extra channels) and candidate, concatenated
+    dim: int = bounded(64, 1, 8192)
+    patch: int = bounded(8, 2, 1024)  # one logit per patch x patch pixels
+    depth: int = bounded(2, 1, 256)
+    heads: int = bounded(4, 1, 512)
+    mlp_ratio: float = bounded(2.0, 0.0625, 64)
     spectral_norm: bool = True  # improved spectral norm (ViTGAN): W * sigma(W_init) / sigma(W)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     pixel: Literal["charbonnier", "l1", "l2"] = "charbonnier"
-    pixel_weight: float = 1.0
-    msssim_weight: float = 0.0
+    pixel_weight: float = bounded(1.0, 0, 1e6)
+    msssim_weight: float = bounded(0.0, 0, 1e6)
     adversarial: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
-    adversarial_weight: float = 0.005
-    feature_matching_weight: float = 0.0
-    lpips_weight: float = 0.0
+    adversarial_weight: float = bounded(0.005, 0, 1e6)
+    feature_matching_weight: float = bounded(0.0, 0, 1e6)
+    lpips_weight: float = bounded(0.0, 0, 1e6)
     lpips_net: Literal["alex", "vgg"] = "alex"
-    r1_weight: float = 1.0  # R1 penalty for nonsaturating/hinge; GP weight for wgan-gp
-    r1_every: int = 4  # lazy regularisation
+    r1_weight: float = bounded(1.0, 0, 1e6)  # R1 penalty for nonsaturating/hinge; GP weight for wgan-gp
+    r1_every: int = bounded(4, 1, 1_000_000)  # lazy regularisation
     diffaugment: str = "translation,cutout"
 
 
@@ -84,42 +86,46 @@ class LossConfig:
 class DataConfig:
     train: tuple[str, ...] = ()  # folders of clean images (searched recursively)
     val: str | None = None  # folder of clean validation images
-    val_holdout: int = 0  # or: hold out the last N training images (sorted by path) for validation
-    val_limit: int = 8  # at most this many validation images
-    val_size: int = 256  # centre crop of validation images (0 = whole image)
-    crop: int = 64
-    batch: int = 16
-    max_images: int = 0  # 0 = all
-    min_size: int = 0  # skip training images smaller than this on either side (0 = all must fit the crop)
+    val_holdout: int = bounded(0, 0, INF)  # or: hold out the last N training images (sorted by path) for validation
+    val_limit: int = bounded(8, 0, INF)  # at most this many validation images
+    val_size: int = bounded(256, 0, 1_000_000)  # centre crop of validation images (0 = whole image)
+    crop: int = bounded(64, 1, 100_000)
+    batch: int = bounded(16, 1, 1_000_000)
+    max_images: int = bounded(0, 0, INF)  # 0 = all
+    # skip training images smaller than this on either side (0 = all must fit the crop)
+    min_size: int = bounded(0, 0, 1_000_000)
     input: str | None = None  # paired data: degraded inputs matched by name to the data.train targets
     cache: bool = True  # decode the training images once into memory (false: decode at every draw)
-    workers: int = 0  # worker processes that build batches ahead of the model (0 = in the main process)
+    # worker processes that build batches ahead of the model (0 = in the main process)
+    workers: int = bounded(0, 0, 1024)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 10000  # pixel-loss stage
-    adversarial_steps: int = 0  # adversarial stage after it
-    lr: float = 4e-4
-    lr_min: float = 1e-6
-    warmup: int = 500
-    lr_d: float = 1e-4
-    lr_adversarial: float = 0.25  # the generator's lr in the adversarial stage, as a share of lr (constant)
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    ema_start: int = 2000
-    val_every: int = 1000
-    checkpoint_minutes: float = 4.0
-    log_every: int = 100
-    seed: int = 0
-    threads: int = 0  # torch intra-op threads (0 = torch default)
+    steps: int = bounded(10000, 0, 10**12)  # pixel-loss stage
+    adversarial_steps: int = bounded(0, 0, 10**12)  # adversarial stage after it
+    lr: float = bounded(4e-4, 1e-12, 10)
+    lr_min: float = bounded(1e-6, 0, 10)
+    warmup: int = bounded(500, 0, 10**12)
+    lr_d: float = bounded(1e-4, 1e-12, 10)
+    # the generator's lr in the adversarial stage, as a share of lr (constant)
+    lr_adversarial: float = bounded(0.25, 1e-6, 100)
+    betas: tuple[float, float] = bounded((0.9, 0.99), 0, 0.999999)
+    weight_decay: float = bounded(0.0, 0, 100)
+    grad_clip: float = bounded(1.0, 0, 1e9)
+    ema_decay: float = bounded(0.999, 0, 1)
+    ema_start: int = bounded(2000, 0, 10**12)
+    val_every: int = bounded(1000, 1, 10**12)
+    checkpoint_minutes: float = bounded(4.0, 0, 1e7)
+    log_every: int = bounded(100, 1, 10**12)
+    seed: int = bounded(0, 0, 2**31 - 1)
+    threads: int = bounded(0, 0, 4096)  # torch intra-op threads (0 = torch default)
     out: str = "runs/default"
     init_weights: str | None = None  # start the generator from these weights (shipped name or file)
-    accumulate: int = 1  # gradient accumulation: data.batch is split into this many micro-batches
+    # gradient accumulation: data.batch is split into this many micro-batches
+    accumulate: int = bounded(1, 1, 1_000_000)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; CUDA only, a CPU trains in fp32
-    minutes: float = 0.0  # wall-clock budget: the step schedule is stretched over it (0 = steps only)
+    minutes: float = bounded(0.0, 0, 1e7)  # wall-clock budget: the step schedule is stretched over it (0 = steps only)
 
 
 @dataclass(frozen=True)
@@ -326,17 +332,58 @@ def check_task(cfg: Config, task_lookup: Callable[[str], Any]) -> None:
         raise ConfigError(f"{cfg.source}: task_options: {exc}") from None
 
 
-def check_options(options: Any, source: str, prefix: str = "task_options.", ranges: dict | None = None,
-                  choices: dict | None = None) -> None:
-    """ConfigError ('<source>: task_options.<key>: <problem>') for a task option outside its
-    range or choices (by default those its options dataclass declares as the class attributes
-    RANGES and CHOICES), not finite, or a `<x>_min` above its `<x>_max`."""
-    ranges = getattr(options, "RANGES", {}) if ranges is None else ranges
-    choices = getattr(options, "CHOICES", {}) if choices is None else choices
+def check_options(options: Any, source: str, prefix: str = "task_options.") -> None:
+    """ConfigError ('<source>: task_options.<key>: <problem>') for a task option (or a pipeline
+    op's parameter) outside the range or choices its field declares (vitrestore/fields.py), not
+    finite, or a `<x>_min` above its `<x>_max`."""
     try:
-        check_fields(options, ranges, source, prefix, choices)
+        check_fields(options, source, prefix)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+SECTIONS = ("generator", "discriminator", "loss", "data", "train")
+DIFFAUGMENT_OPS = ("translation", "cutout", "crop")  # vitrestore/augment.py's AUGMENTS (a test keeps them equal)
+
+
+def check_values(cfg: Any, source: str) -> None:
+    """Raise ValueError (one line, key and file named) for any value of a section out of the
+    range or choices its field declares, and for generator/discriminator shapes that cannot be
+    built."""
+    for section in SECTIONS:
+        check_fields(getattr(cfg, section), source, f"{section}.")
+    _check_shapes(cfg, source)
+
+
+def _check_shapes(cfg: Any, source: str) -> None:
+    g, d, t = cfg.generator, cfg.discriminator, cfg.train
+    levels = len(g.dims)
+    if not levels:
+        raise ValueError(f"{source}: generator.dims: needs at least one level")
+    for key in ("heads", "enc_depths"):
+        if len(getattr(g, key)) != levels:
+            raise ValueError(f"{source}: generator.{key}: needs one entry per level of generator.dims "
+                             f"({levels}), got {list(getattr(g, key))}")
+    if len(g.dec_depths) != levels - 1:
+        raise ValueError(f"{source}: generator.dec_depths: needs one entry fewer than generator.dims "
+                         f"({levels - 1}), got {list(g.dec_depths)}")
+    for i, (dim, heads) in enumerate(zip(g.dims, g.heads)):
+        if dim % heads:
+            raise ValueError(f"{source}: generator.heads: {heads} heads do not divide level {i}'s "
+                             f"dimension {dim} (generator.dims)")
+    if d.dim % d.heads:
+        raise ValueError(f"{source}: discriminator.heads: {d.heads} heads do not divide discriminator.dim {d.dim}")
+    if d.patch & (d.patch - 1):
+        raise ValueError(f"{source}: discriminator.patch: must be a power of two, got {d.patch}")
+    ops = [p.strip() for p in cfg.loss.diffaugment.split(",") if p.strip()]
+    unknown = [p for p in ops if p not in DIFFAUGMENT_OPS]
+    if unknown:
+        raise ValueError(f"{source}: loss.diffaugment: unknown op {unknown[0]!r} (known: {', '.join(DIFFAUGMENT_OPS)}; "
+                         f"comma-separated, or empty for none)")
+    if t.steps + t.adversarial_steps < 1:
+        raise ValueError(f"{source}: train.steps: train.steps + train.adversarial_steps must be at least 1")
+    if t.lr_min > t.lr:
+        raise ValueError(f"{source}: train.lr_min: must not exceed train.lr ({t.lr:g}), got {t.lr_min:g}")
 
 
 def config_to_dict(cfg: Any) -> dict:

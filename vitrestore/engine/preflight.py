@@ -1,7 +1,7 @@
 """Checks that run before training starts, so a bad config fails in a second with a message
 naming the key or path, not an hour into a run.
 
-Unknown keys, wrong types and values out of range (`ranges.py`) are caught when the config is
+Unknown keys, wrong types and values out of range (each field's, vitrestore/fields.py) are caught when the config is
 loaded (`config.py`, and again here for a Config built by hand); this module
 checks what needs the file system and the launch: data folders exist and hold images, images
 are at least the crop size, pairs match, and the batch splits over processes and accumulation.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config, ConfigError
+from ..config import check_values as _check_values
 from ..data import IMAGE_SUFFIXES, image_size, list_images, match_pairs
-from ..ranges import check_values as _check_values
 
 
 def check_values(cfg: Config, src: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..fields import among, bounded
 from .degrade import _uniform, pick
 
 
@@ -66,10 +67,10 @@ class _KernelBlur:
 class GaussianBlur(_KernelBlur):
     """Gaussian blur; anisotropic (random second sigma and angle) with probability `aniso_prob`."""
 
-    sigma_min: float = 0.2
-    sigma_max: float = 3.0
-    aniso_prob: float = 0.5
-    kernel: int = 21
+    sigma_min: float = bounded(0.2, 0.01, 100)
+    sigma_max: float = bounded(3.0, 0.01, 100)
+    aniso_prob: float = bounded(0.5, 0, 1)
+    kernel: int = bounded(21, 3, 255)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b = shape[0]
@@ -85,9 +86,9 @@ class GaussianBlur(_KernelBlur):
 class MotionBlur(_KernelBlur):
     """Linear motion blur of a random length (pixels) and direction."""
 
-    length_min: float = 3.0
-    length_max: float = 15.0
-    kernel: int = 21
+    length_min: float = bounded(3.0, 0, 255)
+    length_max: float = bounded(15.0, 0, 255)
+    kernel: int = bounded(21, 3, 255)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b = shape[0]
@@ -100,9 +101,9 @@ class MotionBlur(_KernelBlur):
 class DefocusBlur(_KernelBlur):
     """Out-of-focus (disk) blur of a random radius (pixels)."""
 
-    radius_min: float = 1.0
-    radius_max: float = 5.0
-    kernel: int = 15
+    radius_min: float = bounded(1.0, 0, 127)
+    radius_max: float = bounded(5.0, 0, 127)
+    kernel: int = bounded(15, 3, 255)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         return {"kernels": disk_kernels(_uniform(gen, shape[0], self.radius_min, self.radius_max), self.kernel)}
@@ -115,9 +116,9 @@ class Resample:
     The interpolation mode is drawn per batch from `modes`.
     """
 
-    scale_min: float = 0.25
-    scale_max: float = 1.0
-    modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
+    scale_min: float = bounded(0.25, 0.01, 4)
+    scale_max: float = bounded(1.0, 0.01, 4)
+    modes: tuple[str, ...] = among(("area", "bilinear", "bicubic"), ("area", "bilinear", "bicubic"))
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         return {"scale": float(_uniform(gen, 1, self.scale_min, self.scale_max)),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..fields import bounded
 from .degrade import _uniform, select
 
 # sRGB (linear) -> XYZ (D65)
@@ -92,11 +93,11 @@ class CameraNoise:
     jittered by N(0, 0.26)). `shrink_prob` of the images get their noise made at a scale drawn
     from [shrink_min, 1] and enlarged (coarser, more correlated grain)."""
 
-    shot_min: float = 1e-4
-    shot_max: float = 1.2e-2
-    read_jitter: float = 0.26
-    shrink_prob: float = 0.3
-    shrink_min: float = 0.4
+    shot_min: float = bounded(1e-4, 1e-6, 1)
+    shot_max: float = bounded(1.2e-2, 1e-6, 1)
+    read_jitter: float = bounded(0.26, 0, 10)
+    shrink_prob: float = bounded(0.3, 0, 1)
+    shrink_min: float = bounded(0.4, 0.05, 1)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b = shape[0]

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..fields import among, bounded
+
 
 def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
@@ -23,8 +25,8 @@ def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor
 class GaussianNoise:
     """Additive white Gaussian noise, sigma drawn per image from [sigma_min, sigma_max] (0-255 scale)."""
 
-    sigma_min: float = 0.0
-    sigma_max: float = 50.0
+    sigma_min: float = bounded(0.0, 0, 255)
+    sigma_max: float = bounded(50.0, 0, 255)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         sigma = _uniform(gen, shape[0], self.sigma_min, self.sigma_max) / 255.0  # (B,)
@@ -41,8 +43,8 @@ class PoissonGaussianNoise:
     `a` (shot-noise gain) and `b` (read noise, 0-255 scale) are drawn per image.
     """
 
-    gain_max: float = 0.02
-    read_max: float = 25.0
+    gain_max: float = bounded(0.02, 0, 1)
+    read_max: float = bounded(25.0, 0, 255)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b = shape[0]
@@ -61,8 +63,8 @@ class PoissonGaussianNoise:
 class JPEG:
     """JPEG compression at a quality drawn per image from [quality_min, quality_max] (OpenCV codec)."""
 
-    quality_min: int = 70
-    quality_max: int = 95
+    quality_min: int = bounded(70, 0, 100)
+    quality_max: int = bounded(95, 0, 100)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         q = torch.randint(self.quality_min, self.quality_max + 1, (shape[0],), generator=gen)
@@ -98,9 +100,9 @@ def select(gen: torch.Generator, n: int, p: float) -> torch.Tensor:
 class ColorJitter:
     """Random brightness, contrast and saturation factors per image (faded or mis-exposed photos)."""
 
-    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
-    contrast: float = 0.2
-    saturation: float = 0.3
+    brightness: float = bounded(0.2, 0, 1)  # factor drawn from [1 - b, 1 + b]
+    contrast: float = bounded(0.2, 0, 1)
+    saturation: float = bounded(0.3, 0, 1)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b = shape[0]
@@ -125,11 +127,11 @@ class ColorJitter:
 class Holes:
     """Rectangular holes filled with `fill` (0-1); the pipeline reports them as a mask."""
 
-    count_min: int = 1
-    count_max: int = 4
-    size_min: float = 0.05  # side as a share of the image side
-    size_max: float = 0.3
-    fill: float = 0.0
+    count_min: int = bounded(1, 0, 256)
+    count_max: int = bounded(4, 1, 256)
+    size_min: float = bounded(0.05, 0, 1)  # side as a share of the image side
+    size_max: float = bounded(0.3, 0, 1)
+    fill: float = bounded(0.0, 0, 1)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b, h, w = shape[0], shape[-2], shape[-1]
@@ -161,7 +163,7 @@ class Quantize:
     """The last step of every degradation: clip to [0, 1] and round to `bits`-bit levels, as a
     saved file is (8-bit PNG/JPEG; 16 for 16-bit PNG/TIFF). Nothing random: `sample` draws nothing."""
 
-    bits: int = 8
+    bits: int = among(8, (8, 16))
 
     def __post_init__(self):
         if self.bits not in (8, 16):
@@ -195,10 +197,10 @@ class CorrelatedNoise:
     channel); a grain: the field is drawn at 1/g of the size, g in [1, grain_max], and enlarged
     bicubically, then rescaled to unit variance (g = 1: white)."""
 
-    sigma_min: float = 2.0
-    sigma_max: float = 40.0  # 0-255 scale
-    gray_prob: float = 0.2
-    grain_max: float = 3.0
+    sigma_min: float = bounded(2.0, 0, 255)
+    sigma_max: float = bounded(40.0, 0, 255)  # 0-255 scale
+    gray_prob: float = bounded(0.2, 0, 1)
+    grain_max: float = bounded(3.0, 1, 64)
 
     def sample(self, gen: torch.Generator, shape: tuple[int, ...]) -> dict:
         b, c = shape[0], shape[1]
