@@ -35,7 +35,7 @@ from vitrestore.config import ConfigError, check_options
 from vitrestore.fields import among, bounded
 from vitrestore.exemplar import exemplar_fill
 from vitrestore.ops.masks import MaskMix, batch_masks
-from vitrestore.task import Batch, Task, as_unit
+from vitrestore.task import Batch, Pass, Passes, Task, as_unit
 
 from . import inpaint_adapt
 from .inpaint_command import COMMAND
@@ -74,7 +74,7 @@ class Inpaint(Task):
     Request = COMMAND.request
     contract = ("cond (B, 1, H, W): the mask, 1 = fill. Before the network, the hole is pre-filled from the "
                 "known pixels (OpenCV Telea on the 8-bit image, Inpaint.prefill); after it, known pixels are "
-                "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.infer).")
+                "copied back from the input; images above 1024 px run coarse-to-fine (Inpaint.passes).")
 
     def __init__(self, options: Any = None, source: str = "<options>"):
         super().__init__(options, source)
@@ -138,8 +138,7 @@ class Inpaint(Task):
     def finish_batch(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.composite(output, batch.input, mask=batch.cond)  # the network's own fill
 
-    def infer(self, run: Any, image: torch.Tensor, tile: int, mask: torch.Tensor | None = None,
-              **request: Any) -> torch.Tensor:
+    def passes(self, image: torch.Tensor, tile: int, mask: torch.Tensor | None = None, **request: Any) -> Passes:
         """Every hole pixel must see enough context. An image up to WHOLE_SIDE px runs in one
         pass. A larger one runs twice: whole at reduced resolution (the coarse fill sees all of
         every hole), and in tiles at full resolution; pixels near the hole's edge (within a
@@ -150,16 +149,16 @@ class Inpaint(Task):
         whatever the image holds there (damage, an object, a key colour) never reaches it."""
         image = self.prefill(as_unit(image), mask.to(image.device))  # a new float tensor
         depth = hole_depth(mask)  # (B, H, W), for the layout and the coarse-to-fine blend
-        image = self.layout(run, image, mask, depth, **request)
+        image = yield from self.layout(image, mask, depth, **request)
         h, w = image.shape[-2:]
         if max(h, w) <= WHOLE_SIDE or tile <= 0:
-            return run(image, 0, mask=mask, **request)
+            return (yield Pass(image, 0, {**request, "mask": mask}))
         s = WHOLE_SIDE / max(h, w)
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
-        coarse = run(small, 0, mask=small_mask, **request)
+        coarse = yield Pass(small, 0, {**request, "mask": small_mask})
         coarse = self.composite(coarse, small, mask=small_mask)
-        fine = run(image, tile, mask=mask, **request)  # (B, 3, H, W)
+        fine = yield Pass(image, tile, {**request, "mask": mask})  # (B, 3, H, W)
         reach = max(8.0, tile / 4)
         for b in range(fine.shape[0]):
             keep_fine = torch.from_numpy(np.clip(1.5 - depth[b] / reach, 0.0, 1.0)).to(fine)  # 1 near the edge
@@ -167,11 +166,10 @@ class Inpaint(Task):
             fine[b] = fine[b] * keep_fine + up.to(fine) * (1 - keep_fine)
         return fine
 
-    def layout(self, run: Any, image: torch.Tensor, mask: torch.Tensor, depth: np.ndarray,
-               **request: Any) -> torch.Tensor:
+    def layout(self, image: torch.Tensor, mask: torch.Tensor, depth: np.ndarray, **request: Any) -> Passes:
         """image (B, 3, H, W) pre-filled, mask (B, 1, H, W) and its `hole_depth` (B, H, W) -> the
         image with the deep part of each hole refilled by the network at LAYOUT_SIDE px (long
-        side), scaled back up. The network was trained on 128 px crops: deep in a far larger hole
+        side), scaled back up (a pass of `passes`, or none). The network was trained on 128 px crops: deep in a far larger hole
         it has only the classical fill's wedges to refine, while at reduced size the same hole is
         within its reach. The classical fill stays within LAYOUT_DEPTH / 2 px of the known
         pixels (where the full-size pass does well) and hands over to the layout by
@@ -187,7 +185,7 @@ class Inpaint(Task):
         small = F.interpolate(image, scale_factor=s, mode="area")  # (B, 3, h', w')
         small_mask = (F.interpolate(mask.float(), size=small.shape[-2:], mode="area") > 0).float()
         small = self.prefill(small, small_mask)  # pixels that mixed hole and known are refilled
-        coarse = self.composite(run(small, 0, mask=small_mask, **request), small, mask=small_mask)
+        coarse = self.composite((yield Pass(small, 0, {**request, "mask": small_mask})), small, mask=small_mask)
         up = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
         lead = torch.from_numpy(np.clip(depth / LAYOUT_DEPTH - 0.5, 0, 1))[:, None].to(image)  # (B, 1, H, W)
         return image + lead * (up.to(image) - image)  # lead is 0 on known pixels

@@ -41,7 +41,7 @@ from vitrestore.config import ConfigError, check_options
 from vitrestore.fields import bounded
 from vitrestore.flow import stroke_noise
 from vitrestore.metrics import edge_map, edge_ssim, patch_swd, random_patches, sliced_wasserstein
-from vitrestore.task import Batch, Task, as_unit
+from vitrestore.task import Batch, Pass, Passes, Task, as_unit
 
 from .style_transfer_command import COMMAND
 
@@ -170,7 +170,7 @@ class StyleTransfer(Task):
         return 1 if self.options.noise else 0
 
     def condition(self, image: torch.Tensor, noise: torch.Tensor | None = None, **request: Any) -> torch.Tensor | None:
-        """With the `noise` option, a noise map (B, 1, H, W): the one `infer` drew for the whole
+        """With the `noise` option, a noise map (B, 1, H, W): the one `passes` drew for the whole
         image (sliced per tile by the caller), or a fresh seeded one."""
         if not self.options.noise:
             return None
@@ -322,13 +322,13 @@ class StyleTransfer(Task):
                 "style_swd_matched": patch_swd(batch.input, batch.real)}
 
     # --- inference ------------------------------------------------------------------------------
-    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
+    def passes(self, image: torch.Tensor, tile: int, **request: Any) -> Passes:
         """The colour matching and the noise map see the whole image (tiles matched or drawn one
-        by one would differ); then the network runs in tiles."""
+        by one would differ); then one pass of the network in tiles."""
         photo = as_unit(image)  # (B, 3, H, W) float in [0, 1], converted once for both
         if self.options.noise:
             request = {**request, "noise": self.noise_map(photo)}
-        return run(self.prepare(photo), tile, **request)
+        return (yield Pass(self.prepare(photo), tile, request))
 
     def postprocess(self, output: torch.Tensor, image: torch.Tensor, strength: float | None = None,
                     **request: Any) -> torch.Tensor:

@@ -18,13 +18,26 @@ and adds what all of them share: its name, options and the generator's shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generator
 
 import torch
 
 from . import request as requests
 from .config import Config, GeneratorConfig, build_dataclass
 from .request import NoRequest, UnknownOption  # noqa: F401  (UnknownOption: the API's error, named here too)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of the tiled network that a task's `passes` asks the runtime for: `image`
+    (B, 3, H, W), in tiles of `tile` px (0 = whole), the condition built per tile from `request`."""
+
+    image: torch.Tensor
+    tile: int
+    request: dict[str, Any]
+
+
+Passes = Generator[Pass, torch.Tensor, torch.Tensor]  # what InferenceRole.passes returns
 
 
 @dataclass
@@ -142,9 +155,9 @@ class DiscriminatorRole:
 
 class InferenceRole:
     """How a request runs. The CLI and the studio call `check_request` before reading any image;
-    the runtime then calls, per image, `infer` (which runs the tiled network through `run`,
+    the runtime then runs, per image, the network passes `passes` asks for (each in tiles,
     asking `condition` for each tile's channels), then `postprocess`, and `alpha` for an alpha
-    channel. `composite` is the output put back together with the input, which `infer` may use
+    channel. `composite` is the output put back together with the input, which `passes` may use
     between passes (and `postprocess` builds on)."""
 
     @property
@@ -184,10 +197,12 @@ class InferenceRole:
         """Conditioning channels (B, C_cond, H, W) for an input image (B, C, H, W) and request."""
         return None
 
-    def infer(self, run: Any, image: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
-        """How inference runs the network: `run(x, tile, **request)` is the tiled network.
-        Default: tiles of the user's size over the whole image."""
-        return run(image, tile, **request)
+    def passes(self, image: torch.Tensor, tile: int, **request: Any) -> Passes:
+        """The network passes an image needs, as a generator the runtime drives: each
+        `yield Pass(x, tile, request)` is answered with that pass's output (B, 3, sH, sW), and
+        the generator returns the raw output (before `postprocess`). Default: one pass over the
+        image in the user's tiles."""
+        return (yield Pass(image, tile, request))
 
     def composite(self, output: torch.Tensor, image: torch.Tensor, **request: Any) -> torch.Tensor:
         """The network's output (owned by the caller: may be changed in place) in [0, 1], put

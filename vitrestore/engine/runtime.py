@@ -130,7 +130,7 @@ def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
 
 def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
     """The request for one tile: image-sized tensors cut to the tile (a task's Request maps, and
-    maps a task adds in `infer`, e.g. stylize's noise map: found by their shape here)."""
+    maps a task adds in `passes`, e.g. stylize's noise map: found by their shape here)."""
     return {k: (v[..., sl[0], sl[1]] if _is_map(v) else v) for k, v in request.items()}
 
 
@@ -236,8 +236,9 @@ class Model:
 
         The input stays where it is and in its dtype; tiles are converted and moved to the
         model's device one at a time, and the task's condition is built per tile, so memory
-        stays bounded by the tile size plus the output. A task may run the network its own way
-        (`Task.infer`, e.g. inpainting's coarse-to-fine pass for large holes).
+        stays bounded by the tile size plus the output. The task says which passes of the
+        network an image needs (`Task.passes`: one by default; e.g. inpainting's coarse-to-fine
+        passes for large holes) and the runtime runs them, then the task's `postprocess`.
         """
         self.task.check_request_keys(request)  # a misspelled option is an error, not ignored
         self.task.check_request(**request)  # a bad request fails before any pass
@@ -246,7 +247,7 @@ class Model:
         for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
             xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if n in maps and _is_map(v) else v)
                                        for n, v in request.items()}
-            y = _dihedral(self.task.infer(self._tiled, xt, self.tile, **rt), k, inverse=True)
+            y = _dihedral(self._passes(xt, **rt), k, inverse=True)
             out = y if out is None else out.add_(y)
             del y
         if self.ensemble > 1:
@@ -254,6 +255,16 @@ class Model:
         if not bool(torch.isfinite(out).all()):
             raise ValueError("the model produced NaN or infinite values (broken weights, or fp16 overflow)")
         return self.task.postprocess(out, x, **request)
+
+    def _passes(self, x: torch.Tensor, **request: Any) -> torch.Tensor:
+        """The raw output for x: each network pass the task's `passes` asks for, run in turn."""
+        steps = self.task.passes(x, self.tile, **request)
+        try:
+            step = next(steps)
+            while True:
+                step = steps.send(self._tiled(step.image, step.tile, **step.request))
+        except StopIteration as done:
+            return done.value
 
     @torch.no_grad()
     def _tiled(self, x: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
