@@ -16,7 +16,8 @@ from conftest import smooth_image
 from studio_client import Client
 from vitrestore.engine.adapt import AdaptSettings
 from vitrestore.studio.options import JobPlanner
-from vitrestore.studio.server import Studio, StudioServer
+from vitrestore.studio.http import StudioServer
+from vitrestore.studio.server import Studio
 import vitrestore.tasks
 
 torch.set_num_threads(1)

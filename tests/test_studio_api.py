@@ -16,7 +16,8 @@ from PIL import Image
 from conftest import smooth_image
 from studio_client import Client
 from vitrestore.io.images import read_image
-from vitrestore.studio.server import Studio, StudioServer
+from vitrestore.studio.http import StudioServer
+from vitrestore.studio.server import Studio
 import vitrestore.tasks
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 
 from conftest import smooth_image
 import vitrestore.tasks
-from vitrestore.studio.server import Studio, StudioServer
+from vitrestore.studio.http import StudioServer
+from vitrestore.studio.server import Studio
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

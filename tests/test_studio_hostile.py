@@ -24,7 +24,9 @@ from PIL import Image
 from conftest import smooth_image
 from studio_client import Client
 import vitrestore.tasks
-from vitrestore.studio.server import PID_FILE, PREFIX, Studio, StudioServer, read_token, stale_folders
+from vitrestore.studio.http import StudioServer, read_token
+from vitrestore.studio.server import Studio
+from vitrestore.studio.store import PID_FILE, PREFIX, stale_folders
 
 PHOTO = smooth_image(np.random.default_rng(5), 72, 96)
 

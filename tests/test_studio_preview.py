@@ -233,7 +233,8 @@ def test_options_that_are_no_object_are_a_400_even_when_falsy(served, options):
 def small_server(tiny_weights, **kw):
     """A tiny-model studio served with a few connection slots (`kw`: the server's)."""
     from studio_client import Client
-    from vitrestore.studio.server import Studio, StudioServer
+    from vitrestore.studio.http import StudioServer
+    from vitrestore.studio.server import Studio
 
     studio = Studio(vitrestore.tasks, device="cpu")
     studio.planner.shipped = lambda name: tiny_weights if name == "denoise" else JobPlanner.shipped(name)

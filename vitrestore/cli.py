@@ -523,7 +523,8 @@ def studio(host, port, token, token_file, models_dir, device, backend, max_megap
     from click.core import ParameterSource
 
     from .engine.runtime import check_environment
-    from .studio.server import LOOPBACK, Studio, StudioServer, read_token
+    from .studio.http import LOOPBACK, StudioServer, read_token
+    from .studio.server import Studio
 
     if models_dir is not None and not models_dir.is_dir():
         _fail(f"{models_dir}: --models folder does not exist")

@@ -30,11 +30,9 @@ from typing import Any
 from .. import request as requests
 from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
-from .http import LOOPBACK, StudioServer, read_token  # noqa: F401  (imported from here: cli.py, tests)
 from .jobs import Job, JobQueue, QueueFull
 from .options import PREVIEW_KEYS, JobPlanner, check_job, crop_box
-from .store import PID_FILE, PREFIX, Stored, UploadStore, stale_folders  # noqa: F401  (imported from here: tests)
-from .store import eight_bit
+from .store import Stored, UploadStore, eight_bit
 
 PREVIEW_CONTEXT = 32  # pixels of the image around a preview's crop that the model sees too (as tiles overlap)
 PREVIEW_WAITING = 4  # previews at once (one runs, the others wait their turn); more are answered 429 at once
