@@ -1,4 +1,4 @@
-"""A backbone is one module and its line in vitrestore/nn/backbones.py: `generator.arch` picks
+"""A backbone is one module and its line in vitrestore/backbones.py: `generator.arch` picks
 it, the task gives it its condition channels and scale, and training, weights, the runtime's
 tiles, the CLI and ONNX export all take it as they take the U-ViT (here a small conv net written
 into a fresh folder, as a user's module would be). Weights and checkpoints of earlier versions,
@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import smooth_image
 from vitrestore.config import ConfigError, load_config
 from vitrestore.engine.checkpoint import config_difference
-from vitrestore.nn import backbones
+from vitrestore import backbones
 
 TOY = '''
 import torch

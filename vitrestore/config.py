@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal
 
 import yaml
 
-from .nn.backbones import BACKBONES
+from .backbones import BACKBONES
 from .fields import INF, bounded, check_fields
 
 
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """The generator network: `arch` names it (vitrestore/nn/backbones.py; "uvit", the U-shaped
+    """The generator network: `arch` names it (vitrestore/backbones.py; "uvit", the U-shaped
     conditional ViT of vitrestore/nn/generator.py, whose sizes the fields below give). The
     condition channels and the scale are not here: the task gives them to the builder."""
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, GeneratorConfig, load_config
-from ..nn.backbones import build_generator
+from ..backbones import build_generator
 from ..task import Task, as_unit
 from ..weights import WeightsError, load_weights, split_task_state
 from .checkpoint import state_dict_error

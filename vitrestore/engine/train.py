@@ -39,7 +39,7 @@ from ..data import (ImageBank, PairBank, centre_crop_pair, load_validation, matc
                     step_generator)
 from ..losses import LPIPSLoss, ms_ssim_loss, pixel_loss
 from ..nn.discriminator import Discriminator
-from ..nn.backbones import build_generator
+from ..backbones import build_generator
 from ..task import Batch, Task
 from ..weights import TASK_PREFIX, WeightsError, load_weights, split_task_state
 from . import distributed as ddp

@@ -1,4 +1,4 @@
-"""Conditional U-shaped ViT generator: the "uvit" backbone (nn/backbones.py).
+"""Conditional U-shaped ViT generator: the "uvit" backbone (vitrestore/backbones.py).
 
     input (B, C_in, H, W) + condition (B, C_cond, H, W)
       -> pad to a multiple of s * 2^(levels-1) * window (reflect), crop back at the end
