@@ -326,7 +326,7 @@ class StyleTransfer(Task):
         """The colour matching and the noise map see the whole image (tiles matched or drawn one
         by one would differ); then one pass of the network in tiles."""
         photo = as_unit(image)  # (B, 3, H, W) float in [0, 1], converted once for both
-        if self.options.noise:
+        if self.options.noise and request.get("noise") is None:  # a map the caller gives is used as it is
             request = {**request, "noise": self.noise_map(photo)}
         return (yield Pass(self.prepare(photo), tile, request))
 

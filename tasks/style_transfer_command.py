@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vitrestore.command import Command, Offer, Plan, Studio
 from vitrestore.io.formats import IMAGE_SUFFIXES
@@ -23,6 +24,8 @@ def style_model(style: str) -> str:
 class StyleRequest:
     strength: float | None = option(None, lo=0, hi=1, help="Blend: 0 = the photo, 1 = fully stylised "
                                     "[the model's default, 1].")
+    noise: Any = option(None, kind="image", help="The noise map (B, 1, H, W) strokes start from, for models trained "
+                                                 "with task_options.noise (default: drawn for the whole image, seeded).")
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ def test_tiles_agree_with_the_whole_image(style_cfg, noise, strokes):
         again = Model(task, t.G, {}, torch.device("cpu"), tile=0).run_arrays([rgb])[0].astype(int)
         assert np.array_equal(whole, again)
         assert t.G.cond_channels == 1
+        # the noise map is a declared map of the request: given, it is cut per tile like a mask
+        photo = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        given = Model(task, t.G, {}, torch.device("cpu"), tile=96, overlap=32).run_arrays(
+            [rgb], noise=task.noise_map(photo))[0].astype(int)
+        assert np.array_equal(given, tiled)
 
 
 def _trained(style_cfg, image_dir, *overrides):

@@ -128,10 +128,10 @@ def _dihedral(t: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
     return t.flip(flips) if flips else t
 
 
-def _sliced(request: dict, sl: tuple[slice, slice]) -> dict:
-    """The request for one tile: image-sized tensors cut to the tile (a task's Request maps, and
-    maps a task adds in `passes`, e.g. stylize's noise map: found by their shape here)."""
-    return {k: (v[..., sl[0], sl[1]] if _is_map(v) else v) for k, v in request.items()}
+def _sliced(request: dict, maps: tuple[str, ...], sl: tuple[slice, slice]) -> dict:
+    """The request for one tile: the maps its task's Request declares (`maps`: a mask, a noise
+    map) cut to the tile, the rest as it is."""
+    return {k: (v[..., sl[0], sl[1]] if k in maps and _is_map(v) else v) for k, v in request.items()}
 
 
 class Model:
@@ -269,8 +269,9 @@ class Model:
     @torch.no_grad()
     def _tiled(self, x: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
         """The network over x in tiles of `tile` (0 = whole), the condition built per tile."""
+        maps = self.task.request_maps
         def cond(t: torch.Tensor, sl: tuple[slice, slice]):
-            return self.task.condition(t, **_sliced(request, sl))
+            return self.task.condition(t, **_sliced(request, maps, sl))
 
         return tiled_forward(self.net, x, cond, tile, self.overlap, self.scale, self.device,
                              tiles_per_call=self.tiles_per_call, progress=self.progress)
