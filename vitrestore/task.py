@@ -174,23 +174,11 @@ class InferenceRole:
     # keys, their checks, the maps the ensemble flips, the schema the CLI and the studio are tested against
     Request: ClassVar[type] = NoRequest
 
-    @property
-    def request_keys(self) -> tuple[str, ...]:
-        return requests.keys(self.Request)
-
-    @property
-    def request_maps(self) -> tuple[str, ...]:
-        """The request's image-sized keys (e.g. a mask): flipped with the image by the ensemble."""
-        return requests.maps(self.Request)
-
-    def check_request_keys(self, request: dict[str, Any]) -> None:
-        """UnknownOption naming a key this task does not know (a misspelling is an error, not a
-        blind run), with the closest known one."""
-        requests.check(self.Request, self.name, {k: None for k in request})
-
     def check_request(self, **request: Any) -> None:
         """Raise ValueError (one line) for request options this task cannot run with: the
-        Request's keys, types and ranges; a task adds what its fields alone cannot say."""
+        Request's keys (UnknownOption, with the closest known one: a misspelling is an error,
+        not a blind run), types and ranges; a task adds, after this, what its fields alone
+        cannot say."""
         requests.check(self.Request, self.name, request)
 
     def condition(self, image: torch.Tensor, **request: Any) -> torch.Tensor | None:

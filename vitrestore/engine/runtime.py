@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, GeneratorConfig, load_config
+from .. import request as requests
 from ..backbones import build_generator
+from ..config import ConfigError, GeneratorConfig, load_config
 from ..task import Task, as_unit
 from ..weights import WeightsError, load_weights, split_task_state
 from .checkpoint import state_dict_error
@@ -179,7 +180,6 @@ class Model:
 
         settings = AdaptSettings(seconds=seconds or 0.0, steps=steps, seed=seed)
         settings.check()
-        self.task.check_request_keys(request)
         self.task.check_request(**request)
 
         def load(image: Any) -> tuple[torch.Tensor, dict]:
@@ -240,10 +240,9 @@ class Model:
         network an image needs (`Task.passes`: one by default; e.g. inpainting's coarse-to-fine
         passes for large holes) and the runtime runs them, then the task's `postprocess`.
         """
-        self.task.check_request_keys(request)  # a misspelled option is an error, not ignored
-        self.task.check_request(**request)  # a bad request fails before any pass
+        self.task.check_request(**request)  # a misspelled or bad option fails before any pass
         out = None
-        maps = self.task.request_maps  # the request's image-sized keys (a mask): flipped with the image
+        maps = requests.maps(self.task.Request)  # the request's image-sized keys (a mask): flipped with the image
         for k in range(self.ensemble):  # test-time augmentation: average over flips / rotations
             xt, rt = _dihedral(x, k), {n: (_dihedral(v, k) if n in maps and _is_map(v) else v)
                                        for n, v in request.items()}
@@ -269,7 +268,7 @@ class Model:
     @torch.no_grad()
     def _tiled(self, x: torch.Tensor, tile: int, **request: Any) -> torch.Tensor:
         """The network over x in tiles of `tile` (0 = whole), the condition built per tile."""
-        maps = self.task.request_maps
+        maps = requests.maps(self.task.Request)
         def cond(t: torch.Tensor, sl: tuple[slice, slice]):
             return self.task.condition(t, **_sliced(request, maps, sl))
 
