@@ -17,7 +17,7 @@ class InpaintRequest:
     texture: bool | None = option(None, choices=(False, True),
                                   help="Copy real texture from the photo into wide holes (--no-texture: the "
                                        "network's smooth fill, a little closer on average, visibly blurred in large "
-                                       "holes).")
+                                       "holes).  [default: the model's own; on for the shipped model]")
     check_cancel: Any = option(None, kind="hook", help="Called between the texture step's rounds; raises to stop "
                                                        "(the studio's cancel).")
 

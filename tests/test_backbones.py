@@ -96,12 +96,33 @@ def test_a_new_backbone_exports_to_onnx(toy, tmp_path):
     assert diff <= 1e-4 and shape[0] % 4 and shape[1] % 4  # an odd size: the pad is in the graph
 
 
-def test_files_of_earlier_versions_load_and_a_set_scale_is_refused():
+def test_files_of_earlier_versions_load_and_resume():
+    """Weights, checkpoints and configs that hold generator.cond_channels / upscale (set by the task
+    now, and always overwritten by it) still load, whatever the value; one outside the range the
+    key had is refused."""
     old = {"cond_channels": 0, "upscale": 1, "dims": [8, 16], "heads": [1, 2], "enc_depths": [1, 1], "dec_depths": [1]}
     assert load_config(raw={"generator": old}).generator.dims == (8, 16)
-    for key, value in (("upscale", 4), ("cond_channels", 2)):
-        with pytest.raises(ConfigError, match=f"generator.{key}: set by the task"):
+    for key, value in (("upscale", 4), ("cond_channels", 2)):  # e.g. an x4 model's own scale
+        assert load_config(raw={"generator": {**old, key: value}}).generator.dims == (8, 16)
+    for key, value in (("upscale", 40), ("cond_channels", -1), ("upscale", True)):
+        with pytest.raises(ConfigError, match=f"generator.{key}: must be between"):
             load_config(raw={"generator": {**old, key: value}})
     new = {"generator": {"arch": "uvit", **{k: v for k, v in old.items() if k not in ("cond_channels", "upscale")}}}
     assert config_difference({"generator": old}, new) is None  # an old checkpoint resumes
     assert "generator.arch" in config_difference({"generator": old}, {"generator": {**new["generator"], "arch": "x"}})
+
+
+def test_a_one_level_generator_still_loads():
+    cfg = load_config(raw={"generator": {"dims": [32], "heads": [1], "enc_depths": [2], "dec_depths": []}})
+    from vitrestore.backbones import build_generator
+
+    assert build_generator(cfg.generator)(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+    with pytest.raises(ConfigError, match="generator.dims: needs at least one level"):
+        load_config(raw={"generator": {"dims": [], "heads": [], "enc_depths": [], "dec_depths": []}})
+
+
+def test_a_task_overriding_the_old_infer_is_refused():
+    from vitrestore.task import Task
+
+    with pytest.raises(TypeError, match="passes"):
+        type("Old", (Task,), {"infer": lambda self, run, image, tile, **r: run(image, tile, **r)})

@@ -178,3 +178,14 @@ def test_every_task_is_declared_once_and_its_class_agrees():
         cls = get_task(name)
         assert cls.name == name and cls.Request is command.request, name
         assert command.adapt == (cls.adapt_with is not None), name  # --adapt only where there is an objective
+
+
+def test_a_plain_request_field_is_an_option_without_checks():
+    """A Request field declared without option(): a value of no declared type, passed on unchecked."""
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        strength: float | None = None
+
+    requests.check(Plain, "t", {"strength": 0.5})
+    with pytest.raises(UnknownOption):
+        requests.check(Plain, "t", {"strenght": 0.5})

@@ -402,9 +402,11 @@ def _click_option(name: str, m: dict, default) -> click.Option:
         lo, hi = m["lo"], m["hi"]
         kind = click.IntRange(lo, hi) if m["type"] == "int" else click.FloatRange(lo, hi)
         return click.Option([flag], type=kind, callback=None if m["type"] == "int" else _finite, **common)
-    kind = {"choice": click.Choice([str(c) for c in m["choices"] or ()]), "path": click.Path(path_type=Path),
-            "text": None}[m["type"]]
-    return click.Option([flag], type=kind, **common)
+    if m["type"] == "choice":  # click compares text: the value goes on as the declared choice (2, not "2")
+        by_text = {str(c): c for c in m["choices"] or ()}
+        return click.Option([flag], type=click.Choice(list(by_text)), **common,
+                            callback=lambda ctx, param, value: by_text.get(value, value))
+    return click.Option([flag], type=click.Path(path_type=Path) if m["type"] == "path" else None, **common)
 
 
 def _task_command(command) -> click.Command:
@@ -412,10 +414,11 @@ def _task_command(command) -> click.Command:
     the request's user options, the command's own inputs and, where the task adapts, --adapt."""
     import dataclasses
 
+    from . import request as requests
     from .request import keys as field_names
 
     taken = set(RunArgs.__dataclass_fields__) | {"adapt_seconds", "adapt_steps", "adapt_save"}
-    request_fields = [f for f in dataclasses.fields(command.request) if f.metadata.get("kind", "value") == "value"]
+    request_fields = [f for f in dataclasses.fields(command.request) if requests.meta(f)["kind"] == "value"]
     input_fields = list(dataclasses.fields(command.inputs))
     names = [f.name for f in request_fields + input_fields]
     clash = sorted(n for n in names if n in taken or names.count(n) > 1)
@@ -437,7 +440,7 @@ def _task_command(command) -> click.Command:
 
     f = _adapt_options(body) if command.adapt else body
     for fld in reversed(request_fields + input_fields):
-        f.__dict__.setdefault("__click_params__", []).append(_click_option(fld.name, fld.metadata, fld.default))
+        f.__dict__.setdefault("__click_params__", []).append(_click_option(fld.name, requests.meta(fld), fld.default))
     f = _common_run_options(f, ensemble=str(command.ensemble))
     return click.command(name=command.task, help=command.help, short_help=command.summary)(f)
 

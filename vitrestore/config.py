@@ -272,22 +272,25 @@ def build_dataclass(cls: type, data: Any, source: str, prefix: str = ""):
     return cls(**kwargs)
 
 
-# generator keys of earlier versions, set by the task since: files that hold them with the value
-# every task overwrote (all weights and checkpoints made before) still load; another value is an error
-SET_BY_THE_TASK = {"cond_channels": (0, "its conditioning"), "upscale": (1, "task_options.scale of upscale")}
+# generator keys of earlier versions, set by the task since (its condition channels; the
+# upscale task's task_options.scale): every task overwrote them, so weights, checkpoints and
+# configs that hold them still load, the value dropped as it always was; a value outside the
+# range the key had is still an error
+SET_BY_THE_TASK = {"cond_channels": (0, 64), "upscale": (1, 16)}
 
 
 def upgrade_generator(section: Any, source: str = "<config>") -> Any:
-    """A `generator` mapping without the keys the task sets now (SET_BY_THE_TASK), where they
-    hold the value every task overwrote; ConfigError (one line) where they hold another."""
+    """A `generator` mapping without the keys the task sets now (SET_BY_THE_TASK); ConfigError
+    (one line) where one holds no whole number in the range it had."""
     if not isinstance(section, dict) or not set(section) & set(SET_BY_THE_TASK):
         return section
     out = dict(section)
-    for key, (neutral, by) in SET_BY_THE_TASK.items():
+    for key, (lo, hi) in SET_BY_THE_TASK.items():
         if key in out:
-            if out[key] != neutral:
-                raise ConfigError(f"{source}: generator.{key}: set by the task ({by}); remove it, got {out[key]!r}")
-            del out[key]
+            value = out.pop(key)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"{source}: generator.{key}: must be between {lo} and {hi} (the task sets it "
+                                  f"now; the key may be left out), got {value!r}")
     return out
 
 
@@ -351,7 +354,7 @@ def check_values(cfg: Any, source: str) -> None:
     range or choices its field declares, and for generator/discriminator shapes that cannot be
     built."""
     for section in SECTIONS:
-        check_fields(getattr(cfg, section), source, f"{section}.")
+        check_fields(getattr(cfg, section), source, f"{section}.", empty_ok=True)  # a one-level generator has no dec_depths
     _check_shapes(cfg, source)
 
 

@@ -48,17 +48,18 @@ def _check_item(key: str, value: Any, bounds: tuple[float, float], source: str) 
         raise ValueError(f"{source}: {key}: must be between {_fmt(lo)} and {_fmt(hi)}, got {value!r}")
 
 
-def check_fields(obj: Any, source: str, prefix: str) -> None:
+def check_fields(obj: Any, source: str, prefix: str, empty_ok: bool = False) -> None:
     """Raise ValueError ('<source>: <prefix><field>: <problem>', one line) for a field of the
     dataclass instance `obj` outside its range or its choices (tuple fields item by item, and
-    not empty), and for any `<x>_min` above its `<x>_max`."""
+    not empty unless `empty_ok`: a config section, whose lengths are checked with their
+    meaning), and for any `<x>_min` above its `<x>_max`."""
     fields = dataclasses.fields(obj)
     names = [f.name for f in fields]
     for f in fields:
         key, value = prefix + f.name, getattr(obj, f.name)
         bounds, allowed = field_range(f), field_choices(f)
         items = value if isinstance(value, tuple) else (value,)
-        if isinstance(value, tuple) and not value and (bounds or allowed):
+        if isinstance(value, tuple) and not value and (bounds or allowed) and not empty_ok:
             raise ValueError(f"{source}: {key}: must not be empty")
         if allowed is not None:
             for v in items:

@@ -63,9 +63,10 @@ class UnknownOption(TypeError, ValueError):
     argument, and a ValueError, which the CLI and the studio report in one line)."""
 
 
-def _meta(f: dataclasses.Field) -> dict:
+def meta(f: dataclasses.Field) -> dict:
+    """A field's option metadata (a plain field's: a value of no declared type, not checked)."""
     return f.metadata or {"help": "", "lo": None, "hi": None, "choices": None, "kind": "value", "unit": "",
-                          "type": "text", "required": False, "metavar": None}
+                          "type": None, "required": False, "metavar": None}  # a plain field: no check
 
 
 def _is_flag(m: dict) -> bool:
@@ -78,7 +79,7 @@ def keys(request_type: type) -> tuple[str, ...]:
 
 def maps(request_type: type) -> tuple[str, ...]:
     """The image-sized fields: what the runtime flips with the image."""
-    return tuple(f.name for f in dataclasses.fields(request_type) if _meta(f)["kind"] == "image")
+    return tuple(f.name for f in dataclasses.fields(request_type) if meta(f)["kind"] == "image")
 
 
 def number(name: str, value: Any, lo: float, hi: float) -> float:
@@ -106,7 +107,7 @@ def check(request_type: type, task: str, request: dict[str, Any]) -> None:
     for name, value in request.items():
         if value is None:
             continue
-        m = _meta(fields[name])
+        m = meta(fields[name])
         if m["kind"] == "hook":
             if not callable(value):
                 raise ValueError(f"{name} must be a function, got {value!r}")
@@ -130,7 +131,7 @@ def schema(request_type: type) -> list[dict[str, Any]]:
     default, min, max, choices, help, kind. Hooks are a program's, not a user's: left out."""
     out = []
     for f in dataclasses.fields(request_type):
-        m = _meta(f)
+        m = meta(f)
         if m["kind"] == "hook":
             continue
         kind = "image" if m["kind"] == "image" else m["type"]

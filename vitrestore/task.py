@@ -257,6 +257,12 @@ class Task(TrainingRole, DiscriminatorRole, InferenceRole, AdaptRole):
     output_suffix: ClassVar[str] = "restored"
     contract: ClassVar[str] = ""  # the condition channels and pre/post-processing in words (ONNX metadata)
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "infer" in vars(cls):  # the runtime no longer calls it: an override would be ignored silently
+            raise TypeError(f"{cls.__name__}.infer: tasks declare their network passes in `passes` now "
+                            f"(a generator of Pass, vitrestore/task.py)")
+
     def __init__(self, options: Any = None, source: str = "<options>"):
         if options is None or isinstance(options, dict):
             options = build_dataclass(self.Options, options or {}, source, prefix="task_options.")

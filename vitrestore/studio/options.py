@@ -7,10 +7,12 @@ the studio itself lists and a checked request, and serves the options as GET /ap
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 from ..command import Command, Offer
+from ..request import meta
 from .errors import ApiError, _shown
 from .store import Stored
 
@@ -20,6 +22,7 @@ JOB_KEYS = ("task", "image", "options")
 PREVIEW_KEYS = JOB_KEYS + ("crop",)  # POST /api/preview: a job's keys and the crop
 CROP_KEYS = ("x", "y", "size")  # the crop's centre in the image's pixels, its side
 CROP_SIZE = (32, 512, 256)  # the crop side's range and default
+OFFERED_WORDS = {"styles": "styles", "model_files": "the models folder holds"}  # an unknown choice's message
 
 
 def _number(task: str, key: str, value: Any, low: float, high: float, whole: bool = False) -> float:
@@ -92,6 +95,10 @@ class JobPlanner:
     def __init__(self, commands: dict[str, Command], styles: list[str], models_dir: Path | None,
                  image: Callable[[Any], Stored]):
         shown = sorted((c for c in commands.values() if c.studio is not None), key=lambda c: (c.studio.order, c.task))
+        for c in shown:  # a client never names a file: the studio's models are offered choices, its files uploads
+            paths = [f.name for f in dataclasses.fields(c.studio.options) if meta(f)["type"] == "path"]
+            if paths:
+                raise ValueError(f"tasks/{c.task}: studio option {paths[0]!r} is a path; offer choices instead")
         self.commands = {c.task: c for c in shown}
         self.styles, self.models_dir, self.image = styles, models_dir, image
 
@@ -103,7 +110,7 @@ class JobPlanner:
     def _fields(self, task: str) -> list[tuple[str, dataclasses.Field]]:
         """A job's options as ("request" | "studio", field), the request's user options first."""
         command = self.commands[task]
-        return ([("request", f) for f in dataclasses.fields(command.request) if f.metadata.get("kind") == "value"]
+        return ([("request", f) for f in dataclasses.fields(command.request) if meta(f)["kind"] == "value"]
                 + [("studio", f) for f in dataclasses.fields(command.studio.options)])
 
     def options(self, task: str) -> tuple[str, ...]:
@@ -115,7 +122,7 @@ class JobPlanner:
 
     def _choices(self, task: str, f: dataclasses.Field, offer: Offer) -> tuple:
         source = self.commands[task].studio.offered.get(f.name)
-        return tuple(getattr(offer, source)) if source else tuple(f.metadata["choices"] or ())
+        return tuple(getattr(offer, source)) if source else tuple(meta(f)["choices"] or ())
 
     def schema(self) -> dict[str, Any]:
         """GET /api/tasks: every task's options as data, {"tasks": {task: {"command", "label",
@@ -126,8 +133,8 @@ class JobPlanner:
         for task, command in self.commands.items():
             options = []
             for _, f in self._fields(task):
-                m = f.metadata
-                choices = self._choices(task, f, offer) if m["type"] == "choice" else None
+                m = meta(f)
+                choices = self._choices(task, f, offer) if m["type"] == "choice" else m["choices"]
                 options.append({"name": f.name, "type": m["type"], "default": f.default, "min": m["lo"], "max": m["hi"],
                                 "choices": list(choices) if choices is not None else None, "help": m["help"]})
             if command.adapt:
@@ -169,22 +176,26 @@ class JobPlanner:
 
     def _value(self, task: str, f: dataclasses.Field, value: Any, offer: Offer, src: Stored) -> Any:
         """One option's value, checked by its declaration; ApiError 400 naming it otherwise."""
-        m, key = f.metadata, f.name
+        m, key = meta(f), f.name
         if m["type"] in ("number", "int"):
-            return _number(task, key, value, m["lo"], m["hi"], whole=m["type"] == "int")
+            high = m["hi"] if m["hi"] is not None else math.inf
+            return _number(task, key, value, m["lo"] if m["lo"] is not None else -math.inf, high,
+                           whole=m["type"] == "int")
         if m["type"] == "flag":
             return _flag(task, key, value)
         if m["type"] == "choice":
             choices = self._choices(task, f, offer)
-            if f.name in self.commands[task].studio.offered:  # never a path: one of this studio's own
+            source = self.commands[task].studio.offered.get(f.name)
+            if source:  # never a path: one of this studio's own
                 if not isinstance(value, str) or value not in choices:
-                    raise ApiError(400, f"{task}: unknown {key} {_shown(value)} (this studio offers: "
+                    raise ApiError(400, f"{task}: unknown {key} {_shown(value)} ({OFFERED_WORDS.get(source, source)}: "
                                         f"{', '.join(choices) or 'none'})")
                 return value
             return _choice(task, key, value, choices)
         if m["type"] == "image id":
             if not isinstance(value, str):
-                raise ApiError(400, f"{task}: option {key!r} must be the id of an uploaded image, got {_shown(value)}")
+                raise ApiError(400, f"{task}: option {key!r} must be the id of an uploaded {key} image, got "
+                                    f"{_shown(value)}")
             upload = self.image(value)
             if (upload.width, upload.height) != (src.width, src.height):
                 raise ApiError(400, f"{task}: the {key} is {upload.width}x{upload.height} but the image is "
@@ -210,7 +221,7 @@ class JobPlanner:
             value = options.get(f.name)
             if value is None and where == "request":
                 continue  # the model's default
-            if value is None and not f.metadata["required"]:
+            if value is None and not meta(f)["required"]:
                 own[f.name] = f.default
                 continue
             (request if where == "request" else own)[f.name] = self._value(task, f, value, offer, src)

@@ -285,12 +285,12 @@ function control(o, ui, id) {
   if (o.type === "image id" && $("widgets").contains($("paint-widget"))) return paintWidget();
   const el = document.createElement("span");
   let input, get;
-  if (o.type === "number") {
+  if (o.type === "number" || o.type === "int") {
     input = document.createElement("input");
     input.type = ui.range ? "range" : "number";
     if (o.min !== null) input.min = o.min;
     if (o.max !== null) input.max = o.max;
-    input.step = ui.step || "any";
+    input.step = ui.step || (o.type === "int" ? 1 : "any");
     input.value = o.default ?? ui.value ?? (ui.range ? o.min : "");
     get = () => {
       if (input.validity.badInput) throw new Error(`${o.name}: give a number`);
