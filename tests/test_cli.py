@@ -183,3 +183,16 @@ def test_train_on_a_missing_gpu_is_one_line(tmp_path):
     code, out = run("train", cfg, "--device", "cuda")
     assert code == 2 and out.startswith("error: ") and "no CUDA device" in out and len(out.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelled_task_command_gets_its_near_miss():
+    code, out = run("denoize", "a.png")
+    assert code == 2 and "Did you mean 'denoise'?" in out and "(see: vitrestore --help)" in out
+
+
+def test_a_path_too_long_to_look_at_is_one_line(tmp_path):
+    img = tmp_path / "a.png"
+    write_rgb(img, smooth_image(np.random.default_rng(1), 16, 16))
+    for args in (["inpaint", img, "--mask", "x" * 300 + ".png"], ["denoise", img, "--model", "x" * 300]):
+        code, out = run(*args)
+        assert code == 2 and out.startswith("error: ") and "File name too long" in out and len(out.splitlines()) == 1

@@ -53,22 +53,33 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            name = ctx.invoked_subcommand or ctx.info_name
+            name = ctx.invoked_subcommand
             if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) and exc.param:
                 hint = exc.param_hint or "/".join(getattr(exc.param, "opts", []) or [exc.param.name or "?"])
                 message = f"{hint if isinstance(hint, str) else '/'.join(hint)}: {exc.message}"
             else:
                 message = exc.format_message()
-            raise _OneLineUsageError(f"{message} (see: vitrestore {name} --help)") from None
+            raise _OneLineUsageError(f"{message} (see: vitrestore {name + ' ' if name else ''}--help)") from None
+        except OSError as exc:  # a path the checks before any work could not even look at (e.g. a name too long)
+            _fail(os_reason(exc))
+
+    def _with_tasks(self) -> None:
+        """The task commands join this module's (made once, from the declarations: no torch)."""
+        for name, command in _task_commands().items():
+            self.commands.setdefault(name, command)
 
     def list_commands(self, ctx) -> list[str]:
-        return sorted({*self.commands, *_tasks().commands()})
+        self._with_tasks()
+        return sorted(self.commands)
 
     def get_command(self, ctx, name: str) -> click.Command | None:
         """A command of this module, or a task's, made from its declaration (tasks/*_command.py)."""
-        if name in self.commands:
-            return self.commands[name]
-        return _task_commands().get(name)
+        self._with_tasks()
+        return self.commands.get(name)
+
+    def resolve_command(self, ctx, args):
+        self._with_tasks()  # an unknown name's "did you mean" looks among the task commands too
+        return super().resolve_command(ctx, args)
 
 
 @functools.cache
