@@ -18,7 +18,7 @@ method and every run sees the same holes):
 Protocol: clean 8-bit RGB image x and binary mask m (1 = hole). Every method gets the image with
 its hole set to 0 and the mask; OpenCV methods run `cv2.inpaint(bgr, mask, --radius, flag)`
 (INPAINT_TELEA, INPAINT_NS); vitrestore runs through `load_model(...).run_arrays`, the code
-path of `vitrestore inpaint` (same tiling, coarse-to-fine hook `Task.infer`, exact composite of
+path of `vitrestore inpaint` (same tiling, coarse-to-fine passes `Task.passes`, exact composite of
 known pixels), with `--ensemble` 1 as the CLI default. Outputs are 8-bit.
 
 Metrics (RGB, no border crop; per image, then averaged over the images):
