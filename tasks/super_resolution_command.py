@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrestore.command import Command, Offer, Plan, Studio
+from vitrestore.command import Command, Offer, Plan, Rule, Studio
 from vitrestore.request import NoRequest, option
 
 UPSCALE_KINDS = ("classic", "real")
@@ -68,14 +68,13 @@ class UpscaleStudio:
 
 
 def studio_plan(options: UpscaleStudio, request: dict, offer: Offer) -> tuple[Path, dict]:
-    if options.kind == "real" and options.scale != 4:
-        raise ValueError("kind 'real' is x4 only (scale 4)")
     return offer.shipped(f"upscale-x{options.scale}" + ("-real" if options.kind == "real" else "")), request
 
 
 COMMAND = Command(
     task="upscale", implementation="super_resolution:Upscale", request=NoRequest, inputs=UpscaleInputs, plan=plan,
-    adapt=True, studio=Studio("Upscale", studio_plan, UpscaleStudio, order=2),
+    adapt=True, studio=Studio("Upscale", studio_plan, UpscaleStudio, order=2,
+                                          rules=(Rule("kind", "real", "scale", (4,), "kind 'real' is x4 only (scale 4)"),)),
     help="""Enlarge images x2 or x4 (super-resolution).
 
     Writes <stem>_x<scale>.<ext> beside each input (or _x<outscale> with --outscale).

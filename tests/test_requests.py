@@ -123,6 +123,10 @@ def test_the_studio_schema_lists_exactly_what_a_job_takes_and_plan_keeps_to_it(t
                     planner.plan(task, options, _Image())
                 with pytest.raises(ApiError, match=o["name"]):
                     planner.plan(task, {**good, o["name"]: "no such choice"}, _Image())
+    assert tasks["upscale"]["rules"] == [{"when": "kind", "value": "real", "then": "scale", "allowed": [4],
+                                          "why": "kind 'real' is x4 only (scale 4)"}]
+    with pytest.raises(ApiError, match="x4 only"):  # the rule the page is given is the one the studio checks
+        planner.plan("upscale", {"kind": "real", "scale": 2}, _Image())
     assert next(o for o in tasks["stylize"]["options"] if o["name"] == "style")["choices"] == ["starry-night"]
     assert next(o for o in tasks["restore"]["options"] if o["name"] == "model")["choices"] == ["mine.safetensors"]
 

@@ -109,6 +109,14 @@ def test_browser_the_page_builds_its_controls_from_the_schema(page, tmp_path):
     assert not studio.jobs.jobs
     find("adapt").click()  # off again: adapt 0
 
+    # the schema's rule: kind real is x4 only, so the other scales are disabled while it is chosen
+    scale.select_by_value("2")
+    kind.select_by_value("real")
+    assert [o.is_enabled() for o in scale.options] == [False, False, True]
+    assert scale.first_selected_option.get_attribute("value") == "4"
+    kind.select_by_value("classic")
+    assert all(o.is_enabled() for o in scale.options)
+
     # a job run through the page carries the schema's new choice, as a number
     scale.select_by_value("3")
     find("run").click()

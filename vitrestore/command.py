@@ -64,6 +64,19 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One option's value limits another's: where `when` is `value`, `then` must be one of
+    `allowed` (`why`: the one-line reason). The studio refuses a job against it and the page
+    offers only the allowed choices."""
+
+    when: str
+    value: Any
+    then: str
+    allowed: tuple
+    why: str
+
+
+@dataclass(frozen=True)
 class Studio:
     """A task in the studio. `options`: its own options besides the request's, declared with
     `option(...)` (type "image id": the id of an uploaded image of the job's image's size);
@@ -74,7 +87,8 @@ class Studio:
     None, or two slices, a preview's crop and its context; ValueError where it holds nothing to
     work on). `preview`: the
     page previews the options live on a crop; `order`: its place in the page's task list;
-    `keeps_name`: runs in a row keep one name (photo -> photo_inpainted -> photo_inpainted)."""
+    `keeps_name`: runs in a row keep one name (photo -> photo_inpainted -> photo_inpainted);
+    `rules`: what one option's value allows of another (`Rule`)."""
 
     label: str
     plan: Callable[[Any, dict[str, Any], Offer], tuple[Path, dict[str, Any]]]
@@ -85,6 +99,7 @@ class Studio:
     preview: bool = False
     order: int = 100
     keeps_name: bool = False
+    rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)

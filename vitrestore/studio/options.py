@@ -126,8 +126,8 @@ class JobPlanner:
 
     def schema(self) -> dict[str, Any]:
         """GET /api/tasks: every task's options as data, {"tasks": {task: {"command", "label",
-        "preview", "options": [{name, type, default, min, max, choices, help}]}}} in the page's
-        order: its Request's user options, its studio options (offered choices filled in: this
+        "preview", "options": [{name, type, default, min, max, choices, help}], "rules": [{when,
+        value, then, allowed, why}]}}} in the page's order: its Request's user options, its studio options (offered choices filled in: this
         studio's styles, its --models folder's files), then `adapt` where the task adapts."""
         offer, out = self.offer(), {}
         for task, command in self.commands.items():
@@ -141,7 +141,8 @@ class JobPlanner:
                 options.append({"name": "adapt", "type": "number", "default": None, "min": ADAPT_SECONDS[0],
                                 "max": ADAPT_SECONDS[1], "choices": None, "help": ADAPT_HELP})
             out[task] = {"command": task, "label": command.studio.label, "preview": command.studio.preview,
-                         "options": options}
+                         "options": options, "rules": [dict(dataclasses.asdict(r), allowed=list(r.allowed))
+                                                       for r in command.studio.rules]}
         return {"tasks": out}
 
     def adapt_seconds(self, task: str, options: dict[str, Any]) -> float | None:
@@ -225,6 +226,10 @@ class JobPlanner:
                 own[f.name] = f.default
                 continue
             (request if where == "request" else own)[f.name] = self._value(task, f, value, offer, src)
+        given = {**own, **request}
+        for rule in command.studio.rules:
+            if given.get(rule.when) == rule.value and given.get(rule.then) not in rule.allowed:
+                raise ApiError(400, f"{task}: {rule.why}")
         try:
             path, request = command.studio.plan(command.studio.options(**own), request, offer)
         except ValueError as exc:

@@ -251,6 +251,22 @@ const UI = {
   model: {empty: "(start the studio with --models DIR)"},
 };
 const taskControls = {};  // task -> its controls in the schema's order: {name, el, get, preview, later, paint}
+const taskRules = {};  // task -> the schema's rules: where option `when` is `value`, `then` is one of `allowed`
+
+// the choices a rule rules out are disabled (and a ruled-out choice moves to the first allowed one)
+function applyRules(task) {
+  const byName = Object.fromEntries((taskControls[task] || []).map((c) => [c.name, c]));
+  for (const then of new Set((taskRules[task] || []).map((r) => r.then))) {
+    const select = byName[then] && byName[then].el.querySelector("select");
+    if (!select) continue;
+    const allowed = (taskRules[task] || []).filter((r) => r.then === then && byName[r.when]
+      && byName[r.when].get() === r.value).map((r) => r.allowed.map(String));
+    for (const option of select.options) option.disabled = allowed.some((a) => !a.includes(option.value));
+    if (select.selectedOptions[0] && select.selectedOptions[0].disabled) {
+      select.selectedIndex = [...select.options].findIndex((o) => !o.disabled);
+    }
+  }
+}
 
 function buildOptions(schema) {
   // the task list: every task the studio serves, in its order, with its label
@@ -261,6 +277,7 @@ function buildOptions(schema) {
     return option;
   }));
   PREVIEW_TASKS = Object.keys(schema.tasks).filter((task) => schema.tasks[task].preview);
+  for (const [task, t] of Object.entries(schema.tasks)) taskRules[task] = t.rules || [];
   const made = new Map(), named = new Set();
   for (const [task, {options}] of Object.entries(schema.tasks)) {
     taskControls[task] = options.map((o) => {
@@ -402,10 +419,12 @@ function showOptions() {
   document.querySelectorAll("#options > span").forEach((s) => s.classList.remove("shown"));
   mine.forEach((c) => { $("options").append(c.el); c.el.classList.add("shown"); });  // in this task's order
   document.body.toggleAttribute("data-paint", mine.some((c) => c.paint));
+  applyRules(task);
   hidePreview();
 }
 $("task").onchange = showOptions;
 // a control of the task shown changed: its preview (the widgets ask for theirs themselves)
+$("options").addEventListener("change", () => applyRules($("task").value));  // a choice another rules on
 $("options").addEventListener("input", (e) => {
   const task = $("task").value, c = (taskControls[task] || []).find((k) => k.el.contains(e.target));
   if (c && c.preview && PREVIEW_TASKS.includes(task) && !e.target.closest("#sigma-widget, #styles")) schedulePreview(300);
