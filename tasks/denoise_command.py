@@ -11,7 +11,7 @@ from vitrestore.request import option
 
 @dataclass(frozen=True)
 class DenoiseRequest:
-    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale",
+    sigma: float | None = option(None, lo=0, hi=255, unit="0-255 scale", step=1,
                                  help="Noise level (0-255 scale) if known; blind when omitted. On camera photos it "
                                       "works as a strength: a larger level removes more of their coarse grain "
                                       "(README: 30-50).")

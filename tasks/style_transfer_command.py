@@ -22,7 +22,7 @@ def style_model(style: str) -> str:
 
 @dataclass(frozen=True)
 class StyleRequest:
-    strength: float | None = option(None, lo=0, hi=1, help="Blend: 0 = the photo, 1 = fully stylised "
+    strength: float | None = option(None, lo=0, hi=1, step=0.05, help="Blend: 0 = the photo, 1 = fully stylised "
                                     "[the model's default, 1].")
     noise: Any = option(None, kind="image", help="The noise map (B, 1, H, W) strokes start from, for models trained "
                                                  "with task_options.noise (default: drawn for the whole image, seeded).")

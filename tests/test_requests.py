@@ -139,7 +139,7 @@ def test_get_api_tasks_serves_the_schema():
         status, body, _ = client.request("GET", "/api/tasks")
         assert status == 200 and body == json.loads(json.dumps(server.studio.planner.schema()))
         sigma = next(o for o in body["tasks"]["denoise"]["options"] if o["name"] == "sigma")
-        assert (sigma["type"], sigma["min"], sigma["max"]) == ("number", 0, 255)
+        assert (sigma["type"], sigma["min"], sigma["max"], sigma["step"]) == ("number", 0, 255, 1)
     finally:
         server.close()
 

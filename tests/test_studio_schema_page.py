@@ -129,6 +129,7 @@ def test_browser_the_page_builds_its_controls_from_the_schema(page, tmp_path):
     Select(find("task")).select_by_value("stylize")
     strength = find("strength")
     assert attrs(strength, "type", "min", "max", "value") == ["range", "0", "0.5", "0.5"]
+    assert strength.get_attribute("step") == "0.05"  # the step its Request declares
     styles = [o for o in schema["tasks"]["stylize"]["options"] if o["name"] == "style"][0]["choices"]
     assert [b.get_attribute("data-style") for b in driver.find_elements(By.CSS_SELECTOR, "#styles .style")] == styles
 

@@ -36,11 +36,11 @@ TYPES = ("number", "int", "choice", "flag", "text", "path", "image id")
 
 def option(default: Any = None, *, help: str, lo: float | None = None, hi: float | None = None,
            choices: tuple | None = None, kind: str = "value", unit: str = "", type: str | None = None,
-           required: bool = False, metavar: str | None = None) -> Any:
+           required: bool = False, metavar: str | None = None, step: float | None = None) -> Any:
     """A request field: `lo`/`hi` bound a number (`unit` names its scale in messages),
     `choices` close a set (False, True: a flag); `kind` as above; `type` one of TYPES (inferred
     where left out); `required`: the CLI refuses to run without it; `metavar`: its help's
-    placeholder."""
+    placeholder; `step`: a number's useful increment (the studio's controls move by it)."""
     if kind not in KINDS:
         raise ValueError(f"option kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if type is None:
@@ -50,7 +50,7 @@ def option(default: Any = None, *, help: str, lo: float | None = None, hi: float
         raise ValueError(f"option type must be one of {', '.join(TYPES)}, got {type!r}")
     return dataclasses.field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices,
                                                          "kind": kind, "unit": unit, "type": type,
-                                                         "required": required, "metavar": metavar})
+                                                         "required": required, "metavar": metavar, "step": step})
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class UnknownOption(TypeError, ValueError):
 def meta(f: dataclasses.Field) -> dict:
     """A field's option metadata (a plain field's: a value of no declared type, not checked)."""
     return f.metadata or {"help": "", "lo": None, "hi": None, "choices": None, "kind": "value", "unit": "",
-                          "type": None, "required": False, "metavar": None}  # a plain field: no check
+                          "type": None, "required": False, "metavar": None, "step": None}  # a plain field: no check
 
 
 def _is_flag(m: dict) -> bool:

@@ -126,7 +126,7 @@ class JobPlanner:
 
     def schema(self) -> dict[str, Any]:
         """GET /api/tasks: every task's options as data, {"tasks": {task: {"command", "label",
-        "preview", "options": [{name, type, default, min, max, choices, help}], "rules": [{when,
+        "preview", "options": [{name, type, default, min, max, step, choices, help}], "rules": [{when,
         value, then, allowed, why}]}}} in the page's order: its Request's user options, its studio options (offered choices filled in: this
         studio's styles, its --models folder's files), then `adapt` where the task adapts."""
         offer, out = self.offer(), {}
@@ -136,10 +136,11 @@ class JobPlanner:
                 m = meta(f)
                 choices = self._choices(task, f, offer) if m["type"] == "choice" else m["choices"]
                 options.append({"name": f.name, "type": m["type"], "default": f.default, "min": m["lo"], "max": m["hi"],
-                                "choices": list(choices) if choices is not None else None, "help": m["help"]})
+                                "step": m["step"], "choices": list(choices) if choices is not None else None,
+                                "help": m["help"]})
             if command.adapt:
                 options.append({"name": "adapt", "type": "number", "default": None, "min": ADAPT_SECONDS[0],
-                                "max": ADAPT_SECONDS[1], "choices": None, "help": ADAPT_HELP})
+                                "max": ADAPT_SECONDS[1], "step": 1, "choices": None, "help": ADAPT_HELP})
             out[task] = {"command": task, "label": command.studio.label, "preview": command.studio.preview,
                          "options": options, "rules": [dict(dataclasses.asdict(r), allowed=list(r.allowed))
                                                        for r in command.studio.rules]}

@@ -243,9 +243,9 @@ function maskBlob() {
 // A default null is the model's default: the control then starts at the page's own value below
 // (UI), or sends nothing until it is set.
 const UI = {
-  sigma: {max: 75, step: 1, value: 25},  // the slider stops at 75 (a job takes up to the schema's max, 255)
-  strength: {range: true, step: 0.05, value: 1},
-  adapt: {step: 1, value: 30},
+  sigma: {max: 75, value: 25},  // the slider stops at 75 (a job takes up to the schema's max, 255)
+  strength: {range: true, value: 1},
+  adapt: {value: 30},
   texture: {value: true},
   scale: {text: (v) => "x" + v},
   model: {empty: "(start the studio with --models DIR)"},
@@ -307,7 +307,7 @@ function control(o, ui, id) {
     input.type = ui.range ? "range" : "number";
     if (o.min !== null) input.min = o.min;
     if (o.max !== null) input.max = o.max;
-    input.step = ui.step || (o.type === "int" ? 1 : "any");
+    input.step = o.step ?? (o.type === "int" ? 1 : "any");
     input.value = o.default ?? ui.value ?? (ui.range ? o.min : "");
     get = () => {
       if (input.validity.badInput) throw new Error(`${o.name}: give a number`);
@@ -347,7 +347,7 @@ function sigmaWidget(o, ui) {
   const slider = $("sigma");
   slider.min = o.min ?? 0;
   slider.max = Math.min(o.max ?? ui.max, ui.max);
-  slider.step = ui.step;
+  slider.step = o.step ?? 1;
   slider.value = o.default ?? ui.value;
   $("sigma-auto").checked = o.default === null;  // null: blind
   $("sigma-label").title = o.help + " Click the photo to preview another place.";
@@ -367,7 +367,7 @@ function adaptWidget(o, ui) {
   const seconds = $("adapt-seconds"), on = Boolean(o.default);  // null or 0: off
   if (o.min !== null) seconds.min = o.min;
   if (o.max !== null) seconds.max = o.max;
-  seconds.step = ui.step;
+  seconds.step = o.step ?? 1;
   seconds.value = on ? o.default : Math.min(Math.max(ui.value, o.min ?? ui.value), o.max ?? ui.value);
   $("adapt").checked = on;
   $("adapt").onchange();
