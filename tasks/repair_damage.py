@@ -30,15 +30,7 @@ import numpy as np
 import torch
 
 from vitrestore.fields import bounded
-
-
-def _u(g: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand(1, generator=g))
-
-
-def _i(g: torch.Generator, lo: int, hi: int) -> int:
-    """An integer in [lo, hi]."""
-    return int(torch.randint(lo, hi + 1, (1,), generator=g))
+from vitrestore.ops.masks import _i, _u  # a uniform float / an integer in [lo, hi] from the generator
 
 
 def _chance(g: torch.Generator, p: float) -> bool:
