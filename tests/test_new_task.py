@@ -91,6 +91,7 @@ def brighten(tmp_path, tiny_weights, monkeypatch):
     yield weights
     for cache in (tasks.commands, tasks.get_task, cli._task_commands):
         cache.cache_clear()
+    cli.main.commands.pop("brighten", None)  # the group keeps the commands it has made
     for name in ("vitrestore.tasks.brighten", "vitrestore.tasks.brighten_command"):
         sys.modules.pop(name, None)
     importlib.invalidate_caches()
