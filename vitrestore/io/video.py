@@ -1,0 +1,294 @@
+"""Video clips in and out, frame by frame, through PyAV (its wheels bundle FFmpeg: nothing to
+install besides it). Issue 33's first layer: what a command needs to run a model over a clip.
+
+    info = probe(path)                     # ClipInfo: size, rate, frames, rotation, streams; VideoError
+    for frame in frames(path):             # Frame(index, pts, time_base, rgb (H, W, 3) uint8), streamed
+        ...
+    with ClipWriter(out, info, codec=None, crf=None) as w:   # a hidden file beside `out` until closed
+        w.write(frame, rgb)                # the frame's own timestamp: variable rates are kept
+    # on close the audio, subtitle and data streams of `info.path` are copied as they are, with the
+    # chapters and the container's and the video stream's metadata (rotation); then the file is
+    # renamed into place. An exception leaves nothing at `out`.
+
+Memory does not grow with the clip: frames are decoded, processed and encoded one at a time,
+and the copied streams are remuxed packet by packet at the end.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+# the codec a container gets by default, and each codec's encoder, pixel format and default CRF
+# (quality: lower is better; 18 for H.264 is "visually lossless" in x264's documentation)
+DEFAULT_CODEC = {".mp4": "h264", ".mov": "h264", ".mkv": "h264", ".webm": "vp9", ".avi": "h264"}
+CODECS: dict[str, tuple[str, str, int | None]] = {
+    "h264": ("libx264", "yuv420p", 18),
+    "h265": ("libx265", "yuv420p", 20),
+    "vp9": ("libvpx-vp9", "yuv420p", 24),
+    "prores": ("prores_ks", "yuv422p10le", None),  # quality by profile, not CRF
+    "ffv1": ("ffv1", "bgr0", None),  # lossless: RGB kept, no conversion to YUV
+}
+ALLOWED = {".mp4": ("h264", "h265"), ".mov": ("h264", "h265", "prores"), ".mkv": tuple(CODECS),
+           ".webm": ("vp9",), ".avi": ("h264", "ffv1")}
+
+
+class VideoError(ValueError):
+    """A clip that cannot be read or written, in one line (the path is the caller's to add)."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    path: Path
+    width: int
+    height: int
+    frames: int  # as the container says (0: unknown until decoded)
+    rate: Fraction  # average frames per second
+    time_base: Fraction
+    duration: float  # seconds, 0 where unknown
+    rotation: int  # counter-clockwise degrees the player turns the picture (its display matrix)
+    codec: str
+    color_range: int
+    color_primaries: int
+    other_streams: tuple[str, ...] = field(default=())  # "audio aac", "subtitle mov_text", ...
+
+
+@dataclass
+class Frame:
+    index: int
+    pts: int | None
+    time_base: Fraction
+    rgb: np.ndarray  # (H, W, 3) uint8, as stored (rotation is metadata, kept, not applied)
+
+
+def _open(path: Path) -> Any:
+    import av  # noqa: PLC0415
+
+    try:
+        return av.open(str(path), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoError(f"not a readable video ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def _video_stream(container: Any) -> Any:
+    if not container.streams.video:
+        raise VideoError("no video stream in the file")
+    return container.streams.video[0]
+
+
+def probe(path: str | Path) -> ClipInfo:
+    """The clip's facts; VideoError (one line) for a file that is no readable video."""
+    path = Path(path)
+    with _open(path) as c:
+        v = _video_stream(c)
+        cc = v.codec_context
+        if not v.width or not v.height:
+            raise VideoError(f"its video stream ({v.codec_context.name}) has no picture size: an unknown codec?")
+        rate = v.average_rate or v.guessed_rate or Fraction(25)
+        duration = float(v.duration * v.time_base) if v.duration else (c.duration or 0) / 1e6
+        others = tuple(f"{s.type} {s.codec_context.name if s.codec_context else '?'}" for s in c.streams
+                       if s.index != v.index)
+        return ClipInfo(path, v.width, v.height, int(v.frames or 0), Fraction(rate), Fraction(v.time_base),
+                        duration, _rotation(c, v), cc.name, int(getattr(cc, "color_range", 0) or 0),
+                        int(getattr(cc, "color_primaries", 0) or 0), others)
+
+
+def _rotation(container: Any, stream: Any) -> int:
+    """The display rotation (counter-clockwise degrees) of the stream's first frame (its display
+    matrix; an old "rotate" tag where there is none)."""
+    import av  # noqa: PLC0415
+
+    try:
+        for frame in container.decode(stream):
+            if frame.rotation:
+                return int(round(frame.rotation)) % 360
+            break
+    except av.FFmpegError:
+        pass  # a broken stream: frames() says so
+    try:
+        return int(float(stream.metadata.get("rotate", 0))) % 360
+    except ValueError:
+        return 0
+
+
+def frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
+    """The clip's frames from index `start`, decoded one at a time as 8-bit RGB; VideoError for a
+    clip that breaks off (a truncated file) before its first frame or mid-stream."""
+    import av  # noqa: PLC0415
+
+    path = Path(path)
+    with _open(path) as c:
+        v = _video_stream(c)
+        v.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in c.decode(v):
+                if index >= start:
+                    yield Frame(index, frame.pts, Fraction(frame.time_base or v.time_base),
+                                frame.to_ndarray(format="rgb24"))
+                index += 1
+        except av.FFmpegError as exc:
+            raise VideoError(f"the video breaks off after {index} frames ({_reason(exc)})") from None
+    if index == 0:
+        raise VideoError("the video has no frames")
+
+
+class ClipWriter:
+    """Encodes frames to `path` (through a hidden temporary file beside it) and, on a clean
+    close, copies the source clip's other streams, chapters and metadata, then renames the file
+    into place. `codec`: one of CODECS (default per container); `crf`: the quality where the
+    codec takes one. The output's size is the first frame's (an upscale's)."""
+
+    def __init__(self, path: str | Path, source: ClipInfo, codec: str | None = None, crf: int | None = None):
+        self.path, self.source = Path(path), source
+        suffix = self.path.suffix.lower()
+        if suffix not in ALLOWED:
+            raise VideoError(f"{self.path.name}: not a video container vitrestore writes ({', '.join(VIDEO_SUFFIXES)})")
+        self.codec = codec or DEFAULT_CODEC[suffix]
+        if self.codec not in ALLOWED[suffix]:
+            raise VideoError(f"--codec {self.codec} does not go in {suffix} (it takes {', '.join(ALLOWED[suffix])})")
+        encoder, self.pix_fmt, default_crf = CODECS[self.codec]
+        self.encoder, self.crf = encoder, crf if crf is not None else default_crf
+        if crf is not None and default_crf is None:
+            raise VideoError(f"--codec {self.codec} takes no --crf")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".part{suffix}", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._out: Any = None
+        self._stream: Any = None
+        self.written = 0
+
+    def __enter__(self) -> "ClipWriter":
+        return self
+
+    def _start(self, rgb: np.ndarray) -> None:
+        import av  # noqa: PLC0415
+
+        self._out = av.open(str(self.tmp), "w", format=_format(self.path.suffix.lower()))
+        s = self._out.add_stream(self.encoder, rate=self.source.rate)
+        s.width, s.height = rgb.shape[1], rgb.shape[0]
+        s.pix_fmt = self.pix_fmt
+        s.time_base = self.source.time_base
+        s.codec_context.time_base = self.source.time_base
+        options = {"crf": str(self.crf)} if self.crf is not None else {}
+        if self.encoder == "libvpx-vp9":
+            options["b:v"] = "0"  # constant quality
+        if self.encoder == "libx264":
+            options["preset"] = "medium"
+        s.options = options
+        if self.source.rotation:
+            s.set_display_rotation(self.source.rotation)
+        self._stream = s
+
+    def write(self, frame: Frame, rgb: np.ndarray) -> None:
+        """Encode `rgb` (H, W, 3) uint8 at `frame`'s timestamp."""
+        import av  # noqa: PLC0415
+
+        if self._out is None:
+            self._start(rgb)
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        out.pts = frame.pts if frame.pts is not None else self.written
+        out.time_base = frame.time_base
+        for packet in self._stream.encode(out):
+            self._out.mux(packet)
+        self.written += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the source's other streams, move the file into place."""
+        if self._out is None:
+            raise VideoError("no frame was written")
+        for packet in self._stream.encode(None):
+            self._out.mux(packet)
+        self._out.close()
+        self._out = None
+        _copy_other_streams(self.source.path, self.tmp, self.path.suffix.lower())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001  (the file is removed anyway)
+                pass
+            self._out = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            try:
+                self.close()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+
+def _by_time(*sources: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    """(packet, target stream) pairs of several demuxers merged by decode time; the flush
+    packets (no dts) are left out."""
+    import heapq  # noqa: PLC0415
+
+    def timed(source, k):
+        for n, (packet, target) in enumerate(source):
+            if packet.dts is not None:
+                yield float(packet.dts * packet.time_base), k, n, packet, target
+
+    for *_, packet, target in heapq.merge(*(timed(s, k) for k, s in enumerate(sources))):
+        yield packet, target
+
+
+def _format(suffix: str) -> str | None:
+    return {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm", ".avi": "avi"}.get(suffix)
+
+
+def _copy_other_streams(source: Path, encoded: Path, suffix: str) -> None:
+    """Rewrite `encoded` with the source's audio, subtitle and data streams remuxed untouched
+    (packet for packet), its chapters and its container metadata. Streams the output container
+    cannot hold are a VideoError naming them."""
+    import av  # noqa: PLC0415
+
+    with av.open(str(source)) as src:
+        others = [s for s in src.streams if s.type in ("audio", "subtitle", "data") and s.index
+                  != src.streams.video[0].index]
+        if not others and not src.chapters() and not dict(src.metadata):
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{encoded.name}.", suffix=suffix, dir=encoded.parent)
+        os.close(fd)
+        try:
+            with av.open(str(encoded)) as video, av.open(tmp, "w", format=_format(suffix)) as out:
+                v_in = video.streams.video[0]
+                v_out = out.add_stream_from_template(v_in)
+                mapping = {}
+                for s in others:
+                    try:
+                        mapping[s.index] = out.add_stream_from_template(s)
+                    except (av.FFmpegError, ValueError) as exc:
+                        raise VideoError(f"its {s.type} stream ({s.codec_context.name}) cannot go in {suffix}: "
+                                         f"{_reason(exc)}") from None
+                for key, value in src.metadata.items():
+                    out.metadata[key] = value
+                if src.chapters():
+                    out.set_chapters(src.chapters())
+                # the two files' packets merged in time order: the muxer interleaves without
+                # holding one stream's packets while it waits for the other's
+                streams = (((p, v_out) for p in video.demux(v_in)),
+                           ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
+                for packet, target in _by_time(*streams):
+                    packet.stream = target
+                    out.mux(packet)
+            os.replace(tmp, encoded)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
