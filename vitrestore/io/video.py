@@ -151,8 +151,12 @@ class ClipWriter:
     into place. `codec`: one of CODECS (default per container); `crf`: the quality where the
     codec takes one. The output's size is the first frame's (an upscale's)."""
 
-    def __init__(self, path: str | Path, source: ClipInfo, codec: str | None = None, crf: int | None = None):
-        self.path, self.source = Path(path), source
+    def __init__(self, path: str | Path, source: ClipInfo, codec: str | None = None, crf: int | None = None,
+                 keyint: int | None = None, part: bool = False):
+        """`keyint`: a keyframe every this many frames and no B-frames (a part of a clip written
+        in pieces: each starts at a keyframe and the pieces join packet for packet); `part`: write
+        only the encoded video (no streams copied), for `assemble`."""
+        self.path, self.source, self.keyint, self.part = Path(path), source, keyint, part
         suffix = self.path.suffix.lower()
         if suffix not in ALLOWED:
             raise VideoError(f"{self.path.name}: not a video container vitrestore writes ({', '.join(VIDEO_SUFFIXES)})")
@@ -187,6 +191,13 @@ class ClipWriter:
             options["b:v"] = "0"  # constant quality
         if self.encoder == "libx264":
             options["preset"] = "medium"
+        if self.keyint is not None:
+            s.codec_context.gop_size = self.keyint
+            s.codec_context.max_b_frames = 0
+            if self.encoder in ("libx264", "libx265"):
+                options["bf"] = "0"
+                options["g"] = str(self.keyint)
+                options["keyint_min"] = str(self.keyint)
         s.options = options
         if self.source.rotation:
             s.set_display_rotation(self.source.rotation)
@@ -213,7 +224,8 @@ class ClipWriter:
             self._out.mux(packet)
         self._out.close()
         self._out = None
-        _copy_other_streams(self.source.path, self.tmp, self.path.suffix.lower())
+        if not self.part:
+            assemble([self.tmp], self.source.path, self.tmp)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -254,41 +266,49 @@ def _format(suffix: str) -> str | None:
     return {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm", ".avi": "avi"}.get(suffix)
 
 
-def _copy_other_streams(source: Path, encoded: Path, suffix: str) -> None:
-    """Rewrite `encoded` with the source's audio, subtitle and data streams remuxed untouched
-    (packet for packet), its chapters and its container metadata. Streams the output container
-    cannot hold are a VideoError naming them."""
+def assemble(parts: list[Path], source: Path, out: Path) -> None:
+    """Write `out` (through a hidden file beside it; `out` may be one of `parts`) from the video
+    packets of `parts` in order (each part starting at a keyframe) and the source clip's audio,
+    subtitle and data streams remuxed untouched, packet for packet, with its chapters and its
+    container metadata. Streams the output container cannot hold are a VideoError naming them."""
     import av  # noqa: PLC0415
 
-    with av.open(str(source)) as src:
-        others = [s for s in src.streams if s.type in ("audio", "subtitle", "data") and s.index
-                  != src.streams.video[0].index]
-        if not others and not src.chapters() and not dict(src.metadata):
-            return
-        fd, tmp = tempfile.mkstemp(prefix=f".{encoded.name}.", suffix=suffix, dir=encoded.parent)
-        os.close(fd)
-        try:
-            with av.open(str(encoded)) as video, av.open(tmp, "w", format=_format(suffix)) as out:
-                v_in = video.streams.video[0]
-                v_out = out.add_stream_from_template(v_in)
-                mapping = {}
-                for s in others:
-                    try:
-                        mapping[s.index] = out.add_stream_from_template(s)
-                    except (av.FFmpegError, ValueError) as exc:
-                        raise VideoError(f"its {s.type} stream ({s.codec_context.name}) cannot go in {suffix}: "
-                                         f"{_reason(exc)}") from None
-                for key, value in src.metadata.items():
-                    out.metadata[key] = value
-                if src.chapters():
-                    out.set_chapters(src.chapters())
-                # the two files' packets merged in time order: the muxer interleaves without
-                # holding one stream's packets while it waits for the other's
-                streams = (((p, v_out) for p in video.demux(v_in)),
-                           ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
-                for packet, target in _by_time(*streams):
-                    packet.stream = target
-                    out.mux(packet)
-            os.replace(tmp, encoded)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    suffix = out.suffix.lower()
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        with av.open(str(source)) as src, av.open(tmp, "w", format=_format(suffix)) as dst:
+            video_index = src.streams.video[0].index
+            others = [s for s in src.streams if s.type in ("audio", "subtitle", "data") and s.index != video_index]
+            with av.open(str(parts[0])) as first:
+                v_out = dst.add_stream_from_template(first.streams.video[0])
+            mapping = {}
+            for s in others:
+                try:
+                    mapping[s.index] = dst.add_stream_from_template(s)
+                except (av.FFmpegError, ValueError) as exc:
+                    raise VideoError(f"its {s.type} stream ({s.codec_context.name}) cannot go in {suffix}: "
+                                     f"{_reason(exc)}") from None
+            for key, value in src.metadata.items():
+                dst.metadata[key] = value
+            if src.chapters():
+                dst.set_chapters(src.chapters())
+            # the video and the copied streams merged in time order: the muxer interleaves without
+            # holding one stream's packets while it waits for the other's
+            streams = (((p, v_out) for p in _video_packets(parts)),
+                       ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
+            for packet, target in _by_time(*streams):
+                packet.stream = target
+                dst.mux(packet)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _video_packets(parts: list[Path]) -> Iterator[Any]:
+    """The video packets of each part in turn (one part open at a time)."""
+    import av  # noqa: PLC0415
+
+    for part in parts:
+        with av.open(str(part)) as c:
+            yield from c.demux(c.streams.video[0])

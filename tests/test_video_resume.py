@@ -1,0 +1,69 @@
+"""vitrestore/batch/clip.py: a clip processed in pieces; an interruption keeps the finished
+pieces, the same command resumes at the first missing one and writes the same bytes as an
+uninterrupted run; another command starts over; the output path never holds a broken file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+
+from test_video_io import make_clip, packets  # noqa: E402
+from vitrestore.batch.clip import parts_folder, run_clip  # noqa: E402
+
+
+def invert(rgb):
+    return 255 - rgb
+
+
+class Stop(Exception):
+    pass
+
+
+def stopping_at(n):
+    seen = []
+
+    def process(rgb):
+        if len(seen) == n:
+            raise Stop
+        seen.append(1)
+        return invert(rgb)
+    return process, seen
+
+
+def test_an_interrupted_clip_resumes_and_equals_an_uninterrupted_run(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=40)
+    whole = run_clip(src, tmp_path / "whole.mp4", invert, "invert")
+    assert (whole.frames, whole.processed, whole.pieces) == (40, 40, 3)  # 16 + 16 + 8
+    process, seen = stopping_at(20)
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out.mp4", process, "invert")
+    assert not (tmp_path / "out.mp4").exists()
+    assert sorted(p.name for p in parts_folder(tmp_path / "out.mp4").glob("piece-*")) == ["piece-000000.mp4"]
+    again = run_clip(src, tmp_path / "out.mp4", invert, "invert")
+    assert (again.frames, again.processed) == (40, 24)  # only the unfinished work
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+    assert not parts_folder(tmp_path / "out.mp4").exists()
+    assert packets(tmp_path / "out.mp4", "audio") == packets(src, "audio")
+
+
+def test_another_command_or_a_changed_source_starts_over(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=40)
+    process, _ = stopping_at(20)
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out.mp4", process, "invert")
+    other = run_clip(src, tmp_path / "out.mp4", lambda rgb: rgb, "identity")
+    assert other.processed == 40
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out2.mp4", stopping_at(20)[0], "invert")
+    make_clip(src, n=40, steps=(90,))  # the source changed meanwhile
+    assert run_clip(src, tmp_path / "out2.mp4", invert, "invert").processed == 40
+
+
+def test_an_upscale_writes_the_larger_frames(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", n=5, audio=False)
+    run_clip(src, tmp_path / "big.mkv", lambda rgb: np.repeat(np.repeat(rgb, 2, 0), 2, 1), "x2", codec="ffv1")
+    from vitrestore.io.video import frames
+
+    out = [f.rgb for f in frames(tmp_path / "big.mkv")]  # Matroska does not count its frames: decoded
+    assert len(out) == 5 and out[0].shape == (96, 128, 3)

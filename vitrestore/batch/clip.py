@@ -1,0 +1,110 @@
+"""One clip through a model, in pieces that survive an interruption (issue 33).
+
+    run_clip(src, dst, process, fingerprint="denoise sigma=None ...", codec=None, crf=None)
+
+The frames are processed in order and encoded in pieces of `piece_frames(rate)` frames (at
+least 16, about a second), each a file of its own in a hidden folder beside the output,
+`.<name>.parts/`, renamed into place when whole. A rerun of the same command (the same source
+file, unchanged, and the same `fingerprint`: the model and its options) finds the finished
+pieces and starts at the first missing one; anything else starts over. When every piece is
+there they are joined packet for packet with the source's sound, subtitles and chapters into
+the output (through a hidden file), and the folder is removed.
+
+Every run encodes in the same pieces, each starting at a keyframe, without B-frames: an
+interrupted and resumed run writes the same bytes as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..io.atomic import write_atomic
+from ..io.video import ClipInfo, ClipWriter, assemble, frames, probe
+
+MIN_PIECE = 16
+
+
+def piece_frames(info: ClipInfo) -> int:
+    """Frames a piece: a second's worth, at least MIN_PIECE."""
+    return max(MIN_PIECE, math.ceil(float(info.rate or 0)))
+
+
+@dataclass
+class ClipResult:
+    frames: int  # frames in the clip
+    processed: int  # frames this run processed (the rest were in finished pieces)
+    pieces: int
+
+
+def parts_folder(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.parts"
+
+
+def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piece: int) -> dict:
+    st = src.stat()
+    return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "command": fingerprint,
+            "codec": codec, "crf": crf, "piece": piece}
+
+
+def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], fingerprint: str,
+             codec: str | None = None, crf: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ClipResult:
+    """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
+    `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
+    after each frame (total 0 where the container does not say)."""
+    src, dst = Path(src), Path(dst)
+    info = probe(src)
+    piece = piece_frames(info)
+    folder = parts_folder(dst)
+    state = _state(src, fingerprint, codec, crf, piece)
+    manifest = folder / "state.json"
+    if folder.exists():
+        try:
+            same = json.loads(manifest.read_text()) == state
+        except (OSError, ValueError):
+            same = False
+        if not same:  # another command or another source: its pieces are of no use
+            shutil.rmtree(folder)
+    folder.mkdir(exist_ok=True)
+    write_atomic(manifest, json.dumps(state, indent=1))
+    name = lambda k: folder / f"piece-{k:06d}{dst.suffix.lower()}"  # noqa: E731
+    done = 0
+    while name(done).exists():
+        done += 1
+    start, processed, total = done * piece, 0, info.frames
+    writer: ClipWriter | None = None
+    k = done
+    try:
+        for frame in frames(src, start=start):
+            if writer is None:
+                writer = ClipWriter(name(k), info, codec, crf, keyint=piece, part=True)
+            writer.write(frame, process(frame.rgb))
+            processed += 1
+            if progress is not None:
+                progress(frame.index + 1, total)
+            if writer.written == piece:
+                writer.__exit__(None, None, None)  # the piece renamed into place
+                writer, k = None, k + 1
+        if writer is not None:
+            writer.__exit__(None, None, None)
+            writer, k = None, k + 1
+    except BaseException as exc:
+        if writer is not None:
+            writer.__exit__(type(exc), exc, None)  # the unfinished piece is removed; finished ones stay
+        raise
+    pieces = [name(i) for i in range(k)]
+    assemble(pieces, src, _tmp_beside(dst))
+    os.replace(_tmp_beside(dst), dst)
+    shutil.rmtree(folder)
+    return ClipResult(start + processed, processed, k)
+
+
+def _tmp_beside(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.joined{dst.suffix.lower()}"
