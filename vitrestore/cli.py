@@ -162,6 +162,8 @@ class RunArgs:
     shard: str | None
     report: Path | None
     ensemble: str
+    codec: str | None
+    crf: int | None
 
 
 def _common_run_options(f, ensemble: str = "1"):
@@ -174,6 +176,10 @@ def _common_run_options(f, ensemble: str = "1"):
         return body(run, **kw)
 
     f = command
+    f = click.option("--crf", type=click.IntRange(0, 63), default=None,
+                     help="Video quality where the codec takes one (lower is better) [h264 18, h265 20, vp9 24].")(f)
+    f = click.option("--codec", type=click.Choice(["h264", "h265", "vp9", "prores", "ffv1"]), default=None,
+                     help="Video codec of clip outputs [.webm: vp9, else h264].")(f)
     f = click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=ensemble, show_default=True,
                      help="Average the model over this many flips/rotations (N times slower, a little better).")(f)
     f = click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
@@ -237,7 +243,7 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     replaces a `protect`ed file (e.g. the mask); `out_size(image) -> (W, H)` is the output's
     size (default: the input's times the model's scale), checked against the output format
     before the model runs."""
-    from .batch.plan import plan_jobs, report_problem
+    from .batch.plan import is_clip, plan_jobs, report_problem
     from .batch.run import RunOptions, run_jobs
     from .io.formats import size_problem
 
@@ -292,7 +298,12 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     options = RunOptions(overwrite=run.overwrite, quiet=run.quiet, max_pixels=int(run.max_megapixels * 1e6),
                          jpeg_quality=run.jpeg_quality,
                          batch=8 if model.device.type == "cuda" and per_image is None else 1)
-    summary = run_jobs(jobs, process, options, problems=problems, precheck=precheck)
+    clips = [j for j in jobs if is_clip(j.src)]
+    summary = run_jobs([j for j in jobs if not is_clip(j.src)], process, options, problems=problems,
+                       precheck=precheck)
+    if clips:
+        summary.results += _run_clips(clips, model, model_name, run, request, finish, per_image)
+        summary.seconds = sum(r.seconds for r in summary.results)
     click.echo(summary.line(), err=True)
     if run.report is not None:
         try:
@@ -303,6 +314,36 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         sys.exit(130)
     if summary.failed:
         sys.exit(1)
+
+
+def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finish, per_image) -> list:
+    """The batch's video clips, frame by frame through the model as an image is (its per-image
+    request and finish hooks see each frame as an image of the clip's name), each resumable."""
+    from .batch.clip import run_clip_jobs
+    from .io.images import LoadedImage
+
+    def frame(clip: Path, rgb):
+        img = LoadedImage(rgb, clip)
+        out = model.run_arrays([rgb], **request, **(per_image(img) if per_image is not None else {}))[0]
+        return finish(out, img) if finish is not None else out
+
+    fingerprint = repr((str(tasks_path(model_name)), sorted((k, repr(v)) for k, v in request.items()),
+                        run.ensemble, run.tile, run.precision, run.backend))
+    try:
+        return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
+                             int(run.max_megapixels * 1e6))
+    except KeyboardInterrupt:
+        _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
+
+
+def tasks_path(model_name: str) -> str:
+    """The model file a name stands for (a shipped name or a path), for a clip's resume key."""
+    from .weights import resolve
+
+    try:
+        return str(resolve(model_name))
+    except Exception:  # noqa: BLE001  (loaded already: any name that loads resolves)
+        return model_name
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ..io.atomic import write_atomic
-from ..io.video import ClipInfo, ClipWriter, assemble, frames, probe
+from ..io.video import ClipInfo, ClipWriter, assemble, check_output, frames, probe
 
 MIN_PIECE = 16
 
@@ -60,6 +60,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
     after each frame (total 0 where the container does not say)."""
     src, dst = Path(src), Path(dst)
+    check_output(dst, codec, crf)
     info = probe(src)
     piece = piece_frames(info)
     folder = parts_folder(dst)
@@ -72,7 +73,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             same = False
         if not same:  # another command or another source: its pieces are of no use
             shutil.rmtree(folder)
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # (and the -o folder it is in)
     write_atomic(manifest, json.dumps(state, indent=1))
     name = lambda k: folder / f"piece-{k:06d}{dst.suffix.lower()}"  # noqa: E731
     done = 0
@@ -98,6 +99,8 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, None)  # the unfinished piece is removed; finished ones stay
+        if k == 0:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing finished: nothing left behind
         raise
     pieces = [name(i) for i in range(k)]
     assemble(pieces, src, _tmp_beside(dst))
@@ -108,3 +111,48 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
 
 def _tmp_beside(dst: Path) -> Path:
     return dst.parent / f".{dst.name}.joined{dst.suffix.lower()}"
+
+
+def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,
+                  overwrite: bool = False, quiet: bool = False, codec: str | None = None,
+                  crf: int | None = None, max_pixels: int | None = None) -> list:
+    """The batch's clips (plan.Job with a video source), one after another, each resumable;
+    `process(clip path, rgb) -> rgb` runs the model on a frame. Returns one report.Result a
+    clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
+    finished pieces are kept: the same command resumes)."""
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from ..io.video import VideoError  # noqa: PLC0415
+    from .report import Result  # noqa: PLC0415
+
+    results = []
+    for job in jobs:
+        if job.skip:
+            results.append(Result(str(job.src), str(job.dst), "skipped", job.skip))
+            continue
+        if job.dst.exists() and job.dst.stat().st_size > 0 and not overwrite:
+            results.append(Result(str(job.src), str(job.dst), "skipped", "output exists"))
+            continue
+        start = time.time()
+        try:
+            info = probe(job.src)
+            if max_pixels is not None and info.width * info.height > max_pixels:
+                raise VideoError(f"its frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} "
+                                 f"MP), over --max-megapixels {max_pixels / 1e6:g}")
+            bar = tqdm(total=info.frames or None, disable=quiet, unit="frame", dynamic_ncols=True, file=sys.stderr,
+                       desc=job.src.name)
+            try:
+                done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
+                                progress=lambda n, total: bar.update(n - bar.n))
+            finally:
+                bar.close()
+            megapixels = done.frames * info.width * info.height / 1e6
+            results.append(Result(str(job.src), str(job.dst), "done", "", time.time() - start, megapixels))
+        except (VideoError, OSError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            results.append(Result(str(job.src), str(job.dst), "failed", reason, time.time() - start))
+            print(f"error: {job.src}: {reason}", file=sys.stderr)
+    return results

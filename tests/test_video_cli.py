@@ -1,0 +1,69 @@
+"""Clips through the commands (issue 33): `vitrestore denoise clip.mp4` writes clip_denoised.mp4
+with every frame at its time and the sound copied; clips in a folder are inputs too; bad clips
+fail in one line with nothing written. Tiny clips made with PyAV, the tiny test model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("av")
+
+from test_video_io import make_clip, packets, pts  # noqa: E402
+from vitrestore.io.video import frames  # noqa: E402
+
+
+def run(*args):
+    from vitrestore.cli import main
+
+    return CliRunner().invoke(main, [*map(str, args), "-q"])
+
+
+def test_a_clip_is_denoised_frame_by_frame_with_its_sound(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "clip.mp4", n=6, steps=(120, 50))
+    done = run("denoise", src, "--model", tiny_weights)
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "clip_denoised.mp4"
+    assert pts(out) == pts(src) and packets(out, "audio") == packets(src, "audio")
+    assert (out.stat().st_mode & 0o777) == 0o644 & ~_umask()
+    from vitrestore.tasks import load_model
+
+    model = load_model(str(tiny_weights), device="cpu")
+    for a, b in zip(frames(out), frames(src)):  # each frame as the image path would process it (+ the codec)
+        assert np.abs(a.rgb.astype(int) - model.run_arrays([b.rgb])[0].astype(int)).mean() < 3
+
+
+def test_clips_in_a_folder_and_an_output_folder(tmp_path, tiny_weights):
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mkv", n=3, audio=False)
+    make_clip(tmp_path / "in" / "b.mp4", n=3)
+    done = run("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_weights, "--codec", "ffv1")
+    assert done.exit_code == 1 and "b.mp4: --codec ffv1 does not go in .mp4" in done.output, done.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.mkv"]  # the other clip is done
+    done = run("denoise", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_weights)
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.mp4"]
+    assert len(list(frames(tmp_path / "out" / "a.mkv"))) == 3
+
+
+def test_bad_clips_fail_in_one_line_and_leave_nothing(tmp_path, tiny_weights):
+    (tmp_path / "text.mp4").write_text("no video here")
+    whole = make_clip(tmp_path / "whole.mp4", n=24, audio=False).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "whole.mp4").unlink()
+    for name, words in (("text.mp4", "not a readable video"), ("cut.mp4", "")):
+        done = run("denoise", tmp_path / name, "--model", tiny_weights)
+        lines = [line for line in done.output.splitlines() if line.startswith("error")]
+        assert done.exit_code == 1 and len(lines) == 1 and name in lines[0] and words in lines[0], done.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "text.mp4"]
+    big = make_clip(tmp_path / "big.mp4", n=2, audio=False)
+    done = run("denoise", big, "--model", tiny_weights, "--max-megapixels", "0.001")
+    assert done.exit_code == 1 and "over --max-megapixels" in done.output
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
