@@ -298,11 +298,21 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     options = RunOptions(overwrite=run.overwrite, quiet=run.quiet, max_pixels=int(run.max_megapixels * 1e6),
                          jpeg_quality=run.jpeg_quality,
                          batch=8 if model.device.type == "cuda" and per_image is None else 1)
+    from .io.animated import is_animation
+
     clips = [j for j in jobs if is_clip(j.src)]
-    summary = run_jobs([j for j in jobs if not is_clip(j.src)], process, options, problems=problems,
+    animations = [j for j in jobs if not is_clip(j.src) and is_animation(j.src)]
+    moving = {id(j) for j in clips + animations}
+    summary = run_jobs([j for j in jobs if id(j) not in moving], process, options, problems=problems,
                        precheck=precheck)
+    if animations:
+        from .batch.animation import run_animation_jobs
+
+        summary.results += run_animation_jobs(animations, _frame_process(model, request, finish, per_image),
+                                              run.overwrite, int(run.max_megapixels * 1e6))
     if clips:
         summary.results += _run_clips(clips, model, model_name, run, request, finish, per_image)
+    if clips or animations:
         summary.seconds = sum(r.seconds for r in summary.results)
     click.echo(summary.line(), err=True)
     if run.report is not None:
@@ -316,17 +326,24 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         sys.exit(1)
 
 
+def _frame_process(model, request: dict, finish, per_image):
+    """(the clip's or animation's path, one frame's pixels) -> the frame processed as an image
+    of that name is (its per-image request, its finish)."""
+    from .io.images import LoadedImage
+
+    def frame(source: Path, pixels):
+        img = LoadedImage(pixels, source)
+        out = model.run_arrays([pixels], **request, **(per_image(img) if per_image is not None else {}))[0]
+        return finish(out, img) if finish is not None else out
+    return frame
+
+
 def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finish, per_image) -> list:
     """The batch's video clips, frame by frame through the model as an image is (its per-image
     request and finish hooks see each frame as an image of the clip's name), each resumable."""
     from .batch.clip import run_clip_jobs
-    from .io.images import LoadedImage
 
-    def frame(clip: Path, rgb):
-        img = LoadedImage(rgb, clip)
-        out = model.run_arrays([rgb], **request, **(per_image(img) if per_image is not None else {}))[0]
-        return finish(out, img) if finish is not None else out
-
+    frame = _frame_process(model, request, finish, per_image)
     fingerprint = repr((str(tasks_path(model_name)), sorted((k, repr(v)) for k, v in request.items()),
                         run.ensemble, run.tile, run.precision, run.backend))
     try:

@@ -56,12 +56,18 @@ def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = ()
 
 # --- planning ----------------------------------------------------------------------------------
 def _is_image(p: Path) -> bool:
-    """An input a command takes: an image or a video clip (VIDEO_SUFFIXES, vitrestore/io/video.py)."""
-    return p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in VIDEO_SUFFIXES
+    """An input a command takes: an image, an animated image (GIF, APNG) or a video clip
+    (VIDEO_SUFFIXES, vitrestore/io/video.py)."""
+    return p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
 
 
 def is_clip(p: Path) -> bool:
     return p.suffix.lower() in VIDEO_SUFFIXES
+
+
+def keeps_suffix(p: Path) -> bool:
+    """Inputs whose output keeps their format whatever --format says: clips and animations."""
+    return p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
 
 
 def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -113,7 +119,7 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
 
 def _out_suffix(src: Path, fmt: str | None) -> str:
     """The output's extension: --format's for an image, a clip's own (--format names image formats)."""
-    return FORMATS[fmt.lower().lstrip(".")] if fmt and not is_clip(src) else src.suffix
+    return FORMATS[fmt.lower().lstrip(".")] if fmt and not keeps_suffix(src) else src.suffix
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -181,7 +187,7 @@ def _check_output(inputs: list[Path], out: Path | None) -> bool:
     if is_clip(inputs[0]) != is_clip(out):
         raise ValueError(f"{out}: -o for {'a clip' if is_clip(inputs[0]) else 'an image'} must be "
                          f"{'a video (' + ', '.join(VIDEO_SUFFIXES) + ')' if is_clip(inputs[0]) else 'an image'}")
-    if out.suffix.lower() not in WRITABLE_SUFFIXES and not is_clip(out):
+    if out.suffix.lower() not in WRITABLE_SUFFIXES and not (keeps_suffix(out) and keeps_suffix(inputs[0])):
         raise ValueError(f"{out}: cannot write {out.suffix} files (writable: {', '.join(sorted(WRITABLE_SUFFIXES))})")
     return True
 
