@@ -47,7 +47,7 @@ def f1_within(pred: torch.Tensor, true: torch.Tensor, px: int = 1) -> tuple[floa
 def cut_logit(threshold: float, sensitivity: float) -> float:
     """The logit a pixel's must pass to count as damage: the model's `threshold` probability at
     sensitivity 0.5, moving by SENSITIVITY_SPAN logits across the range (sensitivity 0: 4 above, a
-    probability near 0.998 for threshold 0.9; 1: 4 below, near 0.14)."""
+    probability near 0.997 for threshold 0.85; 1: 4 below, near 0.09)."""
     return math.log(threshold / (1 - threshold)) + SENSITIVITY_SPAN * (0.5 - sensitivity)
 
 

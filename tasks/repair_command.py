@@ -31,8 +31,10 @@ class RepairInputs:
                                                        "(<stem>.* or <stem>_mask.*; a photo without one: none).")
     mask_out: Path | None = option(None, type="path", help="Write the damage mask found (and your strokes) to this "
                                                            "folder as <stem>_mask.png (8-bit, 255 = damaged; input "
-                                                           "folders mirrored as with -o). Edit one and give the "
-                                                           "folder back as --mask.")
+                                                           "folders mirrored as with -o; made if missing). Strokes "
+                                                           "painted into one come back with --mask (added to what "
+                                                           "is found); `vitrestore inpaint --mask` fills exactly the "
+                                                           "masks as edited.")
     fill: str = option("inpaint", help="The inpainting model that fills the damage (shipped name or a file).")
     denoise: float | None = option(None, lo=0, hi=255, unit="0-255 scale",
                                    help="Then remove film grain from the whole photo with the shipped denoise "
@@ -92,10 +94,14 @@ def plan(inputs: RepairInputs, request: dict, paths: tuple[Path, ...]) -> Plan:
 
 
 def _mask_folder(folder: Path, inputs: list[Path], user_masks: Path | None) -> Path:
-    """--mask-out, checked: an existing folder, not an input folder (its subfolder is fine: it
-    is then no input) nor the --mask folder. ValueError otherwise."""
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: --mask-out must be an existing folder")
+    """--mask-out, checked (and made where missing): a folder, not an input folder (its subfolder
+    is fine: it is then no input) nor the --mask folder. ValueError otherwise."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: --mask-out must be a folder, not a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{folder}: --mask-out cannot be made ({exc.strerror or exc})") from None
     real = folder.expanduser().resolve()
     if user_masks is not None and user_masks.is_dir() and real == user_masks.expanduser().resolve():
         raise ValueError(f"{folder}: --mask-out is the --mask folder: the masks written would replace your strokes; "

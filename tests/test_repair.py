@@ -63,8 +63,7 @@ def test_the_detector_gives_one_logit_per_pixel_and_sensitivity_moves_its_cut(ti
 
 
 def test_nothing_found_keeps_the_photo_byte_identical(tiny_detector, tiny_inpaint_weights, photo, tmp_path):
-    masks = tmp_path / "masks"
-    masks.mkdir()
+    masks = tmp_path / "masks" / "new"  # made where missing, as -o is
     done = repair(photo, "--model", tiny_detector, "--fill", tiny_inpaint_weights, "--sensitivity", "0",
                   "--mask-out", masks)
     assert done.exit_code == 0, done.output
@@ -125,8 +124,8 @@ def test_a_photo_all_damage_and_a_tiny_photo_each_get_one_line(tiny_detector, ti
 
 def test_mask_out_must_be_a_folder_and_other_tasks_models_are_refused(tiny_detector, tiny_inpaint_weights, photo,
                                                                        tmp_path):
-    done = repair(photo, "--model", tiny_detector, "--mask-out", tmp_path / "nowhere")
-    assert done.exit_code != 0 and "nowhere: --mask-out must be an existing folder" in done.output
+    done = repair(photo, "--model", tiny_detector, "--mask-out", photo)
+    assert done.exit_code == 2 and "p.png: --mask-out must be a folder, not a file" in done.output
     done = repair(photo, "--model", tiny_inpaint_weights)
     assert done.exit_code != 0 and "not a model for `vitrestore repair`" in done.output
     done = repair(photo, "--model", tiny_detector, "--fill", tiny_detector)  # before any photo is read
