@@ -52,10 +52,15 @@ class UserMasks:
                 continue
         return Path(path.stem)
 
-    def _mask_file(self, image: Path) -> Path:
+    def _mask_file(self, image: Path) -> Path | None:
+        """The image's mask file; in a mask folder, <stem>.* (or <stem>_mask.*, as repair's
+        --mask-out names them) matched by relative path, else by name. ValueError where there
+        is none (or several)."""
         if not self.is_folder:
             return self.mask_path
-        found = self.by_rel.get(self._relative(image)) or self.by_stem.get(image.stem, [])
+        rel = self._relative(image)
+        found = (self.by_rel.get(rel) or self.by_rel.get(rel.with_name(rel.name + "_mask"))
+                 or self.by_stem.get(image.stem) or self.by_stem.get(image.stem + "_mask", []))
         if not found:
             raise ValueError(f"no mask named {image.stem}.* in {self.mask_path}")
         if len(found) > 1:
@@ -67,6 +72,22 @@ class UserMasks:
     def hole_for(self, img: LoadedImage) -> np.ndarray:
         """(H, W) bool hole of a loaded image: 1 = fill. ValueError when there is nothing to fill,
         nothing known to fill from, or no usable mask."""
+        hole, what, empty = self._marked(img)
+        return fillable(hole, empty, f"{what} covers the whole image: no known pixel to fill the hole from")
+
+    def marked_for(self, img: LoadedImage, missing_ok: bool = False) -> np.ndarray:
+        """(H, W) bool: the pixels the mask marks, none or all of them alike (repair adds them to
+        what it finds); `missing_ok`: a mask folder without the image's mask marks none. ValueError
+        where there is no usable mask."""
+        if missing_ok and self.is_folder:
+            rel = self._relative(img.path)
+            if not any(self.by_rel.get(r) for r in (rel, rel.with_name(rel.name + "_mask"))) \
+                    and not any(self.by_stem.get(s) for s in (img.path.stem, img.path.stem + "_mask")):
+                return np.zeros(img.pixels.shape[:2], bool)
+        return self._marked(img)[0]
+
+    def _marked(self, img: LoadedImage) -> tuple[np.ndarray, str, str]:
+        """(the marked pixels grown by `dilate`, what marked them, the message were none marked)."""
         h, w = img.pixels.shape[:2]
         if self.key is not None:
             hole = color_key_mask(img.pixels, self.key, self.tolerance)
@@ -81,7 +102,7 @@ class UserMasks:
                 raise ValueError(f"mask {path} is {m.pixels.shape[1]}x{m.pixels.shape[0]} but the image is {w}x{h}")
             hole = mask_from_pixels(m.pixels)
             what, empty = f"mask {path}", f"mask {path} is empty (no white or opaque pixel: nothing to fill)"
-        return fillable(dilate(hole, self.dilate), empty, f"{what} covers the whole image: no known pixel to fill the hole from")
+        return dilate(hole, self.dilate), what, empty
 
 
 def fillable(hole: np.ndarray, empty: str, full: str) -> np.ndarray:

@@ -2,7 +2,8 @@
 learns from (issue: find and mend the damage on old photos without a mask).
 
     scene(photo, g)   details that are NOT damage, drawn into the photo itself: hair and
-                      eyelash-like curves, thin wires, text strokes, bright highlights
+                      eyelash-like curves, thin wires, text strokes, bright highlights, straight
+                      structure (frame edges, stripes, glints along an edge)
     age(photo, g)     the photo made to look old: faded (lifted blacks, less contrast), sepia,
                       grey or colour-cast, film grain, paper texture (the damage is added after
                       this, then the whole is scanned: JPEG in `old_photo`)
@@ -65,10 +66,13 @@ class Scene:
     wires_prob: float = bounded(0.3, 0, 1)  # a long thin straight wire across the scene, dark
     text_prob: float = bounded(0.2, 0, 1)  # a few characters of printed text
     highlights_max: int = bounded(3, 0, 50)  # small bright specular spots
+    lines_max: int = bounded(3, 0, 50)  # straight structure: frame edges, stripes, glints along an edge
 
     def __call__(self, photo: np.ndarray, g: torch.Generator) -> np.ndarray:
         out = photo.copy()
         h, w = out.shape[:2]
+        for _ in range(_i(g, 0, self.lines_max)):
+            out = self._structure(out, g)
         for _ in range(_i(g, 0, self.hairs_max)):
             pts = _curve(g, h, w, _u(g, 8, 0.25 * max(h, w)), 0.05)
             tone = _u(g, 0.0, 0.25) if _chance(g, 0.7) else _u(g, 0.7, 0.95)
@@ -97,6 +101,42 @@ class Scene:
             spot = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None]
             out = out + (1 - out) * spot * _u(g, 0.5, 0.9)
         return np.clip(out, 0, 1).astype(np.float32)
+
+    @staticmethod
+    def _structure(out: np.ndarray, g: torch.Generator) -> np.ndarray:
+        """A straight line of the scene, at any angle, light or dark, 1-3 px, as soft as the
+        photo's own edges: alone (a wire, a stripe), beside a parallel one (a frame's two edges,
+        2-12 px apart) or along a step to a darker band (a glint on a door frame, a collar's
+        edge). Damage looks alike but lies on top of the print: the detector must tell them apart."""
+        h, w = out.shape[:2]
+        angle, cx, cy = _u(g, 0, math.pi), _u(g, 0, w), _u(g, 0, h)
+        length = _u(g, 0.3, 1.5) * max(h, w)
+        dx, dy = math.cos(angle), math.sin(angle)
+        nx, ny = -dy, dx  # the normal: where a parallel edge or a band lies
+        width, gap = _i(g, 1, 3), _u(g, 2, 12)
+        tone = _u(g, 0.75, 1.0) if _chance(g, 0.6) else _u(g, 0.0, 0.25)
+        kind = _i(g, 0, 2)  # 0 alone, 1 a parallel pair, 2 a glint along a band
+
+        def line(offset: float) -> np.ndarray:
+            layer = np.zeros((h, w), np.float32)
+            ox, oy = cx + nx * offset, cy + ny * offset
+            p0 = (int(ox - dx * length / 2), int(oy - dy * length / 2))
+            p1 = (int(ox + dx * length / 2), int(oy + dy * length / 2))
+            cv2.line(layer, p0, p1, 1.0, width, cv2.LINE_AA)
+            return layer
+
+        layer = line(0.0)
+        if kind == 1:
+            layer = np.maximum(layer, line(gap))
+        blur = _u(g, 0.3, 1.0)
+        alpha = cv2.GaussianBlur(layer, (0, 0), blur) * _u(g, 0.5, 0.95)
+        if kind == 2:  # the band beside the glint: a darker (or lighter) strip, `gap` wide
+            band = np.zeros((h, w), np.float32)
+            for k in range(1, int(gap) + 1):
+                band = np.maximum(band, line(k * (width + 0.5) * 0.7))
+            band = cv2.GaussianBlur(band, (0, 0), blur) * _u(g, 0.2, 0.6)
+            out = out * (1 - band[..., None]) + (1 - tone) * band[..., None]
+        return out * (1 - alpha[..., None]) + tone * alpha[..., None]
 
 
 # --- age ------------------------------------------------------------------------------------

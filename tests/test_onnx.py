@@ -173,11 +173,16 @@ def test_every_shipped_model_runs_the_same_on_both_backends(name):
 @pytest.mark.parametrize("name", shipped_models())
 def test_every_shipped_model_in_bf16_stays_within_one_level_of_fp32(name):
     """The CPU's auto precision where it has bfloat16 units: the same 8-bit output within 1/255 on
-    a photo-like image (a hole in pure noise is another matter: inpaint invents it differently)."""
+    a photo-like image (a hole in pure noise is another matter: inpaint invents it differently);
+    a mask (repair's detector) the same but for pixels whose logit sits at the cut: under 1%."""
     img = smooth_image(np.random.default_rng(0), 70, 90)
     request = _shipped_request(name)
     a, b = (load_model(name, device="cpu", backend="torch", precision=p, tile=64)(img, **request) for p in ("fp32", "bf16"))
-    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert a.shape == b.shape
+    if set(np.unique(a)) <= {0, 255}:  # a mask
+        assert (a != b).any(axis=-1).mean() < 0.01
+    else:
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_backend_choices_and_impossible_asks(monkeypatch):

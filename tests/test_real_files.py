@@ -130,10 +130,12 @@ def _tasks(tiny_cfg, tmp_path):
         "inpaint": tiny_cfg("task=inpaint"),
         "restore": tiny_cfg(*restore),
         "stylize": tiny_cfg(*STYLE, f"task_options.style_image={painting(tmp_path / 'p.png')}"),
+        "repair": tiny_cfg("task=repair", "generator.out_channels=1", "generator.residual=false"),
     }
 
 
-@pytest.mark.parametrize("which", ["denoise", "upscale-classic", "upscale-real", "inpaint", "restore", "stylize"])
+@pytest.mark.parametrize("which", ["denoise", "upscale-classic", "upscale-real", "inpaint", "restore", "stylize",
+                                   "repair"])
 def test_every_task_trains_on_inputs_a_file_can_hold(tiny_cfg, tmp_path, which):
     """Training inputs are exactly on 8-bit levels (stylize: its input is the 8-bit photo
     colour-matched as at inference, so the photo it starts from is what is checked)."""
@@ -151,7 +153,7 @@ def test_every_task_trains_on_inputs_a_file_can_hold(tiny_cfg, tmp_path, which):
 
 
 def test_every_registered_task_is_checked_above():
-    assert set(TASKS) == {"denoise", "upscale", "inpaint", "restore", "stylize"}
+    assert set(TASKS) == {"denoise", "upscale", "inpaint", "restore", "stylize", "repair"}
 
 
 def test_denoise_gives_the_level_only_for_plain_gaussian_noise(tiny_cfg):

@@ -17,6 +17,10 @@ from vitrestore.studio.options import JobPlanner
 from vitrestore.tasks import TASKS, commands
 
 
+REQUIRED = {"stylize": ["--style", "starry-night"], "restore": ["--weights", "w.safetensors"]}  # each command's
+# required inputs
+
+
 def value_fields(task: str):
     return [f for f in dataclasses.fields(TASKS[task].Request) if f.metadata["kind"] == "value"]
 
@@ -51,29 +55,29 @@ def test_the_cli_option_is_the_request_field(task, key):
         assert param.is_flag, (task, key)
     assert param.help == m["help"], (task, key)  # the same words
     # left out, the task gets the field's default (None: the model's own, e.g. inpaint's texture on)
-    parsed = main.get_command(None, task).make_context(task, ["x.png"] + (["--style", "s"] if task == "stylize" else []))
+    parsed = main.get_command(None, task).make_context(task, ["x.png"] + REQUIRED.get(task, []))
     assert parsed.params[key] == field.default, (task, key, parsed.params[key])
 
 
 def _planner():
-    return JobPlanner(commands(), ["starry-night"], None, lambda i: None)
+    return JobPlanner(commands(), ["starry-night"], None, lambda i: _Image())
 
 
 @pytest.mark.parametrize("task,key", [c for c in cases() if c[1] != "texture"])
 def test_a_value_just_past_a_range_is_refused_everywhere(task, key, tmp_path):
     m = next(f for f in value_fields(task) if f.name == key).metadata
     cls = TASKS[task]
-    extra = {"style": "starry-night"} if task == "stylize" else {}
+    extra = {"stylize": {"style": "starry-night"}, "repair": {"mask": "m"}}.get(task, {})
     for bad, good in ((m["hi"] + 0.5, m["hi"]), (m["lo"] - 0.5, m["lo"])):
         with pytest.raises(ValueError, match=key):  # the Python API
             cls().check_request(**{key: bad})
         cls().check_request(**{key: good})
-        if key in _planner().options(task):  # the studio
+        if task in _planner().tasks and key in _planner().options(task):  # the studio
             with pytest.raises(ApiError, match=key):
-                _planner().plan(task, {key: bad, **extra}, None)
-            _planner().plan(task, {key: good, **extra}, None)
+                _planner().plan(task, {key: bad, **extra}, _Image())
+            _planner().plan(task, {key: good, **extra}, _Image())
         result = click.testing.CliRunner().invoke(main, [task, str(tmp_path / "x.png"), f"--{key}", str(bad)]
-                                                  + (["--style", "starry-night"] if task == "stylize" else []))
+                                                  + REQUIRED.get(task, []))
         assert result.exit_code == 2 and f"--{key}" in result.output, (task, key, result.output)
 
 
@@ -99,7 +103,8 @@ def test_the_studio_schema_lists_exactly_what_a_job_takes_and_plan_keeps_to_it(t
     tasks = planner.schema()["tasks"]
     assert list(tasks) == list(planner.tasks) and set(tasks) == {t for t, c in commands().items() if c.studio}
     json.dumps(tasks)
-    base = {"stylize": {"style": "starry-night"}, "restore": {"model": "mine.safetensors"}, "inpaint": {"mask": "m"}}
+    base = {"stylize": {"style": "starry-night"}, "restore": {"model": "mine.safetensors"}, "inpaint": {"mask": "m"},
+            "repair": {"mask": "m"}}
     for task, entry in tasks.items():
         assert main.get_command(None, entry["command"]) is not None and [o["name"] for o in entry["options"]] != []
         assert [o["name"] for o in entry["options"]] == list(planner.options(task)), task

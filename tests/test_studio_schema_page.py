@@ -82,7 +82,7 @@ def test_browser_the_page_builds_its_controls_from_the_schema(page, tmp_path):
     tasks = Select(find("task")).options
     assert [o.get_attribute("value") for o in tasks] == list(schema["tasks"])
     assert [o.text for o in tasks] == [t["label"] for t in schema["tasks"].values()]
-    assert list(schema["tasks"]) == ["denoise", "upscale", "inpaint", "stylize", "restore"]
+    assert list(schema["tasks"]) == ["denoise", "upscale", "inpaint", "repair", "stylize", "restore"]
 
     # denoise: the level slider takes the schema's max where it is under the page's 75, and its help
     slider = find("sigma")

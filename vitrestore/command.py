@@ -77,6 +77,17 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """A model-made starting value for one of a Studio's uploads (repair's damage mask, for the
+    user to edit before the job runs): `plan(options, request, offer) -> (model file, request)`
+    as a Studio's plan, the job's own options given but the upload itself; the model's output
+    on the whole image, 8-bit grey, is the upload (white = marked). `label`: the page's button."""
+
+    label: str
+    plan: Callable[[Any, dict[str, Any], Offer], tuple[Path, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
 class Studio:
     """A task in the studio. `options`: its own options besides the request's, declared with
     `option(...)` (type "image id": the id of an uploaded image of the job's image's size);
@@ -88,7 +99,9 @@ class Studio:
     work on). `preview`: the
     page previews the options live on a crop; `order`: its place in the page's task list;
     `keeps_name`: runs in a row keep one name (photo -> photo_inpainted -> photo_inpainted);
-    `rules`: what one option's value allows of another (`Rule`)."""
+    `rules`: what one option's value allows of another (`Rule`); `drafts`: upload option -> the
+    `Draft` that proposes it; `suffix`: the result's name, <stem>_<suffix> (None: the suffix of
+    the task of the model the plan picks)."""
 
     label: str
     plan: Callable[[Any, dict[str, Any], Offer], tuple[Path, dict[str, Any]]]
@@ -100,6 +113,8 @@ class Studio:
     order: int = 100
     keeps_name: bool = False
     rules: tuple[Rule, ...] = ()
+    drafts: dict[str, Draft] = field(default_factory=dict)
+    suffix: str | None = None
 
 
 @dataclass(frozen=True)

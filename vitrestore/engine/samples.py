@@ -18,6 +18,7 @@ def save_grid(path: Path, rows: list[tuple[torch.Tensor, ...]], gap: int = 4) ->
         cells = []
         for t in row:
             t = t[:1, :3].float().clamp(0, 1)
+            t = t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t  # a mask or a probability map: grey
             if t.shape[-2:] != (h, w):
                 t = F.interpolate(t, size=(h, w), mode="nearest")
             cells += [t, torch.ones(1, 3, h, gap)]

@@ -263,6 +263,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts == ["preview"]:
             png, box = studio.preview(self._body_json())
             return self._send(200, png, "image/png", {"X-Crop": ",".join(map(str, box))})
+        if method == "POST" and parts == ["draft"]:
+            return self._send(200, studio.draft(self._body_json()), "image/png")
         if len(parts) >= 2 and parts[0] == "jobs":
             job = studio.jobs.jobs.get(parts[1])
             if job is None:

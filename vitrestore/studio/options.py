@@ -20,6 +20,7 @@ ADAPT_SECONDS = (5, 600)  # the `adapt` option's range (0 or null: off), the CLI
 ADAPT_HELP = "Seconds to fine-tune a copy of the model on this image first (0 or null: off)."
 JOB_KEYS = ("task", "image", "options")
 PREVIEW_KEYS = JOB_KEYS + ("crop",)  # POST /api/preview: a job's keys and the crop
+DRAFT_KEYS = JOB_KEYS + ("upload",)  # POST /api/draft: a job's keys and which upload to draft
 CROP_KEYS = ("x", "y", "size")  # the crop's centre in the image's pixels, its side
 CROP_SIZE = (32, 512, 256)  # the crop side's range and default
 OFFERED_WORDS = {"styles": "styles", "model_files": "the models folder holds"}  # an unknown choice's message
@@ -127,8 +128,10 @@ class JobPlanner:
     def schema(self) -> dict[str, Any]:
         """GET /api/tasks: every task's options as data, {"tasks": {task: {"command", "label",
         "preview", "options": [{name, type, default, min, max, step, choices, help}], "rules": [{when,
-        value, then, allowed, why}]}}} in the page's order: its Request's user options, its studio options (offered choices filled in: this
-        studio's styles, its --models folder's files), then `adapt` where the task adapts."""
+        value, then, allowed, why}], "drafts": [{upload, label}]}}} in the page's order: its Request's
+        user options, its studio options (offered choices filled in: this studio's styles, its
+        --models folder's files), then `adapt` where the task adapts; `drafts`: the uploads a
+        model proposes (POST /api/draft)."""
         offer, out = self.offer(), {}
         for task, command in self.commands.items():
             options = []
@@ -143,7 +146,8 @@ class JobPlanner:
                                 "max": ADAPT_SECONDS[1], "step": 1, "choices": None, "help": ADAPT_HELP})
             out[task] = {"command": task, "label": command.studio.label, "preview": command.studio.preview,
                          "options": options, "rules": [dict(dataclasses.asdict(r), allowed=list(r.allowed))
-                                                       for r in command.studio.rules]}
+                                                       for r in command.studio.rules],
+                         "drafts": [{"upload": name, "label": d.label} for name, d in command.studio.drafts.items()]}
         return {"tasks": out}
 
     def adapt_seconds(self, task: str, options: dict[str, Any]) -> float | None:
@@ -213,6 +217,34 @@ class JobPlanner:
         one the studio lists, never a client's path. ApiError 400 naming the option otherwise.
         The `adapt` option is checked here too, and read by `adapt_seconds`; uploaded maps
         (`uploads`) are checked here and read by the server."""
+        command = self.commands[task]
+        own, request, offer = self._checked(task, options, src)
+        try:
+            path, request = command.studio.plan(command.studio.options(**own), request, offer)
+        except ValueError as exc:
+            raise ApiError(400, f"{task}: {exc}") from None
+        return path, command.ensemble, request
+
+    def plan_draft(self, task: str, upload: Any, options: dict[str, Any], src: Stored) -> tuple[Path, dict[str, Any]]:
+        """(model file, request) of the model that proposes the job's upload `upload` (its
+        Studio's `drafts`), from the job's options without that upload, checked as a job's are."""
+        drafts = self.commands[task].studio.drafts
+        if not isinstance(upload, str) or upload not in drafts:
+            raise ApiError(400, f"{task}: upload must be one of {', '.join(drafts) or '(none: nothing is drafted)'}, "
+                                f"got {_shown(upload)}")
+        if options.get(upload) is not None:
+            raise ApiError(400, f"{task}: a draft of {upload!r} is made without one: leave it out of the options")
+        options = {k: v for k, v in options.items() if k != upload}
+        own, request, offer = self._checked(task, options, src, leave=upload)
+        try:
+            return drafts[upload].plan(self.commands[task].studio.options(**own), request, offer)
+        except ValueError as exc:
+            raise ApiError(400, f"{task}: {exc}") from None
+
+    def _checked(self, task: str, options: dict[str, Any], src: Stored,
+                 leave: str | None = None) -> tuple[dict[str, Any], dict[str, Any], Offer]:
+        """(the studio options, the request, the offer) of a job's options, each checked; `leave`:
+        an option not yet given (a draft's upload: None)."""
         command, keys = self.commands[task], self.options(task)
         unknown = [k for k in options if k not in keys]
         if unknown:
@@ -223,16 +255,12 @@ class JobPlanner:
             value = options.get(f.name)
             if value is None and where == "request":
                 continue  # the model's default
-            if value is None and not meta(f)["required"]:
-                own[f.name] = f.default
+            if (value is None and not meta(f)["required"]) or f.name == leave:
+                own[f.name] = None if f.name == leave else f.default
                 continue
             (request if where == "request" else own)[f.name] = self._value(task, f, value, offer, src)
         given = {**own, **request}
         for rule in command.studio.rules:
             if given.get(rule.when) == rule.value and given.get(rule.then) not in rule.allowed:
                 raise ApiError(400, f"{task}: {rule.why}")
-        try:
-            path, request = command.studio.plan(command.studio.options(**own), request, offer)
-        except ValueError as exc:
-            raise ApiError(400, f"{task}: {exc}") from None
-        return path, command.ensemble, request
+        return own, request, offer

@@ -31,7 +31,7 @@ from .. import request as requests
 from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
 from .jobs import Job, JobQueue, QueueFull
-from .options import PREVIEW_KEYS, JobPlanner, check_job, crop_box
+from .options import DRAFT_KEYS, PREVIEW_KEYS, JobPlanner, check_job, crop_box
 from .store import Stored, UploadStore, eight_bit
 
 PREVIEW_CONTEXT = 32  # pixels of the image around a preview's crop that the model sees too (as tiles overlap)
@@ -165,7 +165,7 @@ class Studio:
         the crop (where there are), then the crop is cut out: its border gets the context it has in
         the job. Inpaint's mask is cut alike. At most PREVIEW_WAITING at once (429 beyond); 503 once
         the studio closes."""
-        from ..io.images import ImageReadError, encode_image, read_image
+        from ..io.images import encode_image
 
         task, image_id, options = check_job(body, self.planner.tasks, PREVIEW_KEYS, "the preview")
         src = self.store.image(image_id)
@@ -173,17 +173,46 @@ class Studio:
         left, top, w, h = box = crop_box(body.get("crop"), src.width, src.height)
         m = PREVIEW_CONTEXT
         x0, y0, x1, y1 = max(left - m, 0), max(top - m, 0), min(left + w + m, src.width), min(top + h + m, src.height)
+        cut = (slice(y0, y1), slice(x0, x1))
+        model, out = self._run_now(task, image_id, path, ensemble, request,
+                                   lambda: self._uploaded(task, options, cut), cut)
+        s = model.scale
+        out = out[(top - y0) * s:(top - y0 + h) * s, (left - x0) * s:(left - x0 + w) * s]
+        return encode_image(eight_bit(out, rgb=True), ".png"), box
+
+    def draft(self, body: dict[str, Any]) -> bytes:
+        """POST /api/draft {task, image, options, upload}: an 8-bit grey PNG of the image's size,
+        the upload `upload` as the task's Draft proposes it (command.py; repair: the damage its
+        detector finds), for the page to show in its painter before the job runs. The options are
+        the job's, checked as a job's are, the upload itself left out. Run at once, as a preview
+        is (its slots and locks)."""
+        from ..io.images import encode_image
+
+        task, image_id, options = check_job(body, self.planner.tasks, DRAFT_KEYS, "the draft")
+        src = self.store.image(image_id)
+        path, request = self.planner.plan_draft(task, body.get("upload"), options, src)
+        _, out = self._run_now(task, image_id, path, 1, request, dict, (slice(None), slice(None)))
+        return encode_image(eight_bit(out, rgb=True)[..., :1], ".png")
+
+    def _run_now(self, task: str, image_id: str, path: Path, ensemble: int, request: dict[str, Any],
+                 uploaded: Any, cut: tuple[slice, slice]) -> tuple[Any, Any]:
+        """(the model, its output on the image's pixels[cut]) at once, on the request's thread: one
+        at a time (PREVIEW_WAITING wait, 429 beyond) and after a running job; `uploaded()` the
+        request's maps read from the uploads. 503 once the studio closes."""
+        from ..io.images import ImageReadError, read_image
+
         if self._closing.is_set():
             raise ApiError(503, "the studio is closing")
         if not self._preview_slots.acquire(blocking=False):
-            raise ApiError(429, f"previews are busy ({PREVIEW_WAITING} under way or waiting); try again")
+            raise ApiError(429, f"previews are busy ({PREVIEW_WAITING} previews or drafts under way or waiting); try again")
         try:
             with self._preview_lock:
                 try:
                     if self._preview_source[0] != image_id:
                         self._preview_source = (None, None)  # the old one goes before the next is read
+                        src = self.store.image(image_id)
                         self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
-                    request.update(self._uploaded(task, options, (slice(y0, y1), slice(x0, x1))))
+                    request.update(uploaded())
                     model = self.model(path, ensemble)
                     model.task.check_request(**request)
                 except ImageReadError:  # dropped from the store meanwhile
@@ -192,14 +221,12 @@ class Studio:
                     raise ApiError(400, f"{task}: {_one_line(exc)}") from None
                 self._take_device()
                 try:
-                    out = model.run_arrays([self._preview_source[1][y0:y1, x0:x1]], **request)[0]
+                    out = model.run_arrays([self._preview_source[1][cut]], **request)[0]
                 finally:
                     self.device_lock.release()
         finally:
             self._preview_slots.release()
-        s = model.scale
-        out = out[(top - y0) * s:(top - y0 + h) * s, (left - x0) * s:(left - x0 + w) * s]
-        return encode_image(eight_bit(out, rgb=True), ".png"), box
+        return model, out
 
     def _take_device(self) -> None:
         """The device lock for a preview, waited for (a running job's turn) until the studio closes:
@@ -245,8 +272,9 @@ class Studio:
                 out = model.run_arrays([img.pixels], **request)[0]
             finally:
                 model.progress = None
-        stem = f"{src.stem}_{model.task.suffix}"
-        if command.studio.keeps_name and src.stem.endswith(f"_{model.task.suffix}"):
+        suffix = command.studio.suffix or model.task.suffix
+        stem = f"{src.stem}_{suffix}"
+        if command.studio.keeps_name and src.stem.endswith(f"_{suffix}"):
             stem = src.stem  # runs in a row keep one name: photo -> photo_inpainted -> photo_inpainted
         return self.store.add_result(encode_image(out, src.suffix, 95, img.icc, img.exif), src, stem, out.shape)
 

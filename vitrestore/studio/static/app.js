@@ -95,6 +95,7 @@ async function upload(file) {
     $("compare").disabled = true;
     await show(image);
     message(`${image.name}: ${image.width}x${image.height}, ${image.channels} channel(s), ${image.bits}-bit`, true);
+    if (paintDraft($("task").value)) draft();  // a task that drafts its mask: drafted for the new photo
   } catch (e) { message(e.message); }
 }
 $("file").onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); e.target.value = ""; };
@@ -125,6 +126,7 @@ $("download").onclick = async (e) => {
 // --- the mask: strokes and rectangles, replayed from a list (cheap undo on any image size) -----
 function drawOp(ctx, op) {
   ctx.globalCompositeOperation = op.tool === "eraser" ? "destination-out" : "source-over";
+  if (op.tool === "draft") { ctx.drawImage(op.canvas, 0, 0); return; }  // a model's mask (POST /api/draft)
   ctx.fillStyle = ctx.strokeStyle = "rgb(255, 40, 90)";
   if (op.tool === "rect") {
     const [a, b] = op.points;
@@ -185,7 +187,6 @@ for (const tool of ["brush", "eraser", "rect"]) {
 }
 $("clear").onclick = () => {
   if (!state.ops.length) return;
-  const op = {tool: "clear", points: []};
   state.history.push({kind: "clear", ops: state.ops}); state.redo = [];
   state.ops = []; redrawMask();
 };
@@ -194,7 +195,7 @@ async function undo() {
   const entry = state.history.pop();
   if (!entry) return;
   if (entry.kind === "stroke") state.ops.pop();
-  else if (entry.kind === "clear") state.ops = entry.ops;
+  else if (entry.kind === "clear" || entry.kind === "draft") state.ops = entry.ops;
   else { await show(entry.from); state.ops = entry.ops || []; }
   state.redo.push(entry);
   redrawMask();
@@ -204,6 +205,7 @@ async function redo() {
   if (!entry) return;
   if (entry.kind === "stroke") state.ops.push(entry.op);
   else if (entry.kind === "clear") state.ops = [];
+  else if (entry.kind === "draft") state.ops = [entry.op];
   else await show(entry.to);
   state.history.push(entry);
   redrawMask();
@@ -219,16 +221,19 @@ document.addEventListener("keydown", (e) => {
 });
 
 function maskBlob() {
-  // white = fill, black = keep, at the image's size
+  // white = fill, black = keep, at the image's size; null where nothing is marked
   const c = document.createElement("canvas");
   c.width = mask.width; c.height = mask.height;
   const ctx = c.getContext("2d");
   const src = mask.getContext("2d").getImageData(0, 0, mask.width, mask.height);
   const out = ctx.createImageData(mask.width, mask.height);
+  let marked = 0;
   for (let i = 0; i < src.data.length; i += 4) {
     const v = src.data[i + 3] > 0 ? 255 : 0;
+    marked += v;
     out.data[i] = out.data[i + 1] = out.data[i + 2] = v; out.data[i + 3] = 255;
   }
+  if (!marked) return Promise.resolve(null);
   ctx.putImageData(out, 0, 0);
   return new Promise((resolve) => c.toBlob(resolve, "image/png"));
 }
@@ -252,6 +257,7 @@ const UI = {
 };
 const taskControls = {};  // task -> its controls in the schema's order: {name, el, get, preview, later, paint}
 const taskRules = {};  // task -> the schema's rules: where option `when` is `value`, `then` is one of `allowed`
+const taskDrafts = {};  // task -> the schema's drafts: [{upload, label}], the uploads a model proposes
 
 // the choices a rule rules out are disabled (and a ruled-out choice moves to the first allowed one)
 function applyRules(task) {
@@ -277,7 +283,7 @@ function buildOptions(schema) {
     return option;
   }));
   PREVIEW_TASKS = Object.keys(schema.tasks).filter((task) => schema.tasks[task].preview);
-  for (const [task, t] of Object.entries(schema.tasks)) taskRules[task] = t.rules || [];
+  for (const [task, t] of Object.entries(schema.tasks)) { taskRules[task] = t.rules || []; taskDrafts[task] = t.drafts || []; }
   const made = new Map(), named = new Set();
   for (const [task, {options}] of Object.entries(schema.tasks)) {
     taskControls[task] = options.map((o) => {
@@ -406,8 +412,9 @@ function styleWidget(o) {
 // the mask painter: the image id sent is the painted mask's, uploaded when the job is run
 function paintWidget() {
   return {el: $("paint-widget"), paint: true, preview: false, later: true, get: async () => {
-    if (!state.ops.length) throw new Error("paint over what to remove first");
-    const res = await api("/api/images", {method: "POST", body: await maskBlob(),
+    const blob = await maskBlob();
+    if (!blob) throw new Error("paint over what to remove first");
+    const res = await api("/api/images", {method: "POST", body: blob,
       headers: {"X-Filename": "mask.png", "Content-Type": "image/png"}});
     return (await res.json()).id;
   }};
@@ -421,7 +428,61 @@ function showOptions() {
   document.body.toggleAttribute("data-paint", mine.some((c) => c.paint));
   applyRules(task);
   hidePreview();
+  const drafted = paintDraft(task);
+  $("draft").hidden = !drafted;
+  if (drafted) { $("draft").textContent = drafted.label; if (!state.ops.length) draft(); }
 }
+
+// --- drafts: a model's mask in the painter, to accept, erase false hits from or add to, then run ----
+function paintDraft(task) {  // the task's draft of its painted upload, if it has one
+  const painted = (taskControls[task] || []).find((c) => c.paint);
+  return painted && (taskDrafts[task] || []).find((d) => d.upload === painted.name);
+}
+let drafting = 0;  // the latest draft asked for: an older answer, or one for a mask edited meanwhile, is dropped
+async function draft() {
+  const task = $("task").value, d = paintDraft(task), image = state.image, ops = state.ops, asked = ++drafting;
+  if (!d || !image) return;
+  document.body.dataset.draft = "busy";
+  $("draft").disabled = true;
+  const running = `${d.label}: running…`;
+  message(running, true);
+  let bitmap;
+  try {
+    const body = JSON.stringify({task, image: image.id, options: collect(task, true), upload: d.upload});
+    const res = await api("/api/draft", {method: "POST", headers: {"Content-Type": "application/json"}, body});
+    bitmap = await createImageBitmap(await res.blob());
+  } catch (e) {
+    if (asked === drafting) { $("draft").disabled = false; document.body.dataset.draft = "error"; message(`${d.label}: ${e.message}`); }
+    return;
+  }
+  if (asked !== drafting) return;  // a newer draft is under way
+  $("draft").disabled = false;
+  if (state.image !== image || $("task").value !== task || state.ops !== ops || state.job) {
+    document.body.dataset.draft = "stale";  // another photo or task, or the mask was edited (or run) meanwhile
+    if ($("message").textContent === running) message("");
+    return;
+  }
+  const c = document.createElement("canvas");  // white -> the painter's colour, black -> nothing
+  c.width = bitmap.width; c.height = bitmap.height;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  const px = ctx.getImageData(0, 0, c.width, c.height);
+  let marked = 0;
+  for (let i = 0; i < px.data.length; i += 4) {
+    const on = px.data[i] > 127;
+    marked += on;
+    px.data[i] = 255; px.data[i + 1] = 40; px.data[i + 2] = 90; px.data[i + 3] = on ? 255 : 0;
+  }
+  ctx.putImageData(px, 0, 0);
+  const op = {tool: "draft", canvas: c, points: []};
+  state.history.push({kind: "draft", ops: state.ops, op}); state.redo = [];
+  state.ops = [op];
+  redrawMask();
+  document.body.dataset.draft = "done";
+  const share = (100 * marked / (c.width * c.height)).toFixed(2);
+  message(`${d.label}: ${marked ? share + "% of the photo marked: erase false hits, paint missed ones, then Run" : "nothing found: paint what to mend, or raise the sensitivity"}`, true);
+}
+$("draft").onclick = draft;
 $("task").onchange = showOptions;
 // a control of the task shown changed: its preview (the widgets ask for theirs themselves)
 $("options").addEventListener("change", () => applyRules($("task").value));  // a choice another rules on
