@@ -47,7 +47,7 @@ def test_the_detector_trains_and_reports_f1(tiny_detector):
 
 
 def test_the_detector_gives_one_logit_per_pixel_and_sensitivity_moves_its_cut(tiny_detector):
-    from tasks.repair import cut_logit
+    from vitrestore.tasks.repair import cut_logit
     from vitrestore.tasks import load_model
 
     model = load_model(str(tiny_detector), device="cpu")
@@ -74,7 +74,7 @@ def test_nothing_found_keeps_the_photo_byte_identical(tiny_detector, tiny_inpain
 def some_found(detector, photo) -> str:
     """The sensitivity at which the untrained detector finds about half of the photo: its cut
     (tasks/repair.py's cut_logit) at the median of its logits on it."""
-    from tasks.repair import SENSITIVITY_SPAN
+    from vitrestore.tasks.repair import SENSITIVITY_SPAN
     from vitrestore.tasks import load_model
 
     model = load_model(str(detector), device="cpu")
