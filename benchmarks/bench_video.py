@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=25)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--crf", type=int, help="passed to the command (default: the codec's)")
+    ap.add_argument("--no-steady", action="store_true", help="the command without --steady (frame by frame)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,15 +110,15 @@ def main() -> None:
             cv2.imwrite(str(tmp / "png" / f"{f.index:05d}.png"), f.rgb[:, :, ::-1])
         cmd = [sys.executable, "-m", "vitrestore", "denoise", "-q"]
         start = time.perf_counter()
-        subprocess.run([*cmd, str(tmp / "clip.mp4"), *(["--crf", str(args.crf)] if args.crf is not None else [])],
-                       check=True)
+        subprocess.run([*cmd, str(tmp / "clip.mp4"), *(["--crf", str(args.crf)] if args.crf is not None else []),
+                        *(["--no-steady"] if args.no_steady else [])], check=True)
         seconds = time.perf_counter() - start
         subprocess.run([*cmd, str(tmp / "png"), "-o", str(tmp / "png_out")], check=True)
         video = [f.rgb for f in frames(tmp / "clip_denoised.mp4")]
         pngs = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((tmp / "png_out").glob("*.png"))]
         noisy = [f.rgb for f in frames(tmp / "clip.mp4")]
         result = {
-            "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf,
+            "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf, "steady": not args.no_steady,
             "psnr_noisy": float(np.mean([psnr(a, b) for a, b in zip(noisy, clean)])),
             "psnr_video": float(np.mean([psnr(a, b) for a, b in zip(video, clean)])),
             "psnr_frames": float(np.mean([psnr(a, b) for a, b in zip(pngs, clean)])),

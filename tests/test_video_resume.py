@@ -67,3 +67,16 @@ def test_an_upscale_writes_the_larger_frames(tmp_path):
 
     out = [f.rgb for f in frames(tmp_path / "big.mkv")]  # Matroska does not count its frames: decoded
     assert len(out) == 5 and out[0].shape == (96, 128, 3)
+
+
+def test_a_steadied_clip_resumes_to_the_same_bytes(tmp_path):
+    from vitrestore.steady import Steady
+
+    src = make_clip(tmp_path / "in.mp4", n=40)
+    run_clip(src, tmp_path / "whole.mp4", invert, "invert", steady=Steady())
+    process, _ = stopping_at(20)
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out.mp4", process, "invert", steady=Steady())
+    again = run_clip(src, tmp_path / "out.mp4", invert, "invert", steady=Steady())
+    assert again.processed == 24  # (and the frame before the resumed piece, processed again, not written)
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()

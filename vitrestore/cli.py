@@ -164,6 +164,7 @@ class RunArgs:
     ensemble: str
     codec: str | None
     crf: int | None
+    steady: bool
 
 
 def _common_run_options(f, ensemble: str = "1"):
@@ -176,6 +177,9 @@ def _common_run_options(f, ensemble: str = "1"):
         return body(run, **kw)
 
     f = command
+    f = click.option("--steady/--no-steady", default=True, show_default=True,
+                     help="Clips: even each frame against the one before where the flow says they agree (less "
+                          "flicker; vitrestore/steady.py).")(f)
     f = click.option("--crf", type=click.IntRange(0, 63), default=None,
                      help="Video quality where the codec takes one (lower is better) [h264 18, h265 20, vp9 24].")(f)
     f = click.option("--codec", type=click.Choice(["h264", "h265", "vp9", "prores", "ffv1"]), default=None,
@@ -347,8 +351,10 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
     fingerprint = repr((str(tasks_path(model_name)), sorted((k, repr(v)) for k, v in request.items()),
                         run.ensemble, run.tile, run.precision, run.backend))
     try:
+        from .steady import Steady
+
         return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
-                             int(run.max_megapixels * 1e6))
+                             int(run.max_megapixels * 1e6), steady=Steady() if run.steady else None)
     except KeyboardInterrupt:
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 

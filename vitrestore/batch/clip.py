@@ -55,16 +55,19 @@ def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piec
 
 def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], fingerprint: str,
              codec: str | None = None, crf: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ClipResult:
+             progress: Callable[[int, int], None] | None = None,
+             steady: Callable[[np.ndarray | None, np.ndarray], np.ndarray] | None = None) -> ClipResult:
     """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
-    after each frame (total 0 where the container does not say)."""
+    after each frame (total 0 where the container does not say). `steady(previous output, this
+    output)` (vitrestore/steady.py) evens each frame against the one before; a resumed run
+    processes the frame before its first piece again for it."""
     src, dst = Path(src), Path(dst)
     check_output(dst, codec, crf)
     info = probe(src)
     piece = piece_frames(info)
     folder = parts_folder(dst)
-    state = _state(src, fingerprint, codec, crf, piece)
+    state = _state(src, f"{fingerprint} steady={steady!r}", codec, crf, piece)
     manifest = folder / "state.json"
     if folder.exists():
         try:
@@ -82,11 +85,17 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     start, processed, total = done * piece, 0, info.frames
     writer: ClipWriter | None = None
     k = done
+    previous = None  # the frame before's output, for `steady`
     try:
-        for frame in frames(src, start=start):
+        for frame in frames(src, start=max(start - 1, 0) if steady is not None else start):
+            out = process(frame.rgb)
+            shown = steady(previous, out) if steady is not None else out
+            previous = out
+            if frame.index < start:  # the frame before a resumed piece: only its output was wanted
+                continue
             if writer is None:
                 writer = ClipWriter(name(k), info, codec, crf, keyint=piece, part=True)
-            writer.write(frame, process(frame.rgb))
+            writer.write(frame, shown)
             processed += 1
             if progress is not None:
                 progress(frame.index + 1, total)
@@ -115,7 +124,7 @@ def _tmp_beside(dst: Path) -> Path:
 
 def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,
                   overwrite: bool = False, quiet: bool = False, codec: str | None = None,
-                  crf: int | None = None, max_pixels: int | None = None) -> list:
+                  crf: int | None = None, max_pixels: int | None = None, steady=None) -> list:
     """The batch's clips (plan.Job with a video source), one after another, each resumable;
     `process(clip path, rgb) -> rgb` runs the model on a frame. Returns one report.Result a
     clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
@@ -146,7 +155,7 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
                        desc=job.src.name)
             try:
                 done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
-                                progress=lambda n, total: bar.update(n - bar.n))
+                                progress=lambda n, total: bar.update(n - bar.n), steady=steady)
             finally:
                 bar.close()
             megapixels = done.frames * info.width * info.height / 1e6
