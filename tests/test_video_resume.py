@@ -78,5 +78,5 @@ def test_a_steadied_clip_resumes_to_the_same_bytes(tmp_path):
     with pytest.raises(Stop):
         run_clip(src, tmp_path / "out.mp4", process, "invert", steady=Steady())
     again = run_clip(src, tmp_path / "out.mp4", invert, "invert", steady=Steady())
-    assert again.processed == 24  # (and the frame before the resumed piece, processed again, not written)
+    assert again.processed == 24  # (and the window's frames before the resumed piece, processed again, not written)
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()

@@ -1,15 +1,18 @@
 """Steady frames for clips (issue 33), no training: each processed frame is blended with the
-previous processed frame, warped onto it by optical flow, wherever the two agree.
+previous processed frame, carried onto it by the optical flow of the *input* frames, wherever
+the input says the scene is unchanged.
 
-    steady = Steady()
-    out_t = steady(out_prev, out_t)      # (H, W, C) uint8 each; out_prev None at a clip's start
+    steady = Steady(window=2)
+    shown_t = steady([(in_t-2, out_t-2), (in_t-1, out_t-1)], (in_t, out_t))   # (H, W, C) uint8 each
 
-The flow (OpenCV's DIS, on the processed frames' grey: they are cleaner than the noisy inputs)
-carries the previous output onto this frame; the weight of the warped previous output is
-`strength` where the two match and falls to 0 where they differ by more than `tolerance` levels
-(motion the flow missed, an occlusion, a cut), so moving content is never smeared. Two frames
-and nothing else decide a frame, so a clip resumed mid-way (vitrestore/batch/clip.py) needs only
-the frame before its first one processed again to give the same frames.
+The flow (OpenCV's DIS, on the inputs' grey, lightly blurred against noise) says where each
+pixel of this frame was in each earlier frame; that frame's output moved by it joins the
+average with the weight 1 where the moved earlier input matches this input, falling to none
+where they differ by more than `tolerance` levels (motion the flow missed, an occlusion, a cut). What the model did
+differently to the same content (a stylised stroke, a denoised grain) is what gets evened out;
+moving content is never smeared. An output larger than its input (an upscale) gets the flow
+scaled up. `window` + 1 frames decide a frame, so a clip resumed mid-way (vitrestore/batch/clip.py)
+processes the `window` frames before its first one again and gives the same frames.
 """
 from __future__ import annotations
 
@@ -18,32 +21,59 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+Pair = tuple[np.ndarray, np.ndarray]  # (input frame, output frame), each (H, W, C) uint8
+
 
 @dataclass(frozen=True)
 class Steady:
-    strength: float = 0.5  # the warped previous output's weight where the frames agree
-    tolerance: float = 12.0  # levels (0-255) of difference at which the weight has fallen to ~1/e
+    window: int = 2  # previous frames averaged in (0: off); a resumed clip processes this many again
+    tolerance: float = 12.0  # levels (0-255) of input difference at which a frame's weight has fallen to ~1/e
 
-    def __call__(self, previous: np.ndarray | None, current: np.ndarray) -> np.ndarray:
-        if previous is None or previous.shape != current.shape or self.strength <= 0:
-            return current
-        warped = warp_onto(previous, current)
-        cur = current.astype(np.float32)
-        diff = np.abs(cur - warped).mean(axis=2) if cur.ndim == 3 else np.abs(cur - warped)
-        diff = cv2.GaussianBlur(diff, (0, 0), 1.5)  # a pixel's agreement judged with its neighbours'
-        weight = self.strength * np.exp(-((diff / self.tolerance) ** 2))  # (H, W)
-        if cur.ndim == 3:
-            weight = weight[..., None]
-        out = cur + weight * (warped - cur)
-        return np.clip(out + 0.5, 0, 255).astype(current.dtype) if current.dtype == np.uint8 else out.astype(current.dtype)
+    def __call__(self, previous: list[Pair], current: Pair) -> np.ndarray:
+        """This frame's output averaged with the previous outputs (newest last in `previous`),
+        each moved onto it by the input's flow and weighed by how well its moved input matches."""
+        cur_in, cur_out = current
+        usable = [p for p in previous[-self.window:] if self.window > 0 and p[0].shape == cur_in.shape
+                  and p[1].shape == cur_out.shape]
+        if not usable:
+            return cur_out
+        oh, ow = cur_out.shape[:2]
+        total = cur_out.astype(np.float32)
+        weights = np.ones((oh, ow), np.float32)
+        for prev_in, prev_out in usable:
+            flow = input_flow(cur_in, prev_in)  # (h, w, 2) at the input's size
+            moved_in = _remap(prev_in.astype(np.float32), flow)
+            diff = np.abs(_blur(cur_in.astype(np.float32)) - _blur(moved_in))
+            diff = diff.mean(axis=2) if diff.ndim == 3 else diff
+            weight = np.exp(-((cv2.GaussianBlur(diff, (0, 0), 1.5) / self.tolerance) ** 2))  # (h, w)
+            if (oh, ow) != flow.shape[:2]:  # an upscale: the flow and the weight at the output's size
+                sy, sx = oh / flow.shape[0], ow / flow.shape[1]
+                flow = cv2.resize(flow, (ow, oh), interpolation=cv2.INTER_LINEAR) * np.array([sx, sy], np.float32)
+                weight = cv2.resize(weight, (ow, oh), interpolation=cv2.INTER_LINEAR)
+            moved_out = _remap(prev_out.astype(np.float32), flow)
+            total += (weight[..., None] if total.ndim == 3 else weight) * moved_out
+            weights += weight
+        out = total / (weights[..., None] if total.ndim == 3 else weights)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def warp_onto(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """`previous` (H, W, C) moved onto `current` by the DIS flow from current to previous, float32."""
-    grey = lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) if a.ndim == 3 and a.shape[2] == 3 else a[..., 0] if a.ndim == 3 else a  # noqa: E731
+def _grey(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] >= 3:
+        return cv2.cvtColor(np.ascontiguousarray(a[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    return a[..., 0] if a.ndim == 3 else a
+
+
+def _blur(a: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(a, (0, 0), 1.5)
+
+
+def input_flow(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32: where each pixel of `current` was in `previous` (DIS on blurred grey)."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(grey(current), grey(previous), None)  # (H, W, 2): where each pixel of current was
-    h, w = current.shape[:2]
+    return dis.calc(_blur(_grey(current)), _blur(_grey(previous)), None)
+
+
+def _remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(previous.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -56,12 +56,12 @@ def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piec
 def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], fingerprint: str,
              codec: str | None = None, crf: int | None = None,
              progress: Callable[[int, int], None] | None = None,
-             steady: Callable[[np.ndarray | None, np.ndarray], np.ndarray] | None = None) -> ClipResult:
+             steady: Callable | None = None) -> ClipResult:
     """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
-    after each frame (total 0 where the container does not say). `steady(previous output, this
-    output)` (vitrestore/steady.py) evens each frame against the one before; a resumed run
-    processes the frame before its first piece again for it."""
+    after each frame (total 0 where the container does not say). `steady((previous input, its
+    output)...], (this input, its output))` (vitrestore/steady.py) evens each frame against the
+    ones before; a resumed run processes its `window` frames before its first piece again."""
     src, dst = Path(src), Path(dst)
     check_output(dst, codec, crf)
     info = probe(src)
@@ -85,13 +85,14 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     start, processed, total = done * piece, 0, info.frames
     writer: ClipWriter | None = None
     k = done
-    previous = None  # the frame before's output, for `steady`
+    back = steady.window if steady is not None else 0
+    previous: list = []  # the frames before and their outputs, for `steady`
     try:
-        for frame in frames(src, start=max(start - 1, 0) if steady is not None else start):
+        for frame in frames(src, start=max(start - back, 0)):
             out = process(frame.rgb)
-            shown = steady(previous, out) if steady is not None else out
-            previous = out
-            if frame.index < start:  # the frame before a resumed piece: only its output was wanted
+            shown = steady(previous, (frame.rgb, out)) if steady is not None else out
+            previous = (previous + [(frame.rgb, out)])[-back:] if back else []
+            if frame.index < start:  # the frames before a resumed piece: only their outputs were wanted
                 continue
             if writer is None:
                 writer = ClipWriter(name(k), info, codec, crf, keyint=piece, part=True)
