@@ -354,7 +354,8 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
         from .steady import Steady
 
         return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
-                             int(run.max_megapixels * 1e6), steady=Steady() if run.steady else None)
+                             int(run.max_megapixels * 1e6),
+                             steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None)
     except KeyboardInterrupt:
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 

@@ -28,6 +28,8 @@ Pair = tuple[np.ndarray, np.ndarray]  # (input frame, output frame), each (H, W,
 class Steady:
     window: int = 2  # previous frames averaged in (0: off); a resumed clip processes this many again
     tolerance: float = 12.0  # levels (0-255) of input difference at which a frame's weight has fallen to ~1/e
+    judge: str = "input"  # the frames whose flow and agreement decide: "input", or "output" where the
+    # model's output is the cleaner picture of the scene (denoise, upscale); stylize must judge its inputs
 
     def __call__(self, previous: list[Pair], current: Pair) -> np.ndarray:
         """This frame's output averaged with the previous outputs (newest last in `previous`),
@@ -41,9 +43,14 @@ class Steady:
         total = cur_out.astype(np.float32)
         weights = np.ones((oh, ow), np.float32)
         for prev_in, prev_out in usable:
-            flow = input_flow(cur_in, prev_in)  # (h, w, 2) at the input's size
-            moved_in = _remap(prev_in.astype(np.float32), flow)
-            diff = np.abs(_blur(cur_in.astype(np.float32)) - _blur(moved_in))
+            if self.judge == "output":  # the outputs, at the input's size
+                small = lambda a: cv2.resize(a, cur_in.shape[1::-1], interpolation=cv2.INTER_AREA)  # noqa: E731
+                a, b = small(cur_out), small(prev_out)
+            else:
+                a, b = cur_in, prev_in
+            flow = input_flow(a, b)  # (h, w, 2) at the input's size: where each pixel was in the earlier frame
+            moved = _remap(b.astype(np.float32), flow)
+            diff = np.abs(_blur(a.astype(np.float32)) - _blur(moved))
             diff = diff.mean(axis=2) if diff.ndim == 3 else diff
             weight = np.exp(-((cv2.GaussianBlur(diff, (0, 0), 1.5) / self.tolerance) ** 2))  # (h, w)
             if (oh, ow) != flow.shape[:2]:  # an upscale: the flow and the weight at the output's size
