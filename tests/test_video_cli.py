@@ -67,3 +67,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_shards_split_one_clip_by_its_pieces(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "long.mp4", n=40, audio=False)
+    first = run("denoise", src, "--model", tiny_weights, "--shard", "1/2")
+    assert first.exit_code == 0 and "0 written, 1 skipped" in first.output, first.output  # its pieces, not the clip
+    assert not (tmp_path / "long_denoised.mp4").exists()
+    second = run("denoise", src, "--model", tiny_weights, "--shard", "2/2")
+    assert second.exit_code == 0, second.output
+    assert len(list(frames(tmp_path / "long_denoised.mp4"))) == 40

@@ -80,3 +80,18 @@ def test_a_steadied_clip_resumes_to_the_same_bytes(tmp_path):
     again = run_clip(src, tmp_path / "out.mp4", invert, "invert", steady=Steady())
     assert again.processed == 24  # (and the window's frames before the resumed piece, processed again, not written)
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+
+
+def test_two_shards_share_one_clip_and_the_last_joins_it(tmp_path):
+    from vitrestore.steady import Steady
+
+    src = make_clip(tmp_path / "in.mp4", n=40)  # 3 pieces: 0 and 2 for shard 1/2, 1 for shard 2/2
+    run_clip(src, tmp_path / "whole.mp4", invert, "invert", steady=Steady())
+    first = run_clip(src, tmp_path / "out.mp4", invert, "invert", steady=Steady(), shard=(1, 2))
+    assert not first.joined and first.processed == 16 + 8 and not (tmp_path / "out.mp4").exists()
+    assert sorted(p.name for p in parts_folder(tmp_path / "out.mp4").glob("piece-*")) == [
+        "piece-000000.mp4", "piece-000002.mp4"]
+    second = run_clip(src, tmp_path / "out.mp4", invert, "invert", steady=Steady(), shard=(2, 2))
+    assert second.joined and second.processed == 16
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+    assert not parts_folder(tmp_path / "out.mp4").exists()

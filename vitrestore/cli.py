@@ -315,7 +315,7 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         summary.results += run_animation_jobs(animations, _frame_process(model, request, finish, per_image),
                                               run.overwrite, int(run.max_megapixels * 1e6))
     if clips:
-        summary.results += _run_clips(clips, model, model_name, run, request, finish, per_image)
+        summary.results += _run_clips(clips, model, model_name, run, request, finish, per_image, shard_kn)
     if clips or animations:
         summary.seconds = sum(r.seconds for r in summary.results)
     click.echo(summary.line(), err=True)
@@ -342,7 +342,8 @@ def _frame_process(model, request: dict, finish, per_image):
     return frame
 
 
-def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finish, per_image) -> list:
+def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finish, per_image,
+               shard: tuple[int, int] | None = None) -> list:
     """The batch's video clips, frame by frame through the model as an image is (its per-image
     request and finish hooks see each frame as an image of the clip's name), each resumable."""
     from .batch.clip import run_clip_jobs
@@ -355,7 +356,8 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
 
         return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
                              int(run.max_megapixels * 1e6),
-                             steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None)
+                             steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None,
+                             shard=shard)
     except KeyboardInterrupt:
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 

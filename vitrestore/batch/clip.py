@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ..io.atomic import write_atomic
-from ..io.video import ClipInfo, ClipWriter, assemble, check_output, frames, probe
+from ..io.video import ClipInfo, ClipWriter, assemble, check_output, count_frames, frames, probe
 
 MIN_PIECE = 16
 
@@ -39,8 +39,9 @@ def piece_frames(info: ClipInfo) -> int:
 @dataclass
 class ClipResult:
     frames: int  # frames in the clip
-    processed: int  # frames this run processed (the rest were in finished pieces)
+    processed: int  # frames this run wrote (the rest were in finished pieces, or another shard's)
     pieces: int
+    joined: bool = True  # False: a shard whose output another shard joins
 
 
 def parts_folder(dst: Path) -> Path:
@@ -56,12 +57,14 @@ def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piec
 def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], fingerprint: str,
              codec: str | None = None, crf: int | None = None,
              progress: Callable[[int, int], None] | None = None,
-             steady: Callable | None = None) -> ClipResult:
+             steady: Callable | None = None, shard: tuple[int, int] | None = None) -> ClipResult:
     """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
-    after each frame (total 0 where the container does not say). `steady((previous input, its
+    after each frame (total 0 where the container does not say). `steady([(earlier input, its
     output)...], (this input, its output))` (vitrestore/steady.py) evens each frame against the
-    ones before; a resumed run processes its `window` frames before its first piece again."""
+    ones before; a piece's `window` frames before it are processed again where they were not.
+    `shard=(k, n)`: only the pieces i with i % n == k - 1 (n processes share one clip through one
+    folder); the one that finds every piece there joins them (`joined` False for the others)."""
     src, dst = Path(src), Path(dst)
     check_output(dst, codec, crf)
     info = probe(src)
@@ -78,45 +81,67 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)  # (and the -o folder it is in)
     write_atomic(manifest, json.dumps(state, indent=1))
-    name = lambda k: folder / f"piece-{k:06d}{dst.suffix.lower()}"  # noqa: E731
-    done = 0
-    while name(done).exists():
-        done += 1
-    start, processed, total = done * piece, 0, info.frames
-    writer: ClipWriter | None = None
-    k = done
+    name = lambda i: folder / f"piece-{i:06d}{dst.suffix.lower()}"  # noqa: E731
+    mine = lambda i: shard is None or i % shard[1] == shard[0] - 1  # noqa: E731
+    todo = lambda i: mine(i) and not name(i).exists()  # noqa: E731
     back = steady.window if steady is not None else 0
-    previous: list = []  # the frames before and their outputs, for `steady`
+    first = 0  # the first piece this run makes (beyond the clip's end when all are made)
+    while not todo(first):
+        first += 1
+    start = max(first * piece - back, 0)
+    processed, total, last = 0, info.frames, -1
+    writer: ClipWriter | None = None
+    writer_piece = -1
+    previous: list = []  # the frames before and their outputs, for `steady` (consecutive only)
     try:
-        for frame in frames(src, start=max(start - back, 0)):
+        for frame in frames(src, start=start):
+            i, last = frame.index // piece, frame.index
+            wanted = todo(i) or (back and todo(i + 1) and frame.index >= (i + 1) * piece - back)
+            if writer is not None and writer_piece != i:  # the piece is whole
+                writer.__exit__(None, None, None)
+                writer = None
+            if not wanted:
+                previous = []  # a gap: no earlier frame joins the next one processed
+                continue
             out = process(frame.rgb)
             shown = steady(previous, (frame.rgb, out)) if steady is not None else out
             previous = (previous + [(frame.rgb, out)])[-back:] if back else []
-            if frame.index < start:  # the frames before a resumed piece: only their outputs were wanted
+            if not todo(i):  # a frame before a piece to make: only its output was wanted
                 continue
             if writer is None:
-                writer = ClipWriter(name(k), info, codec, crf, keyint=piece, part=True)
+                writer, writer_piece = ClipWriter(name(i), info, codec, crf, keyint=piece, part=True), i
             writer.write(frame, shown)
             processed += 1
             if progress is not None:
                 progress(frame.index + 1, total)
-            if writer.written == piece:
-                writer.__exit__(None, None, None)  # the piece renamed into place
-                writer, k = None, k + 1
         if writer is not None:
             writer.__exit__(None, None, None)
-            writer, k = None, k + 1
+            writer = None
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, None)  # the unfinished piece is removed; finished ones stay
-        if k == 0:
+        if not _exists_any(folder):
             shutil.rmtree(folder, ignore_errors=True)  # nothing finished: nothing left behind
         raise
-    pieces = [name(i) for i in range(k)]
-    assemble(pieces, src, _tmp_beside(dst))
+    if last < 0:  # every frame was before `start`: count them without decoding
+        last = count_frames(src) - 1
+    count = last // piece + 1 if last >= 0 else 0
+    if not all(name(i).exists() for i in range(count)):
+        return ClipResult(last + 1, processed, count, joined=False)  # other shards' pieces to come
+    try:  # one process joins: the first to take the lock
+        fd = os.open(folder / "join.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return ClipResult(last + 1, processed, count, joined=False)
+    os.close(fd)
+    assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
     os.replace(_tmp_beside(dst), dst)
     shutil.rmtree(folder)
-    return ClipResult(start + processed, processed, k)
+    return ClipResult(last + 1, processed, count)
+
+
+def _exists_any(folder: Path) -> bool:
+    """Whether a finished piece is in the folder."""
+    return any(folder.glob("piece-*"))
 
 
 def _tmp_beside(dst: Path) -> Path:
@@ -125,7 +150,8 @@ def _tmp_beside(dst: Path) -> Path:
 
 def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,
                   overwrite: bool = False, quiet: bool = False, codec: str | None = None,
-                  crf: int | None = None, max_pixels: int | None = None, steady=None) -> list:
+                  crf: int | None = None, max_pixels: int | None = None, steady=None,
+                  shard: tuple[int, int] | None = None) -> list:
     """The batch's clips (plan.Job with a video source), one after another, each resumable;
     `process(clip path, rgb) -> rgb` runs the model on a frame. Returns one report.Result a
     clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
@@ -156,9 +182,14 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
                        desc=job.src.name)
             try:
                 done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
-                                progress=lambda n, total: bar.update(n - bar.n), steady=steady)
+                                progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard)
             finally:
                 bar.close()
+            if not done.joined:
+                results.append(Result(str(job.src), str(job.dst), "skipped",
+                                      f"share {shard[0]}/{shard[1]} of its pieces done; the share that finishes "
+                                      f"last joins the clip" if shard else "joined by another run"))
+                continue
             megapixels = done.frames * info.width * info.height / 1e6
             results.append(Result(str(job.src), str(job.dst), "done", "", time.time() - start, megapixels))
         except (VideoError, OSError, ValueError, RuntimeError) as exc:

@@ -309,7 +309,7 @@ def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, 
             problems.append((j.src, problem))
         elif dst in sources or (dst.exists() and any(_inside(dst, f) for f in input_folders)):
             problems.append((j.src, f"output {j.dst} would overwrite an input; choose another -o"))
-        elif not in_shard(j.src, shard):
+        elif not in_shard(j.src, shard) and not is_clip(j.src):  # a clip is shared by its pieces (batch/clip.py)
             continue
         elif not j.skip and (problem := _output_problem(j.dst, checked)):
             problems.append((j.src, problem))

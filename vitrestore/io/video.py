@@ -160,6 +160,13 @@ def check_output(path: Path, codec: str | None, crf: int | None) -> tuple[str, i
     return codec, crf if crf is not None else default_crf
 
 
+def count_frames(path: str | Path) -> int:
+    """The clip's frames, counted from its video packets (no decoding)."""
+    with _open(Path(path)) as c:
+        v = _video_stream(c)
+        return sum(1 for packet in c.demux(v) if packet.size)
+
+
 class ClipWriter:
     """Encodes frames to `path` (through a hidden temporary file beside it) and, on a clean
     close, copies the source clip's other streams, chapters and metadata, then renames the file
