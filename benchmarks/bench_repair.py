@@ -34,17 +34,16 @@ sys.path.insert(0, str(ROOT))
 
 from vitrestore.data import list_images, read_rgb_uint8  # noqa: E402
 from vitrestore.tasks import load_model  # noqa: E402
+from vitrestore.tasks.repair import f1_within as task_f1_within  # noqa: E402
 from vitrestore.tasks.repair_damage import OldPhoto  # noqa: E402
 
 SEED = 900_000  # held out: training draws its seeds from the step's generator, never these
 
 
 def f1_within(pred: np.ndarray, true: np.ndarray, px: int = 1) -> tuple[float, float, float]:
-    k = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
-    p, t = pred.astype(np.uint8), true.astype(np.uint8)
-    precision = float((p & cv2.dilate(t, k)).sum()) / max(int(p.sum()), 1)
-    recall = float((t & cv2.dilate(p, k)).sum()) / max(int(t.sum()), 1)
-    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
+    """(precision, recall, F1) of two (H, W) bool masks within `px`: the task's validation measure."""
+    as_map = lambda m: torch.from_numpy(m.astype(np.float32))[None, None]  # noqa: E731  (1, 1, H, W)
+    return task_f1_within(as_map(pred), as_map(true), px)
 
 
 def psnr8(a: np.ndarray, b: np.ndarray) -> float:

@@ -52,15 +52,19 @@ class UserMasks:
                 continue
         return Path(path.stem)
 
-    def _mask_file(self, image: Path) -> Path | None:
-        """The image's mask file; in a mask folder, <stem>.* (or <stem>_mask.*, as repair's
-        --mask-out names them) matched by relative path, else by name. ValueError where there
-        is none (or several)."""
+    def _candidates(self, image: Path) -> list[Path]:
+        """The mask folder's files for the image: <stem>.* (or <stem>_mask.*, as repair's
+        --mask-out names them) matched by relative path, else by name; none where it has none."""
+        rel = self._relative(image)
+        return (self.by_rel.get(rel) or self.by_rel.get(rel.with_name(rel.name + "_mask"))
+                or self.by_stem.get(image.stem) or self.by_stem.get(image.stem + "_mask", []))
+
+    def _mask_file(self, image: Path) -> Path:
+        """The image's mask file (the mask, or its one candidate in a mask folder); ValueError
+        where a folder has none (or several)."""
         if not self.is_folder:
             return self.mask_path
-        rel = self._relative(image)
-        found = (self.by_rel.get(rel) or self.by_rel.get(rel.with_name(rel.name + "_mask"))
-                 or self.by_stem.get(image.stem) or self.by_stem.get(image.stem + "_mask", []))
+        found = self._candidates(image)
         if not found:
             raise ValueError(f"no mask named {image.stem}.* in {self.mask_path}")
         if len(found) > 1:
@@ -79,11 +83,8 @@ class UserMasks:
         """(H, W) bool: the pixels the mask marks, none or all of them alike (repair adds them to
         what it finds); `missing_ok`: a mask folder without the image's mask marks none. ValueError
         where there is no usable mask."""
-        if missing_ok and self.is_folder:
-            rel = self._relative(img.path)
-            if not any(self.by_rel.get(r) for r in (rel, rel.with_name(rel.name + "_mask"))) \
-                    and not any(self.by_stem.get(s) for s in (img.path.stem, img.path.stem + "_mask")):
-                return np.zeros(img.pixels.shape[:2], bool)
+        if missing_ok and self.is_folder and not self._candidates(img.path):
+            return np.zeros(img.pixels.shape[:2], bool)
         return self._marked(img)[0]
 
     def _marked(self, img: LoadedImage) -> tuple[np.ndarray, str, str]:

@@ -106,10 +106,9 @@ def _mask_folder(folder: Path, inputs: list[Path], user_masks: Path | None) -> P
     if user_masks is not None and user_masks.is_dir() and real == user_masks.expanduser().resolve():
         raise ValueError(f"{folder}: --mask-out is the --mask folder: the masks written would replace your strokes; "
                          f"give it a folder of its own")
-    for given in inputs:
-        if real == given:
-            raise ValueError(f"{folder}: --mask-out must not hold the inputs (its masks would be read as photos "
-                             f"on the next run): give it a folder of its own")
+    if real in inputs:
+        raise ValueError(f"{folder}: --mask-out must not hold the inputs (its masks would be read as photos "
+                         f"on the next run): give it a folder of its own")
     return folder
 
 
