@@ -119,3 +119,44 @@ def test_bad_clips_are_one_line_errors(tmp_path):
     with pytest.raises(VideoError, match="does not go in .webm"):
         ClipWriter(tmp_path / "x.webm", probe(tmp_path / "whole.mp4"), codec="h264")
     assert not list(tmp_path.glob(".x.webm*"))
+
+
+def _tagged_clip(path, pix_fmt, color_range, colorspace, primaries, trc, n=3):
+    """A short clip in `pix_fmt` with its colour tags set, from a gradient spanning 0..255."""
+    ramp = np.linspace(0, 255, 64).round().astype(np.uint8)
+    img = np.stack([np.tile(ramp, (48, 1)), np.tile(ramp[::-1], (48, 1)), np.full((48, 64), 128, np.uint8)], -1)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=12)
+        v.width, v.height, v.pix_fmt = 64, 48, pix_fmt
+        cc = v.codec_context
+        cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = color_range, colorspace, primaries, trc
+        v.options = {"crf": "0"}
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range)
+            f.pts, f.time_base = i, Fraction(1, 12)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("pix_fmt,color_range,colorspace,primaries,trc", [
+    ("yuv420p", 2, 1, 1, 1),  # full range BT.709 (a phone's)
+    ("yuv444p", 1, 1, 1, 1),
+    ("yuv422p", 1, 6, 6, 6),  # limited range BT.601
+])
+def test_colour_tags_range_and_chroma_sampling_are_kept(tmp_path, pix_fmt, color_range, colorspace, primaries, trc):
+    src = _tagged_clip(tmp_path / "in.mp4", pix_fmt, color_range, colorspace, primaries, trc)
+    info = probe(src)
+    with ClipWriter(tmp_path / "out.mp4", info, crf=0) as w:
+        for f in frames(src):
+            w.write(f, f.rgb)  # unchanged frames: only the codec between them
+    out = probe(tmp_path / "out.mp4")
+    assert (out.color_range, out.colorspace, out.color_primaries, out.color_trc) == (
+        color_range, colorspace, primaries, trc)
+    assert out.chroma == info.chroma == pix_fmt[3:6]
+    a, b = next(frames(src)).rgb.astype(int), next(frames(tmp_path / "out.mp4")).rgb.astype(int)
+    assert a.min() <= 2 and a.max() >= 253  # decoded by its range: blacks and whites are there
+    assert np.abs(a - b).mean() < (0.01 if pix_fmt == "yuv444p" else 1.5)  # 4:4:4 at CRF 0: nothing lost

@@ -26,15 +26,18 @@ import numpy as np
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
-# the codec a container gets by default, and each codec's encoder, pixel format and default CRF
-# (quality: lower is better; 18 for H.264 is "visually lossless" in x264's documentation)
+# the codec a container gets by default, and each codec's encoder, pixel formats by the source's
+# chroma ("420", "422", "444") and default CRF (quality: lower is better; 18 for H.264 is
+# "visually lossless" in x264's documentation)
 DEFAULT_CODEC = {".mp4": "h264", ".mov": "h264", ".mkv": "h264", ".webm": "vp9", ".avi": "h264"}
-CODECS: dict[str, tuple[str, str, int | None]] = {
-    "h264": ("libx264", "yuv420p", 18),
-    "h265": ("libx265", "yuv420p", 20),
-    "vp9": ("libvpx-vp9", "yuv420p", 24),
-    "prores": ("prores_ks", "yuv422p10le", None),  # quality by profile, not CRF
-    "ffv1": ("ffv1", "bgr0", None),  # lossless: RGB kept, no conversion to YUV
+YUV = {"420": "yuv420p", "422": "yuv422p", "444": "yuv444p"}
+CODECS: dict[str, tuple[str, dict[str, str], int | None]] = {
+    "h264": ("libx264", YUV, 18),
+    "h265": ("libx265", YUV, 20),
+    "vp9": ("libvpx-vp9", YUV, 24),
+    # quality by profile, not CRF: 422 HQ, or 4444 for a 4:4:4 source
+    "prores": ("prores_ks", {"420": "yuv422p10le", "422": "yuv422p10le", "444": "yuv444p10le"}, None),
+    "ffv1": ("ffv1", {"420": "bgr0", "422": "bgr0", "444": "bgr0"}, None),  # lossless RGB, no YUV
 }
 ALLOWED = {".mp4": ("h264", "h265"), ".mov": ("h264", "h265", "prores"), ".mkv": tuple(CODECS),
            ".webm": ("vp9",), ".avi": ("h264", "ffv1")}
@@ -55,9 +58,21 @@ class ClipInfo:
     duration: float  # seconds, 0 where unknown
     rotation: int  # counter-clockwise degrees the player turns the picture (its display matrix)
     codec: str
-    color_range: int
+    color_range: int  # FFmpeg's tags (0 or 2: unspecified), kept on the output
     color_primaries: int
     other_streams: tuple[str, ...] = field(default=())  # "audio aac", "subtitle mov_text", ...
+    pix_fmt: str = "yuv420p"
+    color_trc: int = 2
+    colorspace: int = 2  # the YUV matrix (1: BT.709, 5/6: BT.601, 9: BT.2020, 2: unspecified)
+
+    @property
+    def chroma(self) -> str:
+        """The source's chroma sampling, "420", "422" or "444" (RGB formats are "444"): a clip is
+        written with the same, so it loses no colour detail its source had and plays where its
+        source plays (4:4:4 H.264 does not play in most browsers; a 4:2:0 source never gets it)."""
+        if "444" in self.pix_fmt or self.pix_fmt.startswith(("gbr", "rgb", "bgr", "argb", "abgr")):
+            return "444"
+        return "422" if "422" in self.pix_fmt else "420"
 
 
 @dataclass
@@ -101,8 +116,9 @@ def probe(path: str | Path) -> ClipInfo:
         others = tuple(f"{s.type} {s.codec_context.name if s.codec_context else '?'}" for s in c.streams
                        if s.index != v.index)
         return ClipInfo(path, v.width, v.height, int(v.frames or 0), Fraction(rate), Fraction(v.time_base),
-                        duration, _rotation(c, v), cc.name, int(getattr(cc, "color_range", 0) or 0),
-                        int(getattr(cc, "color_primaries", 0) or 0), others)
+                        duration, _rotation(c, v), cc.name, int(cc.color_range or 0),
+                        int(cc.color_primaries or 2), others, cc.format.name if cc.format else "yuv420p",
+                        int(cc.color_trc or 2), int(cc.colorspace or 2))
 
 
 def _rotation(container: Any, stream: Any) -> int:
@@ -136,13 +152,24 @@ def frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
         try:
             for frame in c.decode(v):
                 if index >= start:
-                    yield Frame(index, frame.pts, Fraction(frame.time_base or v.time_base),
-                                frame.to_ndarray(format="rgb24"))
+                    yield Frame(index, frame.pts, Fraction(frame.time_base or v.time_base), _rgb(frame))
                 index += 1
         except av.FFmpegError as exc:
             raise VideoError(f"the video breaks off after {index} frames ({_reason(exc)})") from None
     if index == 0:
         raise VideoError("the video has no frames")
+
+
+# YUV matrices swscale converts with (FFmpeg's colorspace tags); others convert as unspecified
+_MATRICES = {1, 4, 5, 6, 7, 9}
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame, by its own matrix and range (a full-range clip
+    decoded as limited loses its blacks and whites)."""
+    full = frame.format.name.startswith("yuvj")  # the old full-range formats say so themselves
+    return frame.to_ndarray(format="rgb24", src_colorspace=frame.colorspace if frame.colorspace in _MATRICES else None,
+                            src_color_range=None if full else (frame.color_range or None))
 
 
 def check_output(path: Path, codec: str | None, crf: int | None) -> tuple[str, int | None]:
@@ -181,7 +208,8 @@ class ClipWriter:
         self.path, self.source, self.keyint, self.part = Path(path), source, keyint, part
         suffix = self.path.suffix.lower()
         self.codec, self.crf = check_output(self.path, codec, crf)
-        self.encoder, self.pix_fmt, _ = CODECS[self.codec]
+        self.encoder, pix_fmts, _ = CODECS[self.codec]
+        self.pix_fmt = pix_fmts[source.chroma]
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".part{suffix}", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
@@ -199,6 +227,10 @@ class ClipWriter:
         s = self._out.add_stream(self.encoder, rate=self.source.rate)
         s.width, s.height = rgb.shape[1], rgb.shape[0]
         s.pix_fmt = self.pix_fmt
+        cc, src = s.codec_context, self.source
+        cc.color_primaries, cc.color_trc = src.color_primaries, src.color_trc  # tags: the pixels are not moved
+        if not self.pix_fmt.startswith("bgr"):  # (ffv1 stays RGB: no matrix, no range)
+            cc.colorspace, cc.color_range = src.colorspace, src.color_range
         s.time_base = self.source.time_base
         s.codec_context.time_base = self.source.time_base
         options = {"crf": str(self.crf)} if self.crf is not None else {}
@@ -233,6 +265,10 @@ class ClipWriter:
         if self._out is None:
             self._start(rgb)
         out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if not self.pix_fmt.startswith("bgr"):  # to YUV by the source's matrix and range, as it was decoded
+            src = self.source
+            out = out.reformat(format=self.pix_fmt, dst_colorspace=src.colorspace if src.colorspace in _MATRICES else None,
+                               dst_color_range=src.color_range or None)
         out.pts = frame.pts if frame.pts is not None else self.written
         out.time_base = frame.time_base
         for packet in self._stream.encode(out):
