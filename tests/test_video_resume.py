@@ -95,3 +95,32 @@ def test_two_shards_share_one_clip_and_the_last_joins_it(tmp_path):
     assert second.joined and second.processed == 16
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
     assert not parts_folder(tmp_path / "out.mp4").exists()
+
+
+def test_a_joiner_at_work_is_left_alone_and_a_killed_one_blocks_nothing(tmp_path):
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "in.mp4", n=20)
+    run_clip(src, tmp_path / "out.mp4", invert, "invert", shard=(1, 2))  # piece 0 of 2
+    lock = parts_folder(tmp_path / "out.mp4") / "join.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process joining now
+    try:
+        busy = run_clip(src, tmp_path / "out.mp4", invert, "invert", shard=(2, 2))
+    finally:
+        os.close(fd)
+    assert not busy.joined and not (tmp_path / "out.mp4").exists()
+    # a joiner killed mid-join (kill -9): its lock file stays, its lock does not
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"1"
+    holder.kill()
+    holder.wait()
+    again = run_clip(src, tmp_path / "out.mp4", invert, "invert", shard=(2, 2))
+    assert again.joined and again.processed == 0
+    assert len(packets(tmp_path / "out.mp4", "video")) == 20
+    assert not parts_folder(tmp_path / "out.mp4").exists()

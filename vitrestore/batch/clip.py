@@ -15,6 +15,7 @@ interrupted and resumed run writes the same bytes as an uninterrupted one.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -128,15 +129,34 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     count = last // piece + 1 if last >= 0 else 0
     if not all(name(i).exists() for i in range(count)):
         return ClipResult(last + 1, processed, count, joined=False)  # other shards' pieces to come
-    try:  # one process joins: the first to take the lock
-        fd = os.open(folder / "join.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    lock = _join_lock(folder)  # one process joins; a killed joiner's lock goes with it
+    if lock is None or not all(name(i).exists() for i in range(count)):  # (or another joined meanwhile)
+        if lock is not None:
+            os.close(lock)
         return ClipResult(last + 1, processed, count, joined=False)
-    os.close(fd)
-    assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
-    os.replace(_tmp_beside(dst), dst)
-    shutil.rmtree(folder)
+    try:
+        assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
+        os.replace(_tmp_beside(dst), dst)
+        shutil.rmtree(folder)
+    finally:
+        os.close(lock)
     return ClipResult(last + 1, processed, count)
+
+
+def _join_lock(folder: Path) -> int | None:
+    """A descriptor holding an exclusive flock on <folder>/join.lock, or None while another
+    process holds it (or the folder is gone: another process joined the clip). The kernel drops
+    the lock of a process that dies, so a joiner killed mid-join blocks no later run."""
+    try:
+        fd = os.open(folder / "join.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _exists_any(folder: Path) -> bool:
