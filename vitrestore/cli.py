@@ -336,7 +336,7 @@ def _frame_process(model, request: dict, finish, per_image):
     from .io.images import LoadedImage
 
     def frame(source: Path, pixels):
-        img = LoadedImage(pixels, source)
+        img = LoadedImage(pixels, source, moving=True)
         out = model.run_arrays([pixels], **request, **(per_image(img) if per_image is not None else {}))[0]
         return finish(out, img) if finish is not None else out
     return frame
