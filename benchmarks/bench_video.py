@@ -33,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 from vitrestore.io.video import frames  # noqa: E402
 
 
-def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: float, fps: int = 24) -> list[np.ndarray]:
-    """The noisy clip at `out` (H.264 CRF 10, AAC tone); returns the clean frames (RGB uint8)."""
+def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: float, fps: int = 24,
+              chroma: str = "420") -> list[np.ndarray]:
+    """The noisy clip at `out` (H.264 CRF 4, 4:2:0 as a camera or phone writes it, or 4:4:4; an
+    AAC tone); returns the clean frames (RGB uint8)."""
     import av
 
     img = cv2.imread(str(photo))[:, :, ::-1]
@@ -44,7 +46,7 @@ def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: floa
     clean = []
     with av.open(str(out), "w") as c:
         v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = tw, th, "yuv444p"
+        v.width, v.height, v.pix_fmt = tw, th, f"yuv{chroma}p"
         v.options = {"crf": "4"}
         a = c.add_stream("aac", rate=48000)
         a.layout = "mono"
@@ -99,26 +101,30 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=25)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--crf", type=int, help="passed to the command (default: the codec's)")
+    ap.add_argument("--chroma", choices=("420", "444"), default="420",
+                    help="the source clip's chroma sampling (the output keeps it)")
+    ap.add_argument("--out-chroma", choices=("420", "422", "444"), help="the command's --chroma (default: the source's)")
     ap.add_argument("--no-steady", action="store_true", help="the command without --steady (frame by frame)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clean = make_clip(args.photo, tmp / "clip.mp4", args.frames, size, args.sigma)
+        clean = make_clip(args.photo, tmp / "clip.mp4", args.frames, size, args.sigma, chroma=args.chroma)
         (tmp / "png").mkdir()
         for f in frames(tmp / "clip.mp4"):  # the noisy frames as the decoder gives them, as PNG files
             cv2.imwrite(str(tmp / "png" / f"{f.index:05d}.png"), f.rgb[:, :, ::-1])
         cmd = [sys.executable, "-m", "vitrestore", "denoise", "-q"]
         start = time.perf_counter()
         subprocess.run([*cmd, str(tmp / "clip.mp4"), *(["--crf", str(args.crf)] if args.crf is not None else []),
-                        *(["--no-steady"] if args.no_steady else [])], check=True)
+                        *(["--no-steady"] if args.no_steady else []),
+                        *(["--chroma", args.out_chroma] if args.out_chroma else [])], check=True)
         seconds = time.perf_counter() - start
         subprocess.run([*cmd, str(tmp / "png"), "-o", str(tmp / "png_out")], check=True)
         video = [f.rgb for f in frames(tmp / "clip_denoised.mp4")]
         pngs = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((tmp / "png_out").glob("*.png"))]
         noisy = [f.rgb for f in frames(tmp / "clip.mp4")]
         result = {
-            "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf, "steady": not args.no_steady,
+            "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf, "chroma": args.chroma, "out_chroma": args.out_chroma, "steady": not args.no_steady,
             "psnr_noisy": float(np.mean([psnr(a, b) for a, b in zip(noisy, clean)])),
             "psnr_video": float(np.mean([psnr(a, b) for a, b in zip(video, clean)])),
             "psnr_frames": float(np.mean([psnr(a, b) for a, b in zip(pngs, clean)])),

@@ -50,12 +50,14 @@ def test_bad_clips_fail_in_one_line_and_leave_nothing(tmp_path, tiny_weights):
     (tmp_path / "text.mp4").write_text("no video here")
     whole = make_clip(tmp_path / "whole.mp4", n=24, audio=False).read_bytes()
     (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "odd.mp4").write_bytes(whole.replace(b"avc1", b"zzz1"))  # an unknown codec
     (tmp_path / "whole.mp4").unlink()
-    for name, words in (("text.mp4", "not a readable video"), ("cut.mp4", "")):
+    for name, words in (("text.mp4", "not a readable video"), ("cut.mp4", ""),
+                        ("odd.mp4", "codec is one FFmpeg does not know")):
         done = run("denoise", tmp_path / name, "--model", tiny_weights)
         lines = [line for line in done.output.splitlines() if line.startswith("error")]
         assert done.exit_code == 1 and len(lines) == 1 and name in lines[0] and words in lines[0], done.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "text.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "odd.mp4", "text.mp4"]
     big = make_clip(tmp_path / "big.mp4", n=2, audio=False)
     done = run("denoise", big, "--model", tiny_weights, "--max-megapixels", "0.001")
     assert done.exit_code == 1 and "over --max-megapixels" in done.output
@@ -77,3 +79,14 @@ def test_shards_split_one_clip_by_its_pieces(tmp_path, tiny_weights):
     second = run("denoise", src, "--model", tiny_weights, "--shard", "2/2")
     assert second.exit_code == 0, second.output
     assert len(list(frames(tmp_path / "long_denoised.mp4"))) == 40
+
+
+def test_the_output_keeps_the_source_chroma_unless_chroma_says(tmp_path, tiny_weights):
+    from vitrestore.io.video import probe
+
+    src = make_clip(tmp_path / "c.mp4", n=3, audio=False)  # 4:2:0
+    assert run("denoise", src, "--model", tiny_weights).exit_code == 0
+    assert probe(tmp_path / "c_denoised.mp4").chroma == "420"
+    done = run("denoise", src, "--model", tiny_weights, "--chroma", "444", "-o", tmp_path / "full.mp4")
+    assert done.exit_code == 0, done.output
+    assert probe(tmp_path / "full.mp4").pix_fmt == "yuv444p"

@@ -116,6 +116,16 @@ def test_bad_clips_are_one_line_errors(tmp_path):
     with pytest.raises(VideoError) as err:
         list(frames(tmp_path / "cut.mp4"))
     assert "\n" not in str(err.value)
+    (tmp_path / "unknown.mp4").write_bytes(whole.replace(b"avc1", b"zzz1"))  # a codec no decoder knows
+    with pytest.raises(VideoError, match="codec is one FFmpeg does not know"):
+        probe(tmp_path / "unknown.mp4")
+    for name, message in (("empty.mkv", "the video has no frames"), ("empty.mp4", "no video stream")):
+        with av.open(str(tmp_path / name), "w") as c:  # a video stream without a frame
+            v = c.add_stream("libx264", rate=12)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            c.start_encoding()
+        with pytest.raises(VideoError, match=message):
+            probe(tmp_path / name)
     with pytest.raises(VideoError, match="does not go in .webm"):
         ClipWriter(tmp_path / "x.webm", probe(tmp_path / "whole.mp4"), codec="h264")
     assert not list(tmp_path.glob(".x.webm*"))

@@ -164,6 +164,7 @@ class RunArgs:
     ensemble: str
     codec: str | None
     crf: int | None
+    chroma: str | None
     steady: bool
 
 
@@ -182,6 +183,9 @@ def _common_run_options(f, ensemble: str = "1"):
                           "flicker; vitrestore/steady.py).")(f)
     f = click.option("--crf", type=click.IntRange(0, 63), default=None,
                      help="Video quality where the codec takes one (lower is better) [h264 18, h265 20, vp9 24].")(f)
+    f = click.option("--chroma", type=click.Choice(["420", "422", "444"]), default=None,
+                     help="Clips: colour sampling of the output (default: the source's; 444 keeps the most colour "
+                          "detail but does not play in most browsers).")(f)
     f = click.option("--codec", type=click.Choice(["h264", "h265", "vp9", "prores", "ffv1"]), default=None,
                      help="Video codec of clip outputs [.webm: vp9, else h264].")(f)
     f = click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=ensemble, show_default=True,
@@ -357,7 +361,7 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
         return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
                              int(run.max_megapixels * 1e6),
                              steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None,
-                             shard=shard)
+                             shard=shard, chroma=run.chroma)
     except KeyboardInterrupt:
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 

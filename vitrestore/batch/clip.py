@@ -49,16 +49,17 @@ def parts_folder(dst: Path) -> Path:
     return dst.parent / f".{dst.name}.parts"
 
 
-def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piece: int) -> dict:
+def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piece: int, chroma: str | None) -> dict:
     st = src.stat()
     return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "command": fingerprint,
-            "codec": codec, "crf": crf, "piece": piece}
+            "codec": codec, "crf": crf, "chroma": chroma, "piece": piece}
 
 
 def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], fingerprint: str,
              codec: str | None = None, crf: int | None = None,
              progress: Callable[[int, int], None] | None = None,
-             steady: Callable | None = None, shard: tuple[int, int] | None = None) -> ClipResult:
+             steady: Callable | None = None, shard: tuple[int, int] | None = None,
+             chroma: str | None = None) -> ClipResult:
     """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
     after each frame (total 0 where the container does not say). `steady([(earlier input, its
@@ -71,7 +72,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     info = probe(src)
     piece = piece_frames(info)
     folder = parts_folder(dst)
-    state = _state(src, f"{fingerprint} steady={steady!r}", codec, crf, piece)
+    state = _state(src, f"{fingerprint} steady={steady!r}", codec, crf, piece, chroma)
     manifest = folder / "state.json"
     if folder.exists():
         try:
@@ -110,7 +111,8 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             if not todo(i):  # a frame before a piece to make: only its output was wanted
                 continue
             if writer is None:
-                writer, writer_piece = ClipWriter(name(i), info, codec, crf, keyint=piece, part=True), i
+                writer = ClipWriter(name(i), info, codec, crf, keyint=piece, part=True, chroma=chroma)
+                writer_piece = i
             writer.write(frame, shown)
             processed += 1
             if progress is not None:
@@ -171,7 +173,7 @@ def _tmp_beside(dst: Path) -> Path:
 def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,
                   overwrite: bool = False, quiet: bool = False, codec: str | None = None,
                   crf: int | None = None, max_pixels: int | None = None, steady=None,
-                  shard: tuple[int, int] | None = None) -> list:
+                  shard: tuple[int, int] | None = None, chroma: str | None = None) -> list:
     """The batch's clips (plan.Job with a video source), one after another, each resumable;
     `process(clip path, rgb) -> rgb` runs the model on a frame. Returns one report.Result a
     clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
@@ -202,7 +204,8 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
                        desc=job.src.name)
             try:
                 done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
-                                progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard)
+                                progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard,
+                                chroma=chroma)
             finally:
                 bar.close()
             if not done.joined:

@@ -88,6 +88,8 @@ def _open(path: Path) -> Any:
 
     try:
         return av.open(str(path), "r")
+    except EOFError:  # (av's EOFError) a container that ends after its header
+        raise VideoError("the video has no frames (the file ends after its header)") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VideoError(f"not a readable video ({_reason(exc)})") from None
 
@@ -109,6 +111,8 @@ def probe(path: str | Path) -> ClipInfo:
     with _open(path) as c:
         v = _video_stream(c)
         cc = v.codec_context
+        if cc is None:
+            raise VideoError("its video codec is one FFmpeg does not know: nothing can decode it")
         if not v.width or not v.height:
             raise VideoError(f"its video stream ({v.codec_context.name}) has no picture size: an unknown codec?")
         rate = v.average_rate or v.guessed_rate or Fraction(25)
@@ -201,15 +205,16 @@ class ClipWriter:
     codec takes one. The output's size is the first frame's (an upscale's)."""
 
     def __init__(self, path: str | Path, source: ClipInfo, codec: str | None = None, crf: int | None = None,
-                 keyint: int | None = None, part: bool = False):
+                 keyint: int | None = None, part: bool = False, chroma: str | None = None):
         """`keyint`: a keyframe every this many frames and no B-frames (a part of a clip written
         in pieces: each starts at a keyframe and the pieces join packet for packet); `part`: write
-        only the encoded video (no streams copied), for `assemble`."""
+        only the encoded video (no streams copied), for `assemble`; `chroma`: "420", "422" or
+        "444" (default: the source's; ffv1 is always RGB, prores at least 4:2:2)."""
         self.path, self.source, self.keyint, self.part = Path(path), source, keyint, part
         suffix = self.path.suffix.lower()
         self.codec, self.crf = check_output(self.path, codec, crf)
         self.encoder, pix_fmts, _ = CODECS[self.codec]
-        self.pix_fmt = pix_fmts[source.chroma]
+        self.pix_fmt = pix_fmts[chroma or source.chroma]
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".part{suffix}", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
