@@ -3,15 +3,21 @@ noise drawn anew each frame, a 440 Hz tone.
 
     python benchmarks/bench_video.py ../shared/data/Kodak24/kodim23.png --frames 48 --size 640x360 \
         --sigma 25 --json bench_out/video.json
+    python benchmarks/bench_video.py photo.png --task stylize --style starry-night --sigma 0 ...
 
-Reports, for `vitrestore denoise` on the clip (the command, as a user runs it):
-    psnr_video     the output clip's frames against the clean frames (mean over frames)
-    psnr_frames    the same frames denoised as PNG files (the image path): the codec's cost is
-                   psnr_frames - psnr_video (bar: at most 0.3 dB)
+Runs the command on the clip as a user does (`vitrestore denoise clip.mp4`, steady frames on
+unless --no-steady) and on the same decoded frames as PNG files (the image path, frame by
+frame). Reports:
+    psnr_video     the output clip's frames against the clean frames (mean over frames; denoise)
+    psnr_frames    the PNG frames' outputs against them: the clip's cost is psnr_frames -
+                   psnr_video (bar: at most 0.3 dB)
     flicker        mean absolute change of the residual (output - clean) between consecutive
                    frames, for the clip and for the PNG frames (bar: the clip's <= the frames')
+    warp_error     mean absolute difference between each output frame and the one before moved
+                   by the clip's true motion (the pan and zoom are known), inside the picture:
+                   what changes that the motion does not explain (flicker proper)
     audio          whether the output's audio packets equal the input's
-    s_per_frame    the command's wall time per frame (2 CPU threads)
+    s_per_frame    the command's wall time per frame (2 CPU threads), the model's start included
 """
 from __future__ import annotations
 
@@ -34,16 +40,17 @@ from vitrestore.io.video import frames  # noqa: E402
 
 
 def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: float, fps: int = 24,
-              chroma: str = "420") -> list[np.ndarray]:
+              chroma: str = "420") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The noisy clip at `out` (H.264 CRF 4, 4:2:0 as a camera or phone writes it, or 4:4:4; an
-    AAC tone); returns the clean frames (RGB uint8)."""
+    AAC tone); returns the clean frames (RGB uint8) and each frame's (2, 3) affine map from the
+    photo's pixels to the frame's."""
     import av
 
     img = cv2.imread(str(photo))[:, :, ::-1]
     h, w = img.shape[:2]
     tw, th = size
     rng = np.random.default_rng(0)
-    clean = []
+    clean, maps = [], []
     with av.open(str(out), "w") as c:
         v = c.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = tw, th, f"yuv{chroma}p"
@@ -58,6 +65,7 @@ def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: floa
             m = np.array([[tw / cw, 0, -x0 * tw / cw], [0, th / ch, -y0 * th / ch]], np.float32)
             frame = cv2.warpAffine(img, m, (tw, th), flags=cv2.INTER_AREA)
             clean.append(frame)
+            maps.append(m)
             noisy = np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).round().astype(np.uint8)
             f = av.VideoFrame.from_ndarray(noisy, format="rgb24")
             f.pts, f.time_base = i, Fraction(1, fps)
@@ -73,7 +81,22 @@ def make_clip(photo: Path, out: Path, n: int, size: tuple[int, int], sigma: floa
                 c.mux(p)
         for p in a.encode(None):
             c.mux(p)
-    return clean
+    return clean, maps
+
+
+def warp_error(outs: list[np.ndarray], maps: list[np.ndarray]) -> float:
+    """Mean |out_t - out_{t-1} moved by the true motion| over the pixels both frames show (4 px
+    in from the edges). `maps[t]`: (2, 3) photo -> frame t, at the outputs' size."""
+    errors = []
+    for t in range(1, len(outs)):
+        h, w = outs[t].shape[:2]
+        a_prev, a_cur = np.vstack([maps[t - 1], [0, 0, 1]]), np.vstack([maps[t], [0, 0, 1]])
+        step = (a_cur @ np.linalg.inv(a_prev))[:2].astype(np.float32)  # frame t-1 -> frame t
+        moved = cv2.warpAffine(outs[t - 1].astype(np.float32), step, (w, h), flags=cv2.INTER_LINEAR)
+        inside = cv2.warpAffine(np.ones((h, w), np.uint8), step, (w, h), flags=cv2.INTER_NEAREST)
+        inside = cv2.erode(inside, np.ones((9, 9), np.uint8)).astype(bool)
+        errors.append(float(np.abs(outs[t].astype(np.float32) - moved)[inside].mean()))
+    return float(np.mean(errors))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,6 +119,8 @@ def audio_packets(path: Path) -> list[bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("photo", type=Path)
+    ap.add_argument("--task", choices=("denoise", "stylize"), default="denoise")
+    ap.add_argument("--style", default="starry-night", help="stylize: the shipped style")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--sigma", type=float, default=25)
@@ -109,27 +134,32 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clean = make_clip(args.photo, tmp / "clip.mp4", args.frames, size, args.sigma, chroma=args.chroma)
+        clean, maps = make_clip(args.photo, tmp / "clip.mp4", args.frames, size, args.sigma, chroma=args.chroma)
         (tmp / "png").mkdir()
         for f in frames(tmp / "clip.mp4"):  # the noisy frames as the decoder gives them, as PNG files
             cv2.imwrite(str(tmp / "png" / f"{f.index:05d}.png"), f.rgb[:, :, ::-1])
-        cmd = [sys.executable, "-m", "vitrestore", "denoise", "-q"]
+        cmd = [sys.executable, "-m", "vitrestore", args.task, "-q",
+               *(["--style", args.style] if args.task == "stylize" else [])]
+        made = f"clip_{'denoised' if args.task == 'denoise' else args.style}.mp4"
         start = time.perf_counter()
         subprocess.run([*cmd, str(tmp / "clip.mp4"), *(["--crf", str(args.crf)] if args.crf is not None else []),
                         *(["--no-steady"] if args.no_steady else []),
                         *(["--chroma", args.out_chroma] if args.out_chroma else [])], check=True)
         seconds = time.perf_counter() - start
         subprocess.run([*cmd, str(tmp / "png"), "-o", str(tmp / "png_out")], check=True)
-        video = [f.rgb for f in frames(tmp / "clip_denoised.mp4")]
+        video = [f.rgb for f in frames(tmp / made)]
         pngs = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((tmp / "png_out").glob("*.png"))]
         noisy = [f.rgb for f in frames(tmp / "clip.mp4")]
         result = {
-            "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf, "chroma": args.chroma, "out_chroma": args.out_chroma, "steady": not args.no_steady,
+            "task": args.task, "style": args.style if args.task == "stylize" else None,
+            "photo": args.photo.name, "frames": len(video), "size": args.size, "sigma": args.sigma, "crf": args.crf,
+            "chroma": args.chroma, "out_chroma": args.out_chroma, "steady": not args.no_steady,
             "psnr_noisy": float(np.mean([psnr(a, b) for a, b in zip(noisy, clean)])),
             "psnr_video": float(np.mean([psnr(a, b) for a, b in zip(video, clean)])),
             "psnr_frames": float(np.mean([psnr(a, b) for a, b in zip(pngs, clean)])),
             "flicker_video": flicker(video, clean), "flicker_frames": flicker(pngs, clean),
-            "audio_identical": audio_packets(tmp / "clip.mp4") == audio_packets(tmp / "clip_denoised.mp4"),
+            "warp_error_video": warp_error(video, maps), "warp_error_frames": warp_error(pngs, maps),
+            "audio_identical": audio_packets(tmp / "clip.mp4") == audio_packets(tmp / made),
             "s_per_frame": seconds / len(video),
         }
     print(json.dumps(result, indent=1))

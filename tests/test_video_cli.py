@@ -90,3 +90,18 @@ def test_the_output_keeps_the_source_chroma_unless_chroma_says(tmp_path, tiny_we
     done = run("denoise", src, "--model", tiny_weights, "--chroma", "444", "-o", tmp_path / "full.mp4")
     assert done.exit_code == 0, done.output
     assert probe(tmp_path / "full.mp4").pix_fmt == "yuv444p"
+
+
+def test_inpaint_fills_a_clip_with_one_still_mask(tmp_path, tiny_inpaint_weights):
+    import cv2
+
+    src = make_clip(tmp_path / "clip.mp4", n=4)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:20, 20:40] = 255
+    cv2.imwrite(str(tmp_path / "still.png"), mask)
+    done = run("inpaint", src, "--mask", tmp_path / "still.png", "--model", tiny_inpaint_weights, "--no-steady")
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "clip_inpainted.mp4"
+    assert pts(out) == pts(src) and packets(out, "audio") == packets(src, "audio")
+    for before, after in zip(frames(src), frames(out)):  # outside the mask: as it was (+ the codec)
+        assert np.abs(after.rgb.astype(int) - before.rgb)[mask == 0].mean() < 3

@@ -179,8 +179,8 @@ def _common_run_options(f, ensemble: str = "1"):
 
     f = command
     f = click.option("--steady/--no-steady", default=True, show_default=True,
-                     help="Clips: even each frame against the one before where the flow says they agree (less "
-                          "flicker; vitrestore/steady.py).")(f)
+                     help="Clips: even each frame against the two before, moved by the optical flow, where they "
+                          "show the same (less flicker; vitrestore/steady.py).")(f)
     f = click.option("--crf", type=click.IntRange(0, 63), default=None,
                      help="Video quality where the codec takes one (lower is better) [h264 18, h265 20, vp9 24].")(f)
     f = click.option("--chroma", type=click.Choice(["420", "422", "444"]), default=None,
