@@ -214,3 +214,67 @@ def png(a: np.ndarray) -> bytes:
     Image.fromarray(a).save(buf, "PNG")
     return buf.getvalue()
 
+
+@pytest.mark.slow
+def test_the_page_opens_a_clip_slides_runs_and_downloads(tmp_path, tiny_weights):
+    """Headless Chromium (as test_studio_browser.py drives it): open a clip, step the slider to
+    frame 3 (the frame drawn is the clip's), run Restore, hold Compare (the same frame before),
+    download the clip under the CLI's name with every frame and its sound."""
+    browser = pytest.importorskip("test_studio_browser")
+    if browser.MISSING:
+        pytest.skip(f"no {', '.join(browser.MISSING)}")
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    models, downloads = tmp_path / "models", tmp_path / "downloads"
+    models.mkdir()
+    downloads.mkdir()
+    shutil.copy(tiny_weights, models / "mine.safetensors")
+    server, c = start(models_dir=models)
+    driver = browser.chrome(downloads)
+    try:
+        driver.get(server.url)
+        src = make_clip(tmp_path / "street.mp4", n=8)
+        browser.open_photo(driver, src)
+        body = driver.find_element(By.TAG_NAME, "body")
+        assert body.get_attribute("data-clip") is not None
+        assert "8 frames" in driver.find_element(By.ID, "message").text
+        slider = driver.find_element(By.ID, "frame")
+        slider.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+        WebDriverWait(driver, 20).until(lambda d: body.get_attribute("data-frame") == "3")
+        assert driver.find_element(By.ID, "frame-value").text.startswith("4 / 8")
+
+        def canvas():  # the photo canvas's pixels, (H, W, 3)
+            flat = driver.execute_script(
+                "const c = document.getElementById('photo');"
+                "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);")
+            return np.array(flat, np.uint8).reshape(48, 64, 4)[..., :3]
+
+        shown = list(frames(src))
+        assert np.array_equal(canvas(), shown[3].rgb)
+        Select(driver.find_element(By.ID, "task")).select_by_value("restore")
+        Select(driver.find_element(By.ID, "model")).select_by_value("mine.safetensors")
+        driver.find_element(By.ID, "run").click()
+        assert browser.wait_state(driver, "done", "error") == "done", driver.find_element(By.ID, "message").text
+        result = body.get_attribute("data-result")
+        _, after, _ = c.request("GET", f"/api/images/{result}/frames/3")
+        after = np.asarray(Image.open(io.BytesIO(after)))
+        WebDriverWait(driver, 20).until(lambda d: np.array_equal(canvas(), after))  # after: the result's frame 3
+        assert not np.array_equal(after, shown[3].rgb)
+        compare = driver.find_element(By.ID, "compare")
+        ActionChains(driver).click_and_hold(compare).perform()
+        WebDriverWait(driver, 20).until(lambda d: np.array_equal(canvas(), shown[3].rgb))  # held: before
+        ActionChains(driver).release(compare).perform()
+        WebDriverWait(driver, 20).until(lambda d: np.array_equal(canvas(), after))
+        driver.find_element(By.ID, "download").click()
+        target = downloads / "street_denoised.mp4"
+        end = time.time() + 30
+        while time.time() < end and not target.exists():
+            time.sleep(0.05)
+        time.sleep(0.2)  # Chrome renames the finished file into place
+        assert len(list(frames(target))) == 8 and packets(target, "audio") == packets(src, "audio")
+    finally:
+        driver.quit()
+        server.close()
