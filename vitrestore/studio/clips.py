@@ -3,14 +3,15 @@
 CLI's own pipeline (vitrestore/batch/clip.py's `run_clip`, from server.py); nothing here encodes.
 
     info, facts = read_clip(path, max_pixels)   # ClipInfo, ClipFacts; VideoError (one line), ClipTooLarge
-    rgb = decode_frame(path, facts, n)       # (H, W, 3) uint8, frame n as stored
+    rgb = decode_frame(path, facts, n)          # (H, W, 3) uint8, frame n as stored
 
-The check reads every packet of the clip (no decoding: a 256 MB upload takes about a second),
-so a clip cut short (its packets end before the time its container declares, or its index
-points past the end) is refused at upload, not half-way through a job; it decodes the first
-and the last frame, so a clip that opens but cannot be decoded is refused too. Memory stays
-bounded: packets are read one at a time, a frame is decoded by seeking to the keyframe before
-it, and the index holds one integer a frame.
+The check reads every packet of the clip (no decoding; measured: a 135 MB 720p H.264 clip of
+300 frames in 0.5 s, one frame of it decoded in 0.04-0.39 s with a keyframe every 60), so a
+clip cut short (its packets end before the time its container declares, or its index points
+past the end) is refused at upload, not half-way through a job; it decodes the first and the
+last frame, so a clip that opens but cannot be decoded is refused too. Memory stays bounded:
+packets are read one at a time, a frame is decoded by seeking to the keyframe before it, and
+the index holds one integer a frame.
 """
 from __future__ import annotations
 
