@@ -62,9 +62,11 @@ def resume(args, tmp: Path) -> dict:
     parts = tmp / ".out.mp4.parts"
     kept = sorted(p.name for p in parts.glob("piece-*")) if parts.exists() else []
     rerun = run(command(clip, tmp / "out.mp4"))
+    piece = max(16, args.fps)  # batch/clip.py piece_frames: a second, at least 16 frames
+    redone = args.frames - len(kept) * piece + (2 if kept else 0)  # (+ the steady window before the first)
     return {"frames": args.frames, "fps": args.fps, "size": f"{args.size[0]}x{args.size[1]}",
             "full": full, "killed": killed, "pieces_kept": len(kept), "rerun": rerun,
-            "rerun_cpu_share": rerun["cpu_s"] / full["cpu_s"],
+            "rerun_cpu_share": rerun["cpu_s"] / full["cpu_s"], "rerun_frames_share": redone / args.frames,
             "identical": (tmp / "out.mp4").read_bytes() == (tmp / "whole.mp4").read_bytes(),
             "left_behind": sorted(p.name for p in tmp.iterdir() if p.name.startswith("."))}
 

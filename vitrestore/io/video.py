@@ -83,7 +83,7 @@ class Frame:
     rgb: np.ndarray  # (H, W, 3) uint8, as stored (rotation is metadata, kept, not applied)
 
 
-def _open(path: Path) -> Any:
+def open_clip(path: Path) -> Any:
     import av  # noqa: PLC0415
 
     try:
@@ -91,15 +91,15 @@ def _open(path: Path) -> Any:
     except EOFError:  # (av's EOFError) a container that ends after its header
         raise VideoError("the video has no frames (the file ends after its header)") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoError(f"not a readable video ({_reason(exc)})") from None
+        raise VideoError(f"not a readable video ({ffmpeg_reason(exc)})") from None
 
 
-def _reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split()) or type(exc).__name__
 
 
-def _video_stream(container: Any) -> Any:
+def video_stream(container: Any) -> Any:
     if not container.streams.video:
         raise VideoError("no video stream in the file")
     return container.streams.video[0]
@@ -108,8 +108,8 @@ def _video_stream(container: Any) -> Any:
 def probe(path: str | Path) -> ClipInfo:
     """The clip's facts; VideoError (one line) for a file that is no readable video."""
     path = Path(path)
-    with _open(path) as c:
-        v = _video_stream(c)
+    with open_clip(path) as c:
+        v = video_stream(c)
         cc = v.codec_context
         if cc is None:
             raise VideoError("its video codec is one FFmpeg does not know: nothing can decode it")
@@ -149,17 +149,17 @@ def frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
     import av  # noqa: PLC0415
 
     path = Path(path)
-    with _open(path) as c:
-        v = _video_stream(c)
+    with open_clip(path) as c:
+        v = video_stream(c)
         v.thread_type = "AUTO"
         index = 0
         try:
             for frame in c.decode(v):
                 if index >= start:
-                    yield Frame(index, frame.pts, Fraction(frame.time_base or v.time_base), _rgb(frame))
+                    yield Frame(index, frame.pts, Fraction(frame.time_base or v.time_base), frame_rgb(frame))
                 index += 1
         except av.FFmpegError as exc:
-            raise VideoError(f"the video breaks off after {index} frames ({_reason(exc)})") from None
+            raise VideoError(f"the video breaks off after {index} frames ({ffmpeg_reason(exc)})") from None
     if index == 0:
         raise VideoError("the video has no frames")
 
@@ -168,7 +168,7 @@ def frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
 _MATRICES = {1, 4, 5, 6, 7, 9}
 
 
-def _rgb(frame: Any) -> np.ndarray:
+def frame_rgb(frame: Any) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a decoded frame, by its own matrix and range (a full-range clip
     decoded as limited loses its blacks and whites)."""
     full = frame.format.name.startswith("yuvj")  # the old full-range formats say so themselves
@@ -193,8 +193,8 @@ def check_output(path: Path, codec: str | None, crf: int | None) -> tuple[str, i
 
 def count_frames(path: str | Path) -> int:
     """The clip's frames, counted from its video packets (no decoding)."""
-    with _open(Path(path)) as c:
-        v = _video_stream(c)
+    with open_clip(Path(path)) as c:
+        v = video_stream(c)
         return sum(1 for packet in c.demux(v) if packet.size)
 
 
@@ -352,7 +352,7 @@ def assemble(parts: list[Path], source: Path, out: Path) -> None:
                     mapping[s.index] = dst.add_stream_from_template(s)
                 except (av.FFmpegError, ValueError) as exc:
                     raise VideoError(f"its {s.type} stream ({s.codec_context.name}) cannot go in {suffix}: "
-                                     f"{_reason(exc)}") from None
+                                     f"{ffmpeg_reason(exc)}") from None
             for key, value in src.metadata.items():
                 dst.metadata[key] = value
             if src.chapters():

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.video import ClipInfo, VideoError, _open, _reason, _video_stream, frames, probe
+from ..io.video import ClipInfo, VideoError, ffmpeg_reason, frame_rgb, frames, open_clip, probe, video_stream
 
 DECLARES_DURATION = (".mp4", ".mov", ".mkv", ".webm")  # AVI's duration is estimated from its size: no check
 NO_SEEK = (".avi",)  # AVI keeps no presentation times (its frames come out of a seek out of order): decoded from the start
@@ -90,8 +90,8 @@ def _packet_times(path: Path) -> tuple[list[int], float | None]:
     import av  # noqa: PLC0415
 
     size = path.stat().st_size
-    with _open(path) as c:
-        v = _video_stream(c)
+    with open_clip(path) as c:
+        v = video_stream(c)
         step = 1 / (float(v.average_rate or v.guessed_rate or 25) * v.time_base)  # a frame in time-base units
         pts: list[int] = []
         start, end = None, None
@@ -109,7 +109,7 @@ def _packet_times(path: Path) -> tuple[list[int], float | None]:
                     start = t if start is None else min(start, t)
                     end = max(end or t, float((packet.pts + (packet.duration or 0)) * packet.time_base))
         except av.FFmpegError as exc:
-            raise VideoError(f"the video breaks off after {len(pts)} frames ({_reason(exc)})") from None
+            raise VideoError(f"the video breaks off after {len(pts)} frames ({ffmpeg_reason(exc)})") from None
     return pts, (end - start if end is not None else None)
 
 
@@ -126,8 +126,8 @@ def decode_frame(path: Path, facts: ClipFacts, n: int) -> np.ndarray:
             return frame.rgb
         raise VideoError(f"frame {n} cannot be decoded (the clip ends before it)")
     target = facts.pts[n]
-    with _open(Path(path)) as c:
-        v = _video_stream(c)
+    with open_clip(Path(path)) as c:
+        v = video_stream(c)
         try:
             c.seek(target, stream=v, backward=True, any_frame=False)
             last = None
@@ -137,6 +137,6 @@ def decode_frame(path: Path, facts: ClipFacts, n: int) -> np.ndarray:
                     break
             if last is None:
                 raise VideoError(f"frame {n} cannot be decoded (no picture after the seek)")
-            return last.to_ndarray(format="rgb24")
+            return frame_rgb(last)  # by its own matrix and range, as a job decodes it
         except av.FFmpegError as exc:
-            raise VideoError(f"frame {n} cannot be decoded ({_reason(exc)})") from None
+            raise VideoError(f"frame {n} cannot be decoded ({ffmpeg_reason(exc)})") from None
