@@ -105,3 +105,26 @@ def test_inpaint_fills_a_clip_with_one_still_mask(tmp_path, tiny_inpaint_weights
     assert pts(out) == pts(src) and packets(out, "audio") == packets(src, "audio")
     for before, after in zip(frames(src), frames(out)):  # outside the mask: as it was (+ the codec)
         assert np.abs(after.rgb.astype(int) - before.rgb)[mask == 0].mean() < 3
+
+
+def test_an_odd_sized_clip_is_one_line_and_444_writes_it(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "odd.mp4", n=2, w=64, h=48, audio=False)
+    import av
+
+    with av.open(str(tmp_path / "odd.mkv"), "w") as c:  # 65x47 frames: only without chroma subsampling
+        v = c.add_stream("ffv1", rate=12)
+        v.width, v.height, v.pix_fmt = 65, 47, "bgr0"
+        for i, f in enumerate(frames(src)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f.rgb[:47, :, :].repeat(2, 1)[:, :65]),
+                                               format="rgb24")
+            frame.pts = i
+            for p in v.encode(frame):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    done = run("denoise", tmp_path / "odd.mkv", "--model", tiny_weights, "--chroma", "420")
+    assert done.exit_code == 1 and "an odd size" in done.output and "Traceback" not in done.output, done.output
+    assert not list(tmp_path.glob(".*")) and not (tmp_path / "odd_denoised.mkv").exists()
+    done = run("denoise", tmp_path / "odd.mkv", "--model", tiny_weights)  # the source's: RGB, 4:4:4
+    assert done.exit_code == 0, done.output
+    assert len(list(frames(tmp_path / "odd_denoised.mkv"))) == 2

@@ -124,3 +124,14 @@ def test_a_joiner_at_work_is_left_alone_and_a_killed_one_blocks_nothing(tmp_path
     assert again.joined and again.processed == 0
     assert len(packets(tmp_path / "out.mp4", "video")) == 20
     assert not parts_folder(tmp_path / "out.mp4").exists()
+
+
+def test_an_avi_of_several_pieces_joins(tmp_path):
+    from vitrestore.io.video import frames
+
+    src = make_clip(tmp_path / "in.mp4", n=40, audio=False)  # 3 pieces
+    done = run_clip(src, tmp_path / "out.avi", invert, "invert")
+    assert done.joined and done.pieces == 3
+    got = list(frames(tmp_path / "out.avi"))
+    assert len(got) == 40 and not list(tmp_path.glob(".*"))
+    assert np.abs(got[20].rgb.astype(int) - invert(list(frames(src))[20].rgb)).mean() < 3

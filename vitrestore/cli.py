@@ -353,7 +353,7 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
     from .batch.clip import run_clip_jobs
 
     frame = _frame_process(model, request, finish, per_image)
-    fingerprint = repr((str(tasks_path(model_name)), sorted((k, repr(v)) for k, v in request.items()),
+    fingerprint = repr((_weights_digest(model), sorted((k, repr(v)) for k, v in request.items()),
                         run.ensemble, run.tile, run.precision, run.backend))
     try:
         from .steady import Steady
@@ -366,14 +366,18 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 
 
-def tasks_path(model_name: str) -> str:
-    """The model file a name stands for (a shipped name or a path), for a clip's resume key."""
-    from .weights import resolve
+def _weights_digest(model) -> str:
+    """A digest of the weights the run uses (an --adapt copy's own, a file replaced at the same
+    path noticed), for a clip's resume key: pieces made by other weights are never joined."""
+    import hashlib
 
-    try:
-        return str(resolve(model_name))
-    except Exception:  # noqa: BLE001  (loaded already: any name that loads resolves)
-        return model_name
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.generator.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

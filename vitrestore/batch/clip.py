@@ -137,7 +137,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             os.close(lock)
         return ClipResult(last + 1, processed, count, joined=False)
     try:
-        assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
+        assemble([name(i) for i in range(count)], src, _tmp_beside(dst), pieces=True)
         os.replace(_tmp_beside(dst), dst)
         shutil.rmtree(folder)
     finally:
@@ -183,6 +183,9 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
 
     from tqdm import tqdm  # noqa: PLC0415
 
+    import av  # noqa: PLC0415
+    import cv2  # noqa: PLC0415
+
     from ..io.video import VideoError  # noqa: PLC0415
     from .report import Result  # noqa: PLC0415
 
@@ -215,7 +218,7 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
                 continue
             megapixels = done.frames * info.width * info.height / 1e6
             results.append(Result(str(job.src), str(job.dst), "done", "", time.time() - start, megapixels))
-        except (VideoError, OSError, ValueError, RuntimeError) as exc:
+        except (VideoError, OSError, ValueError, RuntimeError, av.FFmpegError, cv2.error) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             results.append(Result(str(job.src), str(job.dst), "failed", reason, time.time() - start))
             print(f"error: {job.src}: {reason}", file=sys.stderr)

@@ -99,6 +99,8 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
         subdirs = []
         for e in entries:
             p = Path(e.path)
+            if e.name.startswith("."):  # hidden: a clip's unfinished pieces and temporary files
+                continue  # (.<name>.parts/, .<name>.XXXX.mp4), macOS's ._photo.jpg; never inputs
             try:
                 if e.is_dir():  # follows symlinks
                     subdirs.append(p)

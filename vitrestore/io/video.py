@@ -40,7 +40,7 @@ CODECS: dict[str, tuple[str, dict[str, str], int | None]] = {
     "ffv1": ("ffv1", {"420": "bgr0", "422": "bgr0", "444": "bgr0"}, None),  # lossless RGB, no YUV
 }
 ALLOWED = {".mp4": ("h264", "h265"), ".mov": ("h264", "h265", "prores"), ".mkv": tuple(CODECS),
-           ".webm": ("vp9",), ".avi": ("h264", "ffv1")}
+           ".webm": ("vp9",), ".avi": ("h264",)}  # (FFV1 in AVI: a piece's first frame loses its time)
 
 
 class VideoError(ValueError):
@@ -58,8 +58,8 @@ class ClipInfo:
     duration: float  # seconds, 0 where unknown
     rotation: int  # counter-clockwise degrees the player turns the picture (its display matrix)
     codec: str
-    color_range: int  # FFmpeg's tags (0 or 2: unspecified), kept on the output
-    color_primaries: int
+    color_range: int  # FFmpeg's tags, kept on the output (range: 0 unspecified, 1 limited, 2 full)
+    color_primaries: int  # (2: unspecified)
     other_streams: tuple[str, ...] = field(default=())  # "audio aac", "subtitle mov_text", ...
     pix_fmt: str = "yuv420p"
     color_trc: int = 2
@@ -229,6 +229,9 @@ class ClipWriter:
         import av  # noqa: PLC0415
 
         self._out = av.open(str(self.tmp), "w", format=_format(self.path.suffix.lower()))
+        if self.pix_fmt.startswith(("yuv420", "yuv422")) and (rgb.shape[1] % 2 or (rgb.shape[0] % 2 and "420" in self.pix_fmt)):
+            raise VideoError(f"frames of {rgb.shape[1]}x{rgb.shape[0]} (an odd size) cannot be written with "
+                             f"{self.pix_fmt[3:6]} chroma: give --chroma 444 or --codec ffv1")
         s = self._out.add_stream(self.encoder, rate=self.source.rate)
         s.width, s.height = rgb.shape[1], rgb.shape[0]
         s.pix_fmt = self.pix_fmt
@@ -288,6 +291,8 @@ class ClipWriter:
             self._out.mux(packet)
         self._out.close()
         self._out = None
+        with open(self.tmp, "rb") as f:  # on disk before its name says it is finished (a power cut)
+            os.fsync(f.fileno())
         if not self.part:
             assemble([self.tmp], self.source.path, self.tmp)
         os.replace(self.tmp, self.path)
@@ -330,11 +335,13 @@ def _format(suffix: str) -> str | None:
     return {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm", ".avi": "avi"}.get(suffix)
 
 
-def assemble(parts: list[Path], source: Path, out: Path) -> None:
+def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -> None:
     """Write `out` (through a hidden file beside it; `out` may be one of `parts`) from the video
     packets of `parts` in order (each part starting at a keyframe) and the source clip's audio,
     subtitle and data streams remuxed untouched, packet for packet, with its chapters and its
-    container metadata. Streams the output container cannot hold are a VideoError naming them."""
+    container metadata. Streams the output container cannot hold are a VideoError naming them.
+    `pieces`: the parts are a clip's pieces (ClipWriter with `keyint`: no B-frames), whose decode
+    times are their presentation times."""
     import av  # noqa: PLC0415
 
     suffix = out.suffix.lower()
@@ -359,11 +366,14 @@ def assemble(parts: list[Path], source: Path, out: Path) -> None:
                 dst.set_chapters(src.chapters())
             # the video and the copied streams merged in time order: the muxer interleaves without
             # holding one stream's packets while it waits for the other's
-            streams = (((p, v_out) for p in _video_packets(parts)),
+            streams = (((p, v_out) for p in _video_packets(parts, pieces)),
                        ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
-            for packet, target in _by_time(*streams):
-                packet.stream = target
-                dst.mux(packet)
+            try:
+                for packet, target in _by_time(*streams):
+                    packet.stream = target
+                    dst.mux(packet)
+            except av.FFmpegError as exc:  # one line, without the hidden file's name
+                raise VideoError(f"the video cannot be joined into {suffix} ({ffmpeg_reason(exc)})") from None
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o644 & ~mask)  # as any file the user writes (mkstemp's is 0600)
@@ -372,7 +382,7 @@ def assemble(parts: list[Path], source: Path, out: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _video_packets(parts: list[Path]) -> Iterator[Any]:
+def _video_packets(parts: list[Path], pieces: bool) -> Iterator[Any]:
     """The video packets of each part in turn, one part open at a time: each packet a copy that
     owns its bytes (the muxer may still hold a packet when its part is closed: measured, packets
     that pointed into a closed part's buffers came out with other bytes in 3 of 8 runs)."""
@@ -384,6 +394,9 @@ def _video_packets(parts: list[Path]) -> Iterator[Any]:
                 if packet.dts is None:
                     continue
                 own = av.Packet(bytes(packet))
-                own.pts, own.dts, own.time_base = packet.pts, packet.dts, packet.time_base
+                # a piece has no B-frames, so its packets decode in presentation order: dts = pts (an
+                # AVI piece's own dts restart at 0 in each piece, which would run backwards when joined)
+                own.pts, own.time_base = packet.pts, packet.time_base
+                own.dts = packet.pts if pieces and packet.pts is not None else packet.dts
                 own.duration, own.is_keyframe = packet.duration, packet.is_keyframe
                 yield own
