@@ -1,13 +1,15 @@
 """Steady frames for clips (issue 33), no training: each processed frame is blended with the
-previous processed frame, carried onto it by the optical flow of the *input* frames, wherever
-the input says the scene is unchanged.
+processed frames before it, carried onto it by optical flow, wherever the frames say the scene
+is unchanged. The flow and the match are judged on the inputs or on the outputs (`judge`: the
+CLI takes the task's `steady_judge`, "output" unless the task says otherwise; stylize judges its
+inputs).
 
     steady = Steady(window=2)
     shown_t = steady([(in_t-2, out_t-2), (in_t-1, out_t-1)], (in_t, out_t))   # (H, W, C) uint8 each
 
-The flow (OpenCV's DIS, on the inputs' grey, lightly blurred against noise) says where each
+The flow (OpenCV's DIS, on the judged frames' grey, lightly blurred against noise) says where each
 pixel of this frame was in each earlier frame; that frame's output moved by it joins the
-average with the weight 1 where the moved earlier input matches this input, falling to none
+average with the weight 1 where the moved earlier frame matches this one, falling to none
 where they differ by more than `tolerance` levels (motion the flow missed, an occlusion, a cut). What the model did
 differently to the same content (a stylised stroke, a denoised grain) is what gets evened out;
 moving content is never smeared. An output larger than its input (an upscale) gets the flow
