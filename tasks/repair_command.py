@@ -76,6 +76,9 @@ def plan(inputs: RepairInputs, request: dict, paths: tuple[Path, ...]) -> Plan:
             raise ValueError("the damage found" + (" and --mask" if masks is not None else "")
                              + " covers the whole photo: nothing known to fill it from")
         if mask_out is not None:
+            if image.moving:  # one <stem>_mask.png would be overwritten frame after frame
+                raise ValueError("--mask-out writes one mask a photo, and this is a clip or an animated image: "
+                                 "repair it without --mask-out")
             _write_mask(hole, _mask_path(mask_out, image.path, folders), image.path, inputs.mask, written)
         out = image.pixels
         if hole.any():

@@ -145,6 +145,7 @@ def normalised_edges(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
 
 class StyleTransfer(Task):
     name = COMMAND.task
+    steady_judge = "input"  # clips (vitrestore/steady.py): its outputs differ on the same content, so the inputs judge
     Options = StyleOptions
     output_suffix = "stylized"
     Request = COMMAND.request

@@ -189,3 +189,35 @@ def test_denoise_is_a_grain_pass_over_the_whole_repaired_photo(tiny_detector, ti
     out = read_image(tmp_path / "g_repaired.png").pixels.astype(np.float32)
     lap = lambda a: float(np.abs(cv2.Laplacian(a, cv2.CV_32F)).mean())  # noqa: E731
     assert lap(out) < 0.7 * lap(grainy.astype(np.float32))  # the grain is gone (the shipped denoise model ran)
+
+
+def test_a_clip_is_repaired_frame_by_frame_and_mask_out_refuses_it(tiny_detector, tiny_inpaint_weights, tmp_path):
+    pytest.importorskip("av")
+    from test_video_io import make_clip, packets, pts
+    from vitrestore.io.video import frames
+
+    src = make_clip(tmp_path / "clip.mp4", n=4)
+    stroke = np.zeros((48, 64), np.uint8)
+    stroke[20:24, 10:50] = 255  # a still scratch on every frame
+    cv2.imwrite(str(tmp_path / "scratch.png"), stroke)
+    base = ["--model", tiny_detector, "--fill", tiny_inpaint_weights, "--sensitivity", "0", "--mask",
+            tmp_path / "scratch.png"]
+    done = repair(src, *base, "--no-steady")
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "clip_repaired.mp4"
+    assert pts(out) == pts(src) and packets(out, "audio") == packets(src, "audio")
+    (tmp_path / "png").mkdir()
+    for f in frames(src):  # the frames as photos, through the image path
+        cv2.imwrite(str(tmp_path / "png" / f"{f.index}.png"), f.rgb[:, :, ::-1])
+    done = repair(tmp_path / "png", *base, "-o", tmp_path / "png_out")
+    assert done.exit_code == 0 and len(list((tmp_path / "png_out").iterdir())) == 4, done.output
+    for f, after in zip(frames(src), frames(out)):  # each frame repaired as its photo is (+ the codec)
+        photo = cv2.imread(str(tmp_path / "png_out" / f"{f.index}.png"))[:, :, ::-1]
+        assert np.abs(after.rgb.astype(int) - photo).mean() < 3
+        assert np.abs(after.rgb.astype(int) - f.rgb)[stroke == 0].mean() < 3  # outside the scratch: as it was
+    # one <stem>_mask.png a photo: a clip's frames would overwrite it one after another
+    done = repair(src, *base,
+                  "--mask-out", tmp_path / "masks", "-o", tmp_path / "o")
+    assert done.exit_code == 1 and "clip.mp4: --mask-out writes one mask a photo" in done.output, done.output
+    assert list((tmp_path / "masks").iterdir()) == [] and not (tmp_path / "o" / "clip_repaired.mp4").exists()
+    assert not list((tmp_path / "o").glob(".*"))  # no pieces left

@@ -174,7 +174,7 @@ def test_a_bad_crop_is_a_one_line_400_naming_it(served, crop, words):
     ("upscale", {"scale": 3}, {}, "upscale: option 'scale' must be one of 2, 4"),
     ("stylize", {"style": "monet"}, {}, "stylize: unknown style \"monet\""),
     ("sharpen", {}, {}, "task must be one of"),
-    ("denoise", {}, {"tile": 64}, "unknown key \"tile\" in the preview (it takes task, image, options, crop)"),
+    ("denoise", {}, {"tile": 64}, "unknown key \"tile\" in the preview (it takes task, image, options, crop, frame)"),
 ], ids=["sigma-range", "unknown-option", "scale", "style", "task", "unknown-key"])
 def test_bad_options_are_the_jobs_400s(served, task, options, extra, words):
     server, c, image = served

@@ -162,6 +162,10 @@ class RunArgs:
     shard: str | None
     report: Path | None
     ensemble: str
+    codec: str | None
+    crf: int | None
+    chroma: str | None
+    steady: bool
 
 
 def _common_run_options(f, ensemble: str = "1"):
@@ -174,6 +178,16 @@ def _common_run_options(f, ensemble: str = "1"):
         return body(run, **kw)
 
     f = command
+    f = click.option("--steady/--no-steady", default=True, show_default=True,
+                     help="Clips: even each frame against the two before, moved by the optical flow, where they "
+                          "show the same (less flicker; vitrestore/steady.py).")(f)
+    f = click.option("--crf", type=click.IntRange(0, 63), default=None,
+                     help="Video quality where the codec takes one (lower is better) [h264 18, h265 20, vp9 24].")(f)
+    f = click.option("--chroma", type=click.Choice(["420", "422", "444"]), default=None,
+                     help="Clips: colour sampling of the output (default: the source's; 444 keeps the most colour "
+                          "detail but does not play in most browsers).")(f)
+    f = click.option("--codec", type=click.Choice(["h264", "h265", "vp9", "prores", "ffv1"]), default=None,
+                     help="Video codec of clip outputs [.webm: vp9, else h264].")(f)
     f = click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=ensemble, show_default=True,
                      help="Average the model over this many flips/rotations (N times slower, a little better).")(f)
     f = click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
@@ -237,7 +251,7 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     replaces a `protect`ed file (e.g. the mask); `out_size(image) -> (W, H)` is the output's
     size (default: the input's times the model's scale), checked against the output format
     before the model runs."""
-    from .batch.plan import plan_jobs, report_problem
+    from .batch.plan import is_clip, plan_jobs, report_problem
     from .batch.run import RunOptions, run_jobs
     from .io.formats import size_problem
 
@@ -292,7 +306,22 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
     options = RunOptions(overwrite=run.overwrite, quiet=run.quiet, max_pixels=int(run.max_megapixels * 1e6),
                          jpeg_quality=run.jpeg_quality,
                          batch=8 if model.device.type == "cuda" and per_image is None else 1)
-    summary = run_jobs(jobs, process, options, problems=problems, precheck=precheck)
+    from .io.animated import is_animation
+
+    clips = [j for j in jobs if is_clip(j.src)]
+    animations = [j for j in jobs if not is_clip(j.src) and is_animation(j.src)]
+    moving = {id(j) for j in clips + animations}
+    summary = run_jobs([j for j in jobs if id(j) not in moving], process, options, problems=problems,
+                       precheck=precheck)
+    if animations:
+        from .batch.animation import run_animation_jobs
+
+        summary.results += run_animation_jobs(animations, _frame_process(model, request, finish, per_image),
+                                              run.overwrite, int(run.max_megapixels * 1e6))
+    if clips:
+        summary.results += _run_clips(clips, model, model_name, run, request, finish, per_image, shard_kn)
+    if clips or animations:
+        summary.seconds = sum(r.seconds for r in summary.results)
     click.echo(summary.line(), err=True)
     if run.report is not None:
         try:
@@ -303,6 +332,52 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         sys.exit(130)
     if summary.failed:
         sys.exit(1)
+
+
+def _frame_process(model, request: dict, finish, per_image):
+    """(the clip's or animation's path, one frame's pixels) -> the frame processed as an image
+    of that name is (its per-image request, its finish)."""
+    from .io.images import LoadedImage
+
+    def frame(source: Path, pixels):
+        img = LoadedImage(pixels, source, moving=True)
+        out = model.run_arrays([pixels], **request, **(per_image(img) if per_image is not None else {}))[0]
+        return finish(out, img) if finish is not None else out
+    return frame
+
+
+def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finish, per_image,
+               shard: tuple[int, int] | None = None) -> list:
+    """The batch's video clips, frame by frame through the model as an image is (its per-image
+    request and finish hooks see each frame as an image of the clip's name), each resumable."""
+    from .batch.clip import run_clip_jobs
+
+    frame = _frame_process(model, request, finish, per_image)
+    fingerprint = repr((_weights_digest(model), sorted((k, repr(v)) for k, v in request.items()),
+                        run.ensemble, run.tile, run.precision, run.backend))
+    try:
+        from .steady import Steady
+
+        return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
+                             int(run.max_megapixels * 1e6),
+                             steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None,
+                             shard=shard, chroma=run.chroma)
+    except KeyboardInterrupt:
+        _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
+
+
+def _weights_digest(model) -> str:
+    """A digest of the weights the run uses (an --adapt copy's own, a file replaced at the same
+    path noticed), for a clip's resume key: pieces made by other weights are never joined."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.generator.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.formats import FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES
+from ..io.video import VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,18 @@ def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = ()
 
 # --- planning ----------------------------------------------------------------------------------
 def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES
+    """An input a command takes: an image, an animated image (GIF, APNG) or a video clip
+    (VIDEO_SUFFIXES, vitrestore/io/video.py)."""
+    return p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
+
+
+def is_clip(p: Path) -> bool:
+    return p.suffix.lower() in VIDEO_SUFFIXES
+
+
+def keeps_suffix(p: Path) -> bool:
+    """Inputs whose output keeps their format whatever --format says: clips and animations."""
+    return p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
 
 
 def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -87,6 +99,8 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
         subdirs = []
         for e in entries:
             p = Path(e.path)
+            if e.name.startswith("."):  # hidden: a clip's unfinished pieces and temporary files
+                continue  # (.<name>.parts/, .<name>.XXXX.mp4), macOS's ._photo.jpg; never inputs
             try:
                 if e.is_dir():  # follows symlinks
                     subdirs.append(p)
@@ -106,7 +120,8 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
 
 
 def _out_suffix(src: Path, fmt: str | None) -> str:
-    return FORMATS[fmt.lower().lstrip(".")] if fmt else src.suffix
+    """The output's extension: --format's for an image, a clip's own (--format names image formats)."""
+    return FORMATS[fmt.lower().lstrip(".")] if fmt and not keeps_suffix(src) else src.suffix
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -166,12 +181,15 @@ def _check_output(inputs: list[Path], out: Path | None) -> bool:
         return False
     if out.exists() and not one_file:
         raise ValueError(f"{out}: -o is an existing file; with a folder or several inputs, -o names a folder")
-    if not out.exists() and out.suffix.lower() not in IMAGE_SUFFIXES | OTHER_IMAGE_SUFFIXES:
+    if not out.exists() and out.suffix.lower() not in IMAGE_SUFFIXES | OTHER_IMAGE_SUFFIXES | set(VIDEO_SUFFIXES):
         return False  # a folder to create (documented: -o DIR mirrors the inputs); "v1.2" is a folder too
     if not one_file:
         what = "a folder input" if any(p.is_dir() for p in inputs) else f"{len(inputs)} inputs"
         raise ValueError(f"{out}: -o looks like a file name, but there is {what}; give a folder for -o")
-    if out.suffix.lower() not in WRITABLE_SUFFIXES:
+    if is_clip(inputs[0]) != is_clip(out):
+        raise ValueError(f"{out}: -o for {'a clip' if is_clip(inputs[0]) else 'an image'} must be "
+                         f"{'a video (' + ', '.join(VIDEO_SUFFIXES) + ')' if is_clip(inputs[0]) else 'an image'}")
+    if out.suffix.lower() not in WRITABLE_SUFFIXES and not (keeps_suffix(out) and keeps_suffix(inputs[0])):
         raise ValueError(f"{out}: cannot write {out.suffix} files (writable: {', '.join(sorted(WRITABLE_SUFFIXES))})")
     return True
 
@@ -293,7 +311,7 @@ def plan_jobs(inputs: list[str | Path], output: str | Path | None, suffix: str, 
             problems.append((j.src, problem))
         elif dst in sources or (dst.exists() and any(_inside(dst, f) for f in input_folders)):
             problems.append((j.src, f"output {j.dst} would overwrite an input; choose another -o"))
-        elif not in_shard(j.src, shard):
+        elif not in_shard(j.src, shard) and not is_clip(j.src):  # a clip is shared by its pieces (batch/clip.py)
             continue
         elif not j.skip and (problem := _output_problem(j.dst, checked)):
             problems.append((j.src, problem))

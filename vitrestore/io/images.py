@@ -44,6 +44,7 @@ class LoadedImage:
     path: Path
     icc: bytes | None = None  # ICC colour profile, carried to the output
     exif: bytes | None = None  # EXIF as TIFF bytes (no "Exif\0\0" header), orientation reset to 1
+    moving: bool = False  # a frame of a clip or an animated image (`path` is the clip's)
 
 
 @dataclass

@@ -30,7 +30,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js",
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "VITRESTORE_STUDIO_TOKEN"
 MAX_JSON_BYTES = 64 * 1024  # a job is a few hundred bytes
-UPLOAD_TYPES = ("application/octet-stream", "image/")  # a form (text/plain, multipart) is not an upload
+UPLOAD_TYPES = ("application/octet-stream", "image/", "video/")  # a form (text/plain, multipart) is not an upload
 # sent with every answer: no site may frame the page or load its images; the page runs only its own files
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
@@ -244,8 +244,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, studio.style_thumbnail(parts[1]), "image/png")
         if method == "POST" and parts == ["images"]:
             kind = _media_type(self.headers.get("Content-Type"))
-            if kind != UPLOAD_TYPES[0] and not kind.startswith(UPLOAD_TYPES[1]):
-                raise ApiError(415, "an upload is the file's bytes with Content-Type image/... or "
+            if kind != UPLOAD_TYPES[0] and not kind.startswith(UPLOAD_TYPES[1:]):
+                raise ApiError(415, "an upload is the file's bytes with Content-Type image/..., video/... or "
                                     f"application/octet-stream, not {_shown(kind or 'none')}")
             name = unquote(self.headers.get("X-Filename") or "image")
             image_id = studio.store.add_image(self._read, self._unread, name)
@@ -256,6 +256,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, studio.store.preview(parts[1]), "image/png")
             return self._send_file(img.path, CONTENT_TYPES[img.suffix],
                                    {"Content-Disposition": content_disposition(f"{img.stem}{img.suffix}")})
+        if method == "GET" and len(parts) == 4 and parts[0] == "images" and parts[2] == "frames":
+            if not re.fullmatch(r"[0-9]{1,9}", parts[3]):
+                raise ApiError(404, f"no frame {_shown(parts[3])}: a frame is its index, 0 for the first")
+            png, seconds = studio.store.frame(parts[1], int(parts[3]))
+            return self._send(200, png, "image/png", {"X-Frame-Time": f"{seconds:.6f}"})
         if method == "GET" and len(parts) == 2 and parts[0] == "images":
             return self._json(200, studio.store.image(parts[1]).public(parts[1]))
         if method == "POST" and parts == ["jobs"]:

@@ -1,9 +1,9 @@
 """The studio's work queue: one worker thread runs one model call at a time (one device), the
 rest wait in a bounded queue; a full queue refuses new work (HTTP 429). Jobs report tiles done
-(or, while adapting the model to their image first, adaptation steps done) and can be
-cancelled, queued or running (a running one stops at its next tile or adaptation step, or at
-the next round of inpainting's texture step). `stop` cancels every job and waits for the
-worker, so the process never exits while a model call runs on another thread."""
+(or, while adapting the model to their image first, adaptation steps done; a clip's job, frames
+done) and can be cancelled, queued or running (a running one stops at its next tile, frame or
+adaptation step, or at the next round of inpainting's texture step). `stop` cancels every job
+and waits for the worker, so the process never exits while a model call runs on another thread."""
 from __future__ import annotations
 
 import queue
@@ -32,7 +32,8 @@ class Job:
     done: int = 0  # tiles done in the current pass
     total: int = 0
     passes: int = 0  # network passes started (ensemble members, inpaint's coarse + fine)
-    stage: str = "run"  # "adapt" while a copy of the model is fine-tuned on the image (done/total: steps)
+    stage: str = "run"  # "adapt" while a copy of the model is fine-tuned on the image (done/total: steps);
+    # "frames" while a clip runs (done/total: frames)
     adapted: bool | None = None  # after an adaptation: whether the adapted copy was used
     note: str | None = None  # after an adaptation: what happened, in one line ("adapted: ..." / "not adapted: ...")
     error: str | None = None
@@ -50,6 +51,11 @@ class Job:
     def adapt_progress(self, step: int, total: int) -> None:
         """Called by the adaptation after each step; raises Cancelled once cancel is set."""
         self.stage, self.done, self.total = "adapt", step, total
+        self.check_cancel()
+
+    def frames_progress(self, done: int, total: int) -> None:
+        """Called after each frame of a clip; raises Cancelled once cancel is set."""
+        self.stage, self.done, self.total, self.passes = "frames", done, total, 1
         self.check_cancel()
 
     def adapt_finished(self, adapted: bool, note: str) -> None:

@@ -19,8 +19,8 @@ from .store import Stored
 ADAPT_SECONDS = (5, 600)  # the `adapt` option's range (0 or null: off), the CLI's --adapt SECONDS
 ADAPT_HELP = "Seconds to fine-tune a copy of the model on this image first (0 or null: off)."
 JOB_KEYS = ("task", "image", "options")
-PREVIEW_KEYS = JOB_KEYS + ("crop",)  # POST /api/preview: a job's keys and the crop
-DRAFT_KEYS = JOB_KEYS + ("upload",)  # POST /api/draft: a job's keys and which upload to draft
+PREVIEW_KEYS = JOB_KEYS + ("crop", "frame")  # POST /api/preview: a job's keys, the crop, a clip's frame
+DRAFT_KEYS = JOB_KEYS + ("upload", "frame")  # POST /api/draft: a job's keys, which upload to draft, a clip's frame
 CROP_KEYS = ("x", "y", "size")  # the crop's centre in the image's pixels, its side
 CROP_SIZE = (32, 512, 256)  # the crop side's range and default
 OFFERED_WORDS = {"styles": "styles", "model_files": "the models folder holds"}  # an unknown choice's message
@@ -65,6 +65,19 @@ def check_job(body: dict[str, Any], tasks: tuple[str, ...], keys: tuple[str, ...
     if not isinstance(options, dict):
         raise ApiError(400, f"options must be a JSON object, got {_shown(options)}")
     return task, image_id, options
+
+
+def frame_index(frame: Any, src: Stored) -> int | None:
+    """A preview's or draft's `frame`: the index of a clip's frame to run on (default 0), None for
+    an image (which takes none). ApiError 400 naming the key otherwise."""
+    if src.clip is None:
+        if frame is not None:
+            raise ApiError(400, f"frame: {src.stem}{src.suffix} is an image, not a clip (leave frame out)")
+        return None
+    frame = 0 if frame is None else frame
+    if type(frame) is not int or not 0 <= frame < src.clip.frames:  # noqa: E721  (not 2.0, not true)
+        raise ApiError(400, f"frame must be a whole number from 0 to {src.clip.frames - 1}, got {_shown(frame)}")
+    return frame
 
 
 def crop_box(crop: Any, width: int, height: int) -> tuple[int, int, int, int]:

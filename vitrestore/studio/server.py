@@ -31,7 +31,7 @@ from .. import request as requests
 from ..io.formats import DEFAULT_MAX_PIXELS
 from .errors import ApiError, _one_line, _shown
 from .jobs import Job, JobQueue, QueueFull
-from .options import DRAFT_KEYS, PREVIEW_KEYS, JobPlanner, check_job, crop_box
+from .options import DRAFT_KEYS, PREVIEW_KEYS, JobPlanner, check_job, crop_box, frame_index
 from .store import Stored, UploadStore, eight_bit
 
 PREVIEW_CONTEXT = 32  # pixels of the image around a preview's crop that the model sees too (as tiles overlap)
@@ -63,7 +63,7 @@ class Studio:
         # a few previews at once: each waiting one holds a connection's thread, and those are bounded too
         self._preview_slots = threading.BoundedSemaphore(PREVIEW_WAITING)
         self._closing = threading.Event()  # set by close(): no preview starts or waits any more
-        self._preview_source: tuple[str | None, Any] = (None, None)  # the last previewed image, decoded
+        self._preview_source: tuple[Any, Any] = (None, None)  # ((image id, frame), its pixels): the last previewed
         self._closed: bool | None = None
         self.jobs = JobQueue(self._run, size=queue_size)
 
@@ -141,7 +141,11 @@ class Studio:
 
     def submit(self, body: dict[str, Any]) -> Job:
         task, image_id, options = check_job(body, self.planner.tasks)
-        path, ensemble, request = self.planner.plan(task, options, self.store.image(image_id))
+        src = self.store.image(image_id)
+        path, ensemble, request = self.planner.plan(task, options, src)
+        if src.clip is not None and self.planner.adapt_seconds(task, options) is not None:
+            raise ApiError(400, f"{task}: 'adapt' fine-tunes on one photo; a clip runs with the model as it is "
+                                f"(set adapt to 0)")
         uploads = self.planner.uploads(task, options)
         if not uploads:  # a bad value fails now, not in the queue (an upload, e.g. a mask, is read on the worker)
             try:  # loads the model here, on its first job, rather than on the worker
@@ -170,12 +174,13 @@ class Studio:
         task, image_id, options = check_job(body, self.planner.tasks, PREVIEW_KEYS, "the preview")
         src = self.store.image(image_id)
         path, ensemble, request = self.planner.plan(task, options, src)
+        frame = frame_index(body.get("frame"), src)
         left, top, w, h = box = crop_box(body.get("crop"), src.width, src.height)
         m = PREVIEW_CONTEXT
         x0, y0, x1, y1 = max(left - m, 0), max(top - m, 0), min(left + w + m, src.width), min(top + h + m, src.height)
         cut = (slice(y0, y1), slice(x0, x1))
         model, out = self._run_now(task, image_id, path, ensemble, request,
-                                   lambda: self._uploaded(task, options, cut), cut)
+                                   lambda: self._uploaded(task, options, cut), cut, frame)
         s = model.scale
         out = out[(top - y0) * s:(top - y0 + h) * s, (left - x0) * s:(left - x0 + w) * s]
         return encode_image(eight_bit(out, rgb=True), ".png"), box
@@ -191,15 +196,19 @@ class Studio:
         task, image_id, options = check_job(body, self.planner.tasks, DRAFT_KEYS, "the draft")
         src = self.store.image(image_id)
         path, request = self.planner.plan_draft(task, body.get("upload"), options, src)
-        _, out = self._run_now(task, image_id, path, 1, request, dict, (slice(None), slice(None)))
+        frame = frame_index(body.get("frame"), src)
+        _, out = self._run_now(task, image_id, path, 1, request, dict, (slice(None), slice(None)), frame)
         return encode_image(eight_bit(out, rgb=True)[..., :1], ".png")
 
     def _run_now(self, task: str, image_id: str, path: Path, ensemble: int, request: dict[str, Any],
-                 uploaded: Any, cut: tuple[slice, slice]) -> tuple[Any, Any]:
+                 uploaded: Any, cut: tuple[slice, slice], frame: int | None = None) -> tuple[Any, Any]:
         """(the model, its output on the image's pixels[cut]) at once, on the request's thread: one
-        at a time (PREVIEW_WAITING wait, 429 beyond) and after a running job; `uploaded()` the
-        request's maps read from the uploads. 503 once the studio closes."""
+        at a time (PREVIEW_WAITING wait, 429 beyond) and after a running job (or between two of a
+        clip's frames); `uploaded()` the request's maps read from the uploads; `frame`: a clip's
+        frame to run on. 503 once the studio closes."""
         from ..io.images import ImageReadError, read_image
+        from ..io.video import VideoError
+        from .clips import decode_frame
 
         if self._closing.is_set():
             raise ApiError(503, "the studio is closing")
@@ -208,15 +217,19 @@ class Studio:
         try:
             with self._preview_lock:
                 try:
-                    if self._preview_source[0] != image_id:
+                    if self._preview_source[0] != (image_id, frame):
                         self._preview_source = (None, None)  # the old one goes before the next is read
                         src = self.store.image(image_id)
-                        self._preview_source = (image_id, read_image(src.path, max_pixels=self.store.max_pixels).pixels)
+                        pixels = (read_image(src.path, max_pixels=self.store.max_pixels).pixels if frame is None
+                                  else decode_frame(src.path, src.clip, frame))  # (H, W, C)
+                        self._preview_source = ((image_id, frame), pixels)
                     request.update(uploaded())
                     model = self.model(path, ensemble)
                     model.task.check_request(**request)
-                except ImageReadError:  # dropped from the store meanwhile
+                except (ImageReadError, FileNotFoundError):  # dropped from the store meanwhile
                     raise ApiError(404, f"no image {_shown(image_id)} (dropped: the upload store was full)") from None
+                except VideoError as exc:
+                    raise ApiError(400, f"frame {frame}: {_one_line(exc)}") from None
                 except (TypeError, ValueError) as exc:
                     raise ApiError(400, f"{task}: {_one_line(exc)}") from None
                 self._take_device()
@@ -252,17 +265,20 @@ class Studio:
                 for target, upload in self.planner.uploads(task, options).items()}
 
     def _run(self, job: Job) -> str:
-        """On the worker thread: run the job's model on its image, store the result as a new image."""
+        """On the worker thread: run the job's model on its image, store the result as a new image
+        (a clip: `_run_clip`)."""
         from ..io.images import encode_image, read_image
 
         src = self.store.image(job.image)
         path, ensemble, request = self.planner.plan(job.task, job.options, src)
         seconds = self.planner.adapt_seconds(job.task, job.options)
-        img = read_image(src.path, max_pixels=self.store.max_pixels)
         request.update(self._uploaded(job.task, job.options))
         command = self.planner.commands[job.task]
         if "check_cancel" in requests.keys(command.request):  # a step that reports no tiles (inpaint's texture)
             request["check_cancel"] = job.check_cancel
+        if src.clip is not None:
+            return self._run_clip(job, src, self.model(path, ensemble), request)
+        img = read_image(src.path, max_pixels=self.store.max_pixels)
         with self.device_lock:
             model = self.model(path, ensemble)
             if seconds is not None:
@@ -272,11 +288,49 @@ class Studio:
                 out = model.run_arrays([img.pixels], **request)[0]
             finally:
                 model.progress = None
+        return self.store.add_result(encode_image(out, src.suffix, 95, img.icc, img.exif), src,
+                                     self._result_stem(job, src, model), out.shape)
+
+    def _result_stem(self, job: Job, src: Stored, model: Any) -> str:
+        """The result's name, as the CLI names it: <stem>_<suffix>."""
+        command = self.planner.commands[job.task]
         suffix = command.studio.suffix or model.task.suffix
-        stem = f"{src.stem}_{suffix}"
         if command.studio.keeps_name and src.stem.endswith(f"_{suffix}"):
-            stem = src.stem  # runs in a row keep one name: photo -> photo_inpainted -> photo_inpainted
-        return self.store.add_result(encode_image(out, src.suffix, 95, img.icc, img.exif), src, stem, out.shape)
+            return src.stem  # runs in a row keep one name: photo -> photo_inpainted -> photo_inpainted
+        return f"{src.stem}_{suffix}"
+
+    def _run_clip(self, job: Job, src: Stored, model: Any, request: dict[str, Any]) -> str:
+        """On the worker thread: every frame of the clip through the model as the CLI runs a clip
+        (batch/clip.py's run_clip: each frame as an image is run, steady frames as the CLI's default
+        for the task, the source's sound and other streams copied, the container's codec at its
+        default quality), in a scratch folder the job removes whatever happens; the finished clip
+        becomes a new image. The device is taken a frame at a time (a preview runs between two
+        frames); progress counts frames; a cancel stops at the next tile or frame."""
+        import shutil
+
+        from ..batch.clip import run_clip
+        from ..steady import Steady
+
+        stem, total = self._result_stem(job, src, model), src.clip.frames
+        folder = self.store.scratch(job.id)
+        dst = folder / f"{stem}{src.suffix}"
+
+        def frame(rgb):  # (H, W, 3) uint8 -> (H * scale, W * scale, 3) uint8
+            with self.device_lock:
+                model.progress = lambda done, tiles: job.check_cancel()  # tiles are not the job's count: frames are
+                try:
+                    return model.run_arrays([rgb], **request)[0]
+                finally:
+                    model.progress = None
+
+        try:
+            job.frames_progress(0, total)
+            run_clip(src.path, dst, frame, f"studio {job.task} {job.id}",
+                     progress=lambda done, _: job.frames_progress(done, total),
+                     steady=Steady(judge=getattr(model.task, "steady_judge", "output")))
+            return self.store.add_clip_result(dst, src, stem)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # a cancel or failure leaves no piece behind
 
     def adapt_settings(self, seconds: float):
         """The budget of a job's `adapt` option (tests replace it with a few fixed steps)."""

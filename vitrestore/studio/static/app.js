@@ -11,6 +11,7 @@ const state = {
   tool: "brush",
   zoom: 1, x: 0, y: 0,
   job: null,
+  frame: 0,           // a clip's frame shown (the slider): the one drawn, previewed and compared
   token: sessionStorage.getItem("vitrestore-token") || "",
 };
 
@@ -63,8 +64,12 @@ $("fit").onclick = fit;
 $("one").onclick = () => { const r = stage.getBoundingClientRect(); zoomAt(1 / state.zoom, r.width / 2, r.height / 2); };
 
 // --- images -----------------------------------------------------------------------------
+// an image's picture as the page shows it: its preview, or a clip's frame (GET .../frames/<n>)
+function picture(image) {
+  return image.clip ? image.clip.frame + Math.min(state.frame, image.clip.frames - 1) : image.preview;
+}
 async function show(image) {
-  const res = await api(image.preview);
+  const res = await api(picture(image));
   const bitmap = await createImageBitmap(await res.blob());
   const sizeChanged = !state.image || state.image.width !== image.width || state.image.height !== image.height;
   photo.width = mask.width = image.width;
@@ -77,6 +82,7 @@ async function show(image) {
   redrawMask();
   document.body.dataset.image = image.id;
   document.body.dataset.state = "ready";
+  showClip(image, res);
   $("run").disabled = false;
   const link = $("download");
   link.hidden = false;
@@ -91,13 +97,58 @@ async function upload(file) {
     const res = await api("/api/images", {method: "POST", body: file,
       headers: {"X-Filename": encodeURIComponent(file.name || "pasted.png"), "Content-Type": "application/octet-stream"}});
     const image = await res.json();
-    state.history = []; state.redo = []; state.before = null;
+    state.history = []; state.redo = []; state.before = null; state.frame = 0;
     $("compare").disabled = true;
     await show(image);
-    message(`${image.name}: ${image.width}x${image.height}, ${image.channels} channel(s), ${image.bits}-bit`, true);
+    message(image.clip ? `${image.name}: ${image.width}x${image.height}, ${clipFacts(image.clip)}`
+      : `${image.name}: ${image.width}x${image.height}, ${image.channels} channel(s), ${image.bits}-bit`, true);
     if (paintDraft($("task").value)) draft();  // a task that drafts its mask: drafted for the new photo
   } catch (e) { message(e.message); }
 }
+
+// --- clips: the frame slider; the frame shown is the one previewed, drafted and compared ----------
+function clipFacts(clip) {
+  const kept = clip.streams.length ? `${clip.streams.join(", ")} kept` : "no sound";
+  return `${clip.frames} frames at ${clip.rate} fps (${clip.duration.toFixed(2)} s), ${kept}`;
+}
+function showClip(image, res) {  // the slider for a clip (`res`: its frame's answer), none for an image
+  document.body.toggleAttribute("data-clip", Boolean(image.clip));
+  const adapt = $("adapt");  // adapting fine-tunes on one photo: a clip runs with the model as it is
+  if (image.clip) adapt.checked = false;
+  adapt.disabled = Boolean(image.clip);
+  adapt.onchange();
+  if (!image.clip) return;
+  const slider = $("frame");
+  slider.max = image.clip.frames - 1;
+  slider.value = Math.min(state.frame, image.clip.frames - 1);
+  frameShown(Number(slider.value), res);
+}
+function frameShown(n, res) {
+  const t = Number(res.headers.get("X-Frame-Time") || 0);
+  $("frame-value").textContent = `${n + 1} / ${state.image.clip.frames} · ${t.toFixed(2)} s`;
+  document.body.dataset.frame = n;
+}
+let frameAsked = 0;  // the latest frame asked for: an older answer is dropped
+async function showFrame() {
+  const image = state.image, asked = ++frameAsked;
+  if (!image || !image.clip) return;
+  state.frame = Number($("frame").value);
+  try {
+    const res = await api(picture(peeking && state.before ? state.before : image));
+    const bitmap = await createImageBitmap(await res.blob());
+    if (asked !== frameAsked || state.image !== image) return;  // another frame or image meanwhile
+    photo.getContext("2d").drawImage(bitmap, 0, 0, photo.width, photo.height);
+    frameShown(state.frame, res);
+  } catch (e) { message(e.message); return; }
+  if (preview.wanted) schedulePreview(0);  // the preview is of the frame shown
+}
+$("frame").oninput = showFrame;
+document.addEventListener("keydown", (e) => {  // , and . step a clip's frames
+  if (e.target.tagName === "INPUT" || !state.image || !state.image.clip || ![",", "."].includes(e.key)) return;
+  $("frame").value = Number($("frame").value) + (e.key === "." ? 1 : -1);
+  showFrame();
+});
+
 $("file").onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); e.target.value = ""; };
 stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("dragging"); });
 stage.addEventListener("dragleave", () => stage.classList.remove("dragging"));
@@ -448,7 +499,8 @@ async function draft() {
   message(running, true);
   let bitmap;
   try {
-    const body = JSON.stringify({task, image: image.id, options: collect(task, true), upload: d.upload});
+    const body = JSON.stringify(Object.assign({task, image: image.id, options: collect(task, true), upload: d.upload},
+      image.clip ? {frame: state.frame} : {}));
     const res = await api("/api/draft", {method: "POST", headers: {"Content-Type": "application/json"}, body});
     bitmap = await createImageBitmap(await res.blob());
   } catch (e) {
@@ -522,7 +574,8 @@ function previewBody() {
   const options = collect(task, true);
   if (Object.values(options).includes("")) return null;  // nothing to choose from (no style)
   const [x, y] = preview.point || [Math.floor(state.image.width / 2), Math.floor(state.image.height / 2)];
-  return JSON.stringify({task, image: state.image.id, options, crop: {x, y}});
+  return JSON.stringify(Object.assign({task, image: state.image.id, options, crop: {x, y}},
+    state.image.clip ? {frame: state.frame} : {}));
 }
 function schedulePreview(delay) {
   preview.wanted = true;
@@ -625,6 +678,7 @@ async function run() {
     document.body.dataset.stage = p.stage;
     if (job.status === "running") {
       message(p.stage === "adapt" ? `${task}: adapting to this photo, ` + (p.total ? `step ${p.done} / ${p.total}` : "preparing")
+        : p.stage === "frames" ? `${task}: frame ${p.done} / ${p.total}`
         : `${task}: pass ${p.passes}, tiles ${p.done} / ${p.total}`, true);
     }
     if (["done", "failed", "cancelled"].includes(job.status)) break;
@@ -640,7 +694,8 @@ async function run() {
     $("compare").disabled = false;
     document.body.dataset.state = "done";
     document.body.dataset.result = result.id;
-    message(`${task}: done, ${result.width}x${result.height}` + (job.note ? ` (${job.note})` : ""), true);
+    message(`${task}: done, ${result.width}x${result.height}` + (result.clip ? `, ${clipFacts(result.clip)}` : "")
+      + (job.note ? ` (${job.note})` : ""), true);
   } else {
     document.body.dataset.state = job.status === "failed" ? "error" : "ready";
     const note = job.note ? ` (${job.note})` : "";
@@ -650,12 +705,16 @@ async function run() {
 $("run").onclick = run;
 $("cancel").onclick = () => { if (state.job) api(`/api/jobs/${state.job}/cancel`, {method: "POST"}).catch((e) => message(e.message)); };
 
-// hold to compare with the image before the last run
+// hold to compare with the image before the last run (a clip: the frame shown, before and after)
+let peeking = false;
 async function peek(on) {
   if (!state.before) return;
+  peeking = on;
   const image = on ? state.before : state.history.filter((h) => h.kind === "image").slice(-1)[0].to;
-  const bitmap = await createImageBitmap(await (await api(image.preview)).blob());
+  const bitmap = await createImageBitmap(await (await api(picture(image))).blob());
+  if (peeking !== on) return;  // released (or pressed again) meanwhile
   photo.getContext("2d").drawImage(bitmap, 0, 0, photo.width, photo.height);
+  document.body.toggleAttribute("data-peek", on);
 }
 $("compare").addEventListener("pointerdown", () => peek(true));
 $("compare").addEventListener("pointerup", () => peek(false));
