@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .optical_flow import blur, input_flow, remap
+
 Pair = tuple[np.ndarray, np.ndarray]  # (input frame, output frame), each (H, W, C) uint8
 
 
@@ -51,38 +53,16 @@ class Steady:
             else:
                 a, b = cur_in, prev_in
             flow = input_flow(a, b)  # (h, w, 2) at the input's size: where each pixel was in the earlier frame
-            moved = _remap(b.astype(np.float32), flow)
-            diff = np.abs(_blur(a.astype(np.float32)) - _blur(moved))
+            moved = remap(b.astype(np.float32), flow)
+            diff = np.abs(blur(a.astype(np.float32)) - blur(moved))
             diff = diff.mean(axis=2) if diff.ndim == 3 else diff
             weight = np.exp(-((cv2.GaussianBlur(diff, (0, 0), 1.5) / self.tolerance) ** 2))  # (h, w)
             if (oh, ow) != flow.shape[:2]:  # an upscale: the flow and the weight at the output's size
                 sy, sx = oh / flow.shape[0], ow / flow.shape[1]
                 flow = cv2.resize(flow, (ow, oh), interpolation=cv2.INTER_LINEAR) * np.array([sx, sy], np.float32)
                 weight = cv2.resize(weight, (ow, oh), interpolation=cv2.INTER_LINEAR)
-            moved_out = _remap(prev_out.astype(np.float32), flow)
+            moved_out = remap(prev_out.astype(np.float32), flow)
             total += (weight[..., None] if total.ndim == 3 else weight) * moved_out
             weights += weight
         out = total / (weights[..., None] if total.ndim == 3 else weights)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _grey(a: np.ndarray) -> np.ndarray:
-    if a.ndim == 3 and a.shape[2] >= 3:
-        return cv2.cvtColor(np.ascontiguousarray(a[:, :, :3]), cv2.COLOR_RGB2GRAY)
-    return a[..., 0] if a.ndim == 3 else a
-
-
-def _blur(a: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(a, (0, 0), 1.5)
-
-
-def input_flow(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """(H, W, 2) float32: where each pixel of `current` was in `previous` (DIS on blurred grey)."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(_blur(_grey(current)), _blur(_grey(previous)), None)
-
-
-def _remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
