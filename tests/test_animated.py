@@ -75,3 +75,16 @@ def test_a_gif_through_a_command_keeps_its_timing(tmp_path, tiny_weights):
     assert (len(out.frames), out.durations, out.loop) == (12, DURATIONS, 0)
     apng = read_animation(tmp_path / "still_and_moving_denoised.png")  # --format png: an APNG of it
     assert (len(apng.frames), apng.durations, apng.loop, apng.alpha) == (12, DURATIONS, 2, True)
+
+
+def test_an_animated_webp_asked_as_jpeg_keeps_its_frames(tmp_path, tiny_weights):
+    from click.testing import CliRunner
+
+    from vitrestore.cli import main
+
+    save(tmp_path / "moving.webp", frames(), loop=1)
+    done = CliRunner().invoke(main, ["denoise", str(tmp_path / "moving.webp"), "--model", str(tiny_weights), "-q",
+                                     "--format", "jpg"])
+    assert done.exit_code == 0, done.output
+    out = read_animation(tmp_path / "moving_denoised.webp")  # a JPEG holds no frames: the WebP stays one
+    assert (len(out.frames), out.durations, out.loop) == (12, DURATIONS, 1)

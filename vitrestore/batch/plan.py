@@ -26,8 +26,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io.animated import ANIMATED_SUFFIXES, is_animation
 from ..io.formats import FORMATS, IMAGE_SUFFIXES, WRITABLE_SUFFIXES
 from ..io.video import VIDEO_SUFFIXES
+
+MOVING_SUFFIXES = (*VIDEO_SUFFIXES, ".gif", ".apng")  # clips and animated images, whatever they hold
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def report_problem(report: Path, jobs: list[Job], protect: tuple[Path, ...] = ()
 def _is_image(p: Path) -> bool:
     """An input a command takes: an image, an animated image (GIF, APNG) or a video clip
     (VIDEO_SUFFIXES, vitrestore/io/video.py)."""
-    return p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
+    return p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in MOVING_SUFFIXES
 
 
 def is_clip(p: Path) -> bool:
@@ -67,7 +70,7 @@ def is_clip(p: Path) -> bool:
 
 def keeps_suffix(p: Path) -> bool:
     """Inputs whose output keeps their format whatever --format says: clips and animations."""
-    return p.suffix.lower() in (*VIDEO_SUFFIXES, ".gif", ".apng")
+    return p.suffix.lower() in MOVING_SUFFIXES
 
 
 def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -121,7 +124,12 @@ def walk_images(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[P
 
 def _out_suffix(src: Path, fmt: str | None) -> str:
     """The output's extension: --format's for an image, a clip's own (--format names image formats)."""
-    return FORMATS[fmt.lower().lstrip(".")] if fmt and not keeps_suffix(src) else src.suffix
+    if not fmt or keeps_suffix(src):
+        return src.suffix
+    target = FORMATS[fmt.lower().lstrip(".")]
+    if target not in ANIMATED_SUFFIXES and is_animation(src):  # an animated PNG/WebP: frames go in no JPEG
+        return src.suffix
+    return target
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
