@@ -128,3 +128,10 @@ def test_an_odd_sized_clip_is_one_line_and_444_writes_it(tmp_path, tiny_weights)
     done = run("denoise", tmp_path / "odd.mkv", "--model", tiny_weights)  # the source's: RGB, 4:4:4
     assert done.exit_code == 0, done.output
     assert len(list(frames(tmp_path / "odd_denoised.mkv"))) == 2
+
+
+def test_sound_the_output_container_cannot_hold_fails_before_any_frame(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "c.mp4", n=3)  # AAC sound: WebM takes Opus or Vorbis
+    done = run("denoise", src, "--model", tiny_weights, "-o", tmp_path / "c.webm")
+    assert done.exit_code == 1 and "audio stream (aac) cannot go in .webm" in done.output, done.output
+    assert "0 written" in done.output and sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..io.atomic import write_atomic
-from ..io.video import ClipInfo, ClipWriter, assemble, check_output, count_frames, frames, probe
+from ..io.video import ClipInfo, ClipWriter, assemble, check_output, check_streams, count_frames, frames, probe
 
 MIN_PIECE = 16
 
@@ -50,8 +50,8 @@ def parts_folder(dst: Path) -> Path:
 
 
 def _state(src: Path, fingerprint: str, codec: str | None, crf: int | None, piece: int, chroma: str | None) -> dict:
-    st = src.stat()
-    return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "command": fingerprint,
+    st = src.stat()  # the source by name, size and time, not path: shares on machines that mount it elsewhere agree
+    return {"source": src.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "command": fingerprint,
             "codec": codec, "crf": crf, "chroma": chroma, "piece": piece}
 
 
@@ -70,6 +70,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     src, dst = Path(src), Path(dst)
     check_output(dst, codec, crf)
     info = probe(src)
+    check_streams(src, dst)  # (its sound fits the output's container: found now, not at the join)
     piece = piece_frames(info)
     folder = parts_folder(dst)
     state = _state(src, f"{fingerprint} steady={steady!r}", codec, crf, piece, chroma)

@@ -335,6 +335,37 @@ def _format(suffix: str) -> str | None:
     return {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm", ".avi": "avi"}.get(suffix)
 
 
+def _copied(container: Any) -> list[Any]:
+    """The streams of a source clip copied into its output: audio, subtitles, data."""
+    video_index = container.streams.video[0].index
+    return [s for s in container.streams if s.type in ("audio", "subtitle", "data") and s.index != video_index]
+
+
+def _add_copy(dst: Any, stream: Any, suffix: str) -> Any:
+    """`stream` added to `dst` as a copy; VideoError where the container cannot hold it."""
+    import av  # noqa: PLC0415
+
+    try:
+        return dst.add_stream_from_template(stream)
+    except (av.FFmpegError, ValueError) as exc:
+        name = stream.codec_context.name if stream.codec_context else "?"
+        raise VideoError(f"its {stream.type} stream ({name}) cannot go in {suffix}: {ffmpeg_reason(exc)}; "
+                         f"choose another container with -o") from None
+
+
+def check_streams(source: Path, out: Path) -> None:
+    """VideoError where `out`'s container cannot hold one of the source's copied streams (AAC
+    audio in .webm): found before any frame runs, not when the pieces are joined."""
+    import io  # noqa: PLC0415
+
+    import av  # noqa: PLC0415
+
+    suffix = out.suffix.lower()
+    with open_clip(source) as src, av.open(io.BytesIO(), "w", format=_format(suffix)) as dst:
+        for stream in _copied(src):
+            _add_copy(dst, stream, suffix)
+
+
 def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -> None:
     """Write `out` (through a hidden file beside it; `out` may be one of `parts`) from the video
     packets of `parts` in order (each part starting at a keyframe) and the source clip's audio,
@@ -349,17 +380,10 @@ def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -
     os.close(fd)
     try:
         with av.open(str(source)) as src, av.open(tmp, "w", format=_format(suffix)) as dst:
-            video_index = src.streams.video[0].index
-            others = [s for s in src.streams if s.type in ("audio", "subtitle", "data") and s.index != video_index]
+            others = _copied(src)
             with av.open(str(parts[0])) as first:
                 v_out = dst.add_stream_from_template(first.streams.video[0])
-            mapping = {}
-            for s in others:
-                try:
-                    mapping[s.index] = dst.add_stream_from_template(s)
-                except (av.FFmpegError, ValueError) as exc:
-                    raise VideoError(f"its {s.type} stream ({s.codec_context.name}) cannot go in {suffix}: "
-                                     f"{ffmpeg_reason(exc)}") from None
+            mapping = {s.index: _add_copy(dst, s, suffix) for s in others}
             for key, value in src.metadata.items():
                 dst.metadata[key] = value
             if src.chapters():
