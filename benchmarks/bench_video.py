@@ -109,6 +109,12 @@ def flicker(outs: list[np.ndarray], clean: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(b - a).mean() for a, b in zip(res, res[1:])]))
 
 
+def detail(outs: list[np.ndarray]) -> float:
+    """Mean absolute Laplacian of the frames' grey: how much fine texture (strokes, grain) they hold."""
+    grey = lambda f: cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
+    return float(np.mean([np.abs(cv2.Laplacian(grey(f), cv2.CV_32F)).mean() for f in outs]))
+
+
 def audio_packets(path: Path) -> list[bytes]:
     import av
 
@@ -159,6 +165,7 @@ def main() -> None:
             "psnr_frames": float(np.mean([psnr(a, b) for a, b in zip(pngs, clean)])),
             "flicker_video": flicker(video, clean), "flicker_frames": flicker(pngs, clean),
             "warp_error_video": warp_error(video, maps), "warp_error_frames": warp_error(pngs, maps),
+            "detail_video": detail(video), "detail_frames": detail(pngs),
             "audio_identical": audio_packets(tmp / "clip.mp4") == audio_packets(tmp / made),
             "s_per_frame": seconds / len(video),
         }

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -176,6 +177,24 @@ class StyleTransfer(Task):
         if not self.options.noise:
             return None
         return self.noise_map(image) if noise is None else noise
+
+    @property
+    def tracks_pixels(self) -> bool:  # a clip's strokes start from noise fixed to the picture
+        return bool(self.options.noise)
+
+    def clip_request(self, image: Any, coords: Any) -> dict[str, Any]:
+        """A clip's frame (H, W, 3) uint8: its noise map drawn on the picture, not the screen
+        (vitrestore/motion.py's anchored_noise at where each pixel was in the first frame, then
+        smeared along this frame's edges), so strokes move with what they paint instead of the
+        picture panning under them (measured: docs/video.md)."""
+        if not self.options.noise:
+            return {}
+        from vitrestore.motion import anchored_noise  # noqa: PLC0415
+
+        o = self.options
+        base = torch.from_numpy(anchored_noise(coords, o.stroke_width))[None, None]  # (1, 1, H, W)
+        photo = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+        return {"noise": stroke_noise(photo, o.stroke_length, o.stroke_width, base=base)}
 
     def noise_map(self, photo: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """The noise channel (B, 1, H, W) for photo (B, 3, H, W): Gaussian noise (seeded, 0 unless

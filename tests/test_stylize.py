@@ -237,3 +237,26 @@ def test_cli_shipped_styles_by_name(style, tmp_path):
                                     "-o", str(tmp_path / "same.png"), "-q"])
     assert res.exit_code == 0, res.output
     assert np.array_equal(cv2.imread(str(tmp_path / "same.png"))[:, :, ::-1], rgb)
+
+
+def test_a_clips_stroke_noise_moves_with_the_picture(style_cfg):
+    """On a clip (Task.clip_request with vitrestore/motion.py's track) the stroke noise is fixed to
+    the picture: a frame panned 4 px gets the first frame's noise panned 4 px, where a photo's
+    seeded map would stay put on the screen."""
+    import cv2
+
+    from vitrestore.motion import PixelTrack
+
+    task = get_task("stylize").from_config(style_cfg("task_options.noise=true", "task_options.stroke_length=6"))
+    assert task.tracks_pixels
+    big = smooth_image(np.random.default_rng(3), 80, 140)
+    frames = [np.ascontiguousarray(cv2.warpAffine(big, np.float32([[1, 0, s], [0, 1, 0]]), (140, 80))[:, 20:120])
+              for s in (0, 4)]
+    track = PixelTrack()
+    maps = [task.clip_request(f, track(f))["noise"][0, 0].numpy() for f in frames]  # (H, W) each
+    inner = (slice(10, -10), slice(15, -15))
+    moved = np.roll(maps[0], 4, axis=1)  # the first frame's noise where the picture went
+    assert np.corrcoef(maps[1][inner].ravel(), moved[inner].ravel())[0, 1] > 0.8
+    assert np.corrcoef(maps[1][inner].ravel(), maps[0][inner].ravel())[0, 1] < 0.5  # not fixed to the screen
+    plain = get_task("stylize").from_config(style_cfg())
+    assert not plain.tracks_pixels and plain.clip_request(frames[0], track.coords) == {}

@@ -135,3 +135,35 @@ def test_an_avi_of_several_pieces_joins(tmp_path):
     got = list(frames(tmp_path / "out.avi"))
     assert len(got) == 40 and not list(tmp_path.glob(".*"))
     assert np.abs(got[20].rgb.astype(int) - invert(list(frames(src))[20].rgb)).mean() < 3
+
+
+def test_a_tracked_clip_resumes_and_shares_to_the_same_bytes(tmp_path):
+    """A state that runs through the whole clip (stylize's strokes on the picture): a resumed run
+    or a share runs the track again from the first frame, so every frame gets what it got."""
+    from vitrestore.motion import PixelTrack, anchored_noise
+
+    src = make_clip(tmp_path / "in.mp4", n=40)
+    track = PixelTrack()
+
+    def tracked(rgb):  # the frame plus noise fixed to the picture: depends on every frame before
+        noise = anchored_noise(track.coords, 3)[..., None] * 40  # (H, W, 1)
+        return np.clip(rgb + noise, 0, 255).astype(np.uint8)
+
+    whole = run_clip(src, tmp_path / "whole.mp4", tracked, "tracked", track=track)
+    seen = []
+
+    def stopping(rgb):
+        if len(seen) == 20:
+            raise Stop
+        seen.append(1)
+        return tracked(rgb)
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out.mp4", stopping, "tracked", track=track)
+    again = run_clip(src, tmp_path / "out.mp4", tracked, "tracked", track=track)
+    assert (whole.processed, again.processed) == (40, 24)
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+    run_clip(src, tmp_path / "shared.mp4", tracked, "tracked", track=track, shard=(2, 2))
+    run_clip(src, tmp_path / "shared.mp4", tracked, "tracked", track=track, shard=(1, 2))
+    assert (tmp_path / "shared.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+    other = run_clip(src, tmp_path / "plain.mp4", tracked, "tracked", track=track)
+    assert other.processed == 40

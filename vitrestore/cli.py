@@ -334,14 +334,16 @@ def _run(model_name: str, run: RunArgs, suffix: str | None = None, finish=None, 
         sys.exit(1)
 
 
-def _frame_process(model, request: dict, finish, per_image):
+def _frame_process(model, request: dict, finish, per_image, track=None):
     """(the clip's or animation's path, one frame's pixels) -> the frame processed as an image
-    of that name is (its per-image request, its finish)."""
+    of that name is (its per-image request, its finish), plus what the task asks of a clip's
+    frame from `track`'s place of each pixel (Task.clip_request)."""
     from .io.images import LoadedImage
 
     def frame(source: Path, pixels):
         img = LoadedImage(pixels, source, moving=True)
-        out = model.run_arrays([pixels], **request, **(per_image(img) if per_image is not None else {}))[0]
+        extra = model.task.clip_request(pixels, track.coords) if track is not None else {}
+        out = model.run_arrays([pixels], **request, **extra, **(per_image(img) if per_image is not None else {}))[0]
         return finish(out, img) if finish is not None else out
     return frame
 
@@ -352,7 +354,10 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
     request and finish hooks see each frame as an image of the clip's name), each resumable."""
     from .batch.clip import run_clip_jobs
 
-    frame = _frame_process(model, request, finish, per_image)
+    from .motion import PixelTrack
+
+    track = PixelTrack() if run.steady and model.task.tracks_pixels else None  # (stylize's strokes on the picture)
+    frame = _frame_process(model, request, finish, per_image, track)
     fingerprint = repr((_weights_digest(model), sorted((k, repr(v)) for k, v in request.items()),
                         run.ensemble, run.tile, run.precision, run.backend))
     try:
@@ -360,8 +365,8 @@ def _run_clips(clips, model, model_name: str, run: RunArgs, request: dict, finis
 
         return run_clip_jobs(clips, frame, fingerprint, run.overwrite, run.quiet, run.codec, run.crf,
                              int(run.max_megapixels * 1e6),
-                             steady=Steady(judge=getattr(model.task, "steady_judge", "output")) if run.steady else None,
-                             shard=shard, chroma=run.chroma)
+                             steady=Steady(judge=model.task.steady_judge) if run.steady else None,
+                             shard=shard, chroma=run.chroma, track=track)
     except KeyboardInterrupt:
         _fail("interrupted: the finished pieces of the clip are kept; the same command resumes it", 130)
 

@@ -59,15 +59,17 @@ def line_integral(noise: torch.Tensor, flow: torch.Tensor, length: int) -> torch
 
 
 def stroke_noise(image: torch.Tensor, length: int, width: int, gen: torch.Generator | None = None,
-                 flow_sigma: float = 6.0) -> torch.Tensor:
+                 flow_sigma: float = 6.0, base: torch.Tensor | None = None) -> torch.Tensor:
     """Unit-variance streaks (B, 1, H, W) for image (B, C, H, W): Gaussian noise with a grain of
     `width` pixels, smeared `length` pixels each way along the image's edge flow. Seeded (0)
-    unless `gen` is given, so the same photo gets the same strokes."""
+    unless `gen` is given, so the same photo gets the same strokes; `base` (B, 1, H, W): that
+    grained noise given (a clip's frame: noise fixed to the picture, vitrestore/motion.py)."""
     b, _, h, w = image.shape
-    gen = torch.Generator().manual_seed(0) if gen is None else gen
-    coarse = torch.randn(b, 1, -(-h // width), -(-w // width), generator=gen)
-    noise = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False) if width > 1 else coarse
-    noise = noise.to(image.device)
+    if base is None:
+        gen = torch.Generator().manual_seed(0) if gen is None else gen
+        coarse = torch.randn(b, 1, -(-h // width), -(-w // width), generator=gen)
+        base = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False) if width > 1 else coarse
+    noise = base.to(image.device)
     if length <= 0 and width <= 1:
         return noise  # plain unit Gaussian noise, one value per pixel
     if length > 0:

@@ -201,6 +201,12 @@ class InferenceRole:
         """The final output for the user: the composite plus any finishing step of the task."""
         return self.composite(output, image, **request)
 
+    def clip_request(self, image: Any, coords: Any) -> dict[str, Any]:
+        """A clip's frame: request values for it from `image` (H, W, 3) uint8 and `coords`
+        (H, W, 2), where each pixel was in the clip's first frame (vitrestore/motion.py; asked
+        only where `tracks_pixels`). None by default: a frame runs as a photo does."""
+        return {}
+
     def alpha(self, alpha: torch.Tensor, scale: int) -> torch.Tensor:
         """The output alpha channel from the input's (B, 1, H, W): kept as is (resized if scale > 1)."""
         if scale == 1:
@@ -255,6 +261,11 @@ class Task(TrainingRole, DiscriminatorRole, InferenceRole, AdaptRole):
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     output_suffix: ClassVar[str] = "restored"
+    # clips (vitrestore/steady.py): whose frames judge where the scene is unchanged: "output" where
+    # the model's output is the cleaner picture (denoise, upscale), "input" where outputs differ on
+    # purpose on the same content (stylize)
+    steady_judge: ClassVar[str] = "output"
+    tracks_pixels: ClassVar[bool] = False  # clips: clip_request wants each pixel's place in the first frame
     contract: ClassVar[str] = ""  # the condition channels and pre/post-processing in words (ONNX metadata)
 
     def __init_subclass__(cls, **kw: Any) -> None:

@@ -59,21 +59,25 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
              codec: str | None = None, crf: int | None = None,
              progress: Callable[[int, int], None] | None = None,
              steady: Callable | None = None, shard: tuple[int, int] | None = None,
-             chroma: str | None = None) -> ClipResult:
+             chroma: str | None = None, track: Callable | None = None) -> ClipResult:
     """Process every frame of `src` with `process` ((H, W, 3) uint8 -> (H', W', 3) uint8) into
     `dst`, resuming a folder of finished pieces left by the same command. `progress(done, total)`
     after each frame (total 0 where the container does not say). `steady([(earlier input, its
     output)...], (this input, its output))` (vitrestore/steady.py) evens each frame against the
     ones before; a piece's `window` frames before it are processed again where they were not.
     `shard=(k, n)`: only the pieces i with i % n == k - 1 (n processes share one clip through one
-    folder); the one that finds every piece there joins them (`joined` False for the others)."""
+    folder); the one that finds every piece there joins them (`joined` False for the others).
+    `track` (vitrestore/motion.py's PixelTrack): `track.start()`, then `track(rgb)` for every frame
+    from the first, in order, before the frame is processed (a state that runs through the whole
+    clip; `process` reads it): a resumed clip or a share decodes from the first frame and runs the
+    track alone over the frames before its work (flow only, no model)."""
     src, dst = Path(src), Path(dst)
     check_output(dst, codec, crf)
     info = probe(src)
     check_streams(src, dst)  # (its sound fits the output's container: found now, not at the join)
     piece = piece_frames(info)
     folder = parts_folder(dst)
-    state = _state(src, f"{fingerprint} steady={steady!r}", codec, crf, piece, chroma)
+    state = _state(src, f"{fingerprint} steady={steady!r} track={track!r}", codec, crf, piece, chroma)
     manifest = folder / "state.json"
     if folder.exists():
         try:
@@ -91,7 +95,9 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     first = 0  # the first piece this run makes (beyond the clip's end when all are made)
     while not todo(first):
         first += 1
-    start = max(first * piece - back, 0)
+    start = 0 if track is not None else max(first * piece - back, 0)
+    if track is not None:
+        track.start()
     processed, total, last = 0, info.frames, -1
     writer: ClipWriter | None = None
     writer_piece = -1
@@ -103,6 +109,8 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             if writer is not None and writer_piece != i:  # the piece is whole
                 writer.__exit__(None, None, None)
                 writer = None
+            if track is not None:  # every frame, in order: the track's state runs through the clip
+                track(frame.rgb)
             if not wanted:
                 previous = []  # a gap: no earlier frame joins the next one processed
                 continue
@@ -174,9 +182,10 @@ def _tmp_beside(dst: Path) -> Path:
 def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,
                   overwrite: bool = False, quiet: bool = False, codec: str | None = None,
                   crf: int | None = None, max_pixels: int | None = None, steady=None,
-                  shard: tuple[int, int] | None = None, chroma: str | None = None) -> list:
+                  shard: tuple[int, int] | None = None, chroma: str | None = None, track=None) -> list:
     """The batch's clips (plan.Job with a video source), one after another, each resumable;
-    `process(clip path, rgb) -> rgb` runs the model on a frame. Returns one report.Result a
+    `process(clip path, rgb) -> rgb` runs the model on a frame (`track`: run_clip's, started
+    anew for each clip). Returns one report.Result a
     clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
     finished pieces are kept: the same command resumes)."""
     import sys  # noqa: PLC0415
@@ -209,7 +218,7 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
             try:
                 done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
                                 progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard,
-                                chroma=chroma)
+                                chroma=chroma, track=track)
             finally:
                 bar.close()
             if not done.joined:

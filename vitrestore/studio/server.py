@@ -309,17 +309,21 @@ class Studio:
         import shutil
 
         from ..batch.clip import run_clip
+        from ..motion import PixelTrack
         from ..steady import Steady
 
         stem, total = self._result_stem(job, src, model), src.clip.frames
         folder = self.store.scratch(job.id)
         dst = folder / f"{stem}{src.suffix}"
 
+        track = PixelTrack() if model.task.tracks_pixels else None  # as the CLI: stylize's strokes on the picture
+
         def frame(rgb):  # (H, W, 3) uint8 -> (H * scale, W * scale, 3) uint8
+            extra = model.task.clip_request(rgb, track.coords) if track is not None else {}
             with self.device_lock:
                 model.progress = lambda done, tiles: job.check_cancel()  # tiles are not the job's count: frames are
                 try:
-                    return model.run_arrays([rgb], **request)[0]
+                    return model.run_arrays([rgb], **request, **extra)[0]
                 finally:
                     model.progress = None
 
@@ -327,7 +331,7 @@ class Studio:
             job.frames_progress(0, total)
             run_clip(src.path, dst, frame, f"studio {job.task} {job.id}",
                      progress=lambda done, _: job.frames_progress(done, total),
-                     steady=Steady(judge=getattr(model.task, "steady_judge", "output")))
+                     steady=Steady(judge=model.task.steady_judge), track=track)
             return self.store.add_clip_result(dst, src, stem)
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # a cancel or failure leaves no piece behind

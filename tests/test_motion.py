@@ -1,0 +1,56 @@
+"""vitrestore/motion.py: pixel tracks follow the picture through a clip, new content gets fresh
+coordinates, and noise drawn at the coordinates is fixed to the picture."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vitrestore.motion import PixelTrack, anchored_noise
+
+
+def scene(shift: float, h: int = 64, w: int = 96) -> np.ndarray:
+    """A smooth random texture (H, W, 3) uint8 moved `shift` pixels to the right."""
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + 40, 3)).astype(np.float32), (0, 0), 3)
+    big = cv2.normalize(big, None, 0, 255, cv2.NORM_MINMAX)
+    m = np.float32([[1, 0, shift], [0, 1, 0]])
+    return cv2.warpAffine(big, m, (w + 40, h), flags=cv2.INTER_LINEAR)[:, 20:20 + w].round().astype(np.uint8)
+
+
+def test_coordinates_follow_a_pan_and_noise_moves_with_the_picture():
+    track = PixelTrack()
+    for t in range(6):
+        coords = track(scene(1.5 * t))
+    inner = (slice(10, -10), slice(20, -20))
+    # a pixel now at x was at x - 7.5 in the first frame
+    assert np.abs(coords[inner][..., 0] - (np.arange(96)[20:-20] - 7.5)).mean() < 0.3
+    assert np.abs(coords[inner][..., 1] - np.arange(64)[10:-10, None]).mean() < 0.3
+    first = anchored_noise(np.stack(np.meshgrid(np.arange(96.0), np.arange(64.0)), -1), 3)
+    now = anchored_noise(coords, 3)
+    # the noise at a picture point is what it was there in the first frame
+    back = np.interp(np.arange(96)[20:-20] - 7.5, np.arange(96), first[32])
+    assert np.corrcoef(now[32, 20:-20], back)[0, 1] > 0.9
+
+
+def test_a_cut_gets_fresh_coordinates_and_tracks_are_repeatable():
+    runs = []
+    for _ in range(2):
+        track = PixelTrack()
+        track(scene(0))
+        cut = np.full_like(scene(0), 200)  # another picture altogether
+        runs.append(track(cut).copy())
+        assert (runs[-1][..., 1] > 1e5).mean() > 0.9  # new content: a part of the plane not used before
+        track.start()
+        assert np.array_equal(track(scene(0))[..., 0], np.meshgrid(np.arange(96.0), np.arange(64.0))[0])
+    assert np.array_equal(runs[0], runs[1])  # the same frames, the same coordinates
+
+
+def test_anchored_noise_is_unit_gaussian_and_fixed_to_its_coordinates():
+    grid = np.stack(np.meshgrid(np.arange(300.0), np.arange(200.0)), -1)
+    a = anchored_noise(grid, 1)
+    assert abs(a.mean()) < 0.02 and abs(a.std() - 1) < 0.02
+    assert np.array_equal(anchored_noise(grid + [5, 0], 1)[:, :-5], a[:, 5:])  # the same cells, the same values
+    assert not np.allclose(anchored_noise(grid, 1, seed=1), a)
+    g3 = anchored_noise(grid, 3)
+    step = np.abs(np.diff(g3, axis=1)).mean()
+    assert step < np.abs(np.diff(a, axis=1)).mean() / 2  # a coarser grain changes more slowly

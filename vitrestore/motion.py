@@ -1,0 +1,93 @@
+"""Where each pixel of a clip's frame was in the clip's first frame (issue 33), so that what a
+task draws for a frame (stylize's stroke noise) moves with the picture instead of staying put on
+the screen while the picture pans under it.
+
+    track = PixelTrack()
+    track.start()                      # a new clip
+    for rgb in frames:                 # every frame from the first, in order
+        coords = track(rgb)            # (H, W, 2) float64: each pixel's (x, y) in the first frame
+    noise = anchored_noise(coords, grain=3)   # (H, W) float32, unit Gaussian, fixed to the picture
+
+Each frame's coordinates are the previous frame's, carried along the optical flow of the inputs
+(vitrestore/optical_flow.py). Where the previous frame moved by the flow does not match this one
+(new content coming in, an occlusion, a cut) the pixels get fresh coordinates: a part of the
+noise plane never used before. No state but the previous frame and its coordinates: memory does
+not grow with the clip. The same frames give the same coordinates on every run (a resumed clip
+runs the track again from the first frame: flow only, no model).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .optical_flow import blur, input_flow, remap
+
+FRESH_STRIDE = 1e6  # fresh coordinates of frame i lie at y + (i + 1) * FRESH_STRIDE: never reused
+
+
+class PixelTrack:
+    """Each pixel's coordinates in the clip's first frame, frame after frame (see the module)."""
+
+    def __init__(self, tolerance: float = 24.0):
+        self.tolerance = tolerance  # levels (0-255) of mismatch past which a pixel is new content
+        self.start()
+
+    def start(self) -> None:
+        """Forget the previous clip."""
+        self.previous: np.ndarray | None = None
+        self.coords: np.ndarray | None = None  # (H, W, 2) float64 of the last frame given
+        self.index = 0
+
+    def __repr__(self) -> str:  # a clip's resume key holds it: another tolerance starts over
+        return f"PixelTrack(tolerance={self.tolerance})"
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """The next frame (H, W, 3) uint8 -> (H, W, 2) float64: where each of its pixels was in the
+        first frame (x, y)."""
+        h, w = rgb.shape[:2]
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+        grid = np.stack([xs, ys], -1)  # (h, w, 2)
+        if self.previous is None or self.previous.shape != rgb.shape:
+            coords = grid if self.previous is None else grid + [0.0, (self.index + 1) * FRESH_STRIDE]
+        else:
+            flow = input_flow(rgb, self.previous)  # (h, w, 2): where each pixel was in the previous frame
+            at = grid + flow
+            inside = np.stack([np.clip(at[..., 0], 0, w - 1), np.clip(at[..., 1], 0, h - 1)], -1)
+            coords = cv2.remap(self.coords, inside[..., 0].astype(np.float32), inside[..., 1].astype(np.float32),
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            coords += at - inside  # beyond the previous frame's edge: carried on at the same step
+            moved = remap(self.previous.astype(np.float32), flow)
+            mismatch = cv2.GaussianBlur(np.abs(blur(rgb.astype(np.float32)) - blur(moved)).mean(axis=2), (0, 0), 2)
+            new = mismatch > self.tolerance  # (h, w): content the previous frame did not show
+            coords[new] = grid[new] + [0.0, (self.index + 1) * FRESH_STRIDE]
+        self.previous, self.coords, self.index = rgb, coords, self.index + 1
+        return coords
+
+
+def anchored_noise(coords: np.ndarray, grain: int, seed: int = 0) -> np.ndarray:
+    """(H, W) float32 Gaussian noise with a grain of `grain` pixels at the given coordinates
+    (H, W, 2): a value drawn for each grain-sized cell of the plane (a hash of the cell and the
+    seed), blended bilinearly between cell centres, so the noise moves smoothly with the
+    coordinates and is the same wherever the same coordinates come back."""
+    u = (coords[..., 0] + 0.5) / grain - 0.5  # (H, W) in cells from pixel centres, as a bilinear upsampling
+    v = (coords[..., 1] + 0.5) / grain - 0.5  # of one value a cell (align_corners=False) places them
+    i, j = np.floor(u), np.floor(v)
+    a, b = (u - i)[..., None], (v - j)[..., None]  # (H, W, 1) weights
+    i, j = i.astype(np.int64), j.astype(np.int64)
+    corners = np.stack([_cell_gaussian(i + di, j + dj, seed) for dj in (0, 1) for di in (0, 1)], -1)  # (H, W, 4)
+    weights = np.concatenate([(1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b], -1)  # (H, W, 4)
+    return (corners * weights).sum(-1).astype(np.float32)
+
+
+def _cell_gaussian(i: np.ndarray, j: np.ndarray, seed: int) -> np.ndarray:
+    """A standard Gaussian value for each integer cell (i, j): splitmix64 of the cell and the
+    seed, two 24-bit uniforms, Box-Muller."""
+    with np.errstate(over="ignore"):  # the hash wraps around 2**64 on purpose
+        z = (i.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (j.view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+        z ^= np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    u1 = ((z >> np.uint64(40)).astype(np.float64) + 0.5) / 2**24
+    u2 = ((z & np.uint64(0xFFFFFF)).astype(np.float64) + 0.5) / 2**24
+    return np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
