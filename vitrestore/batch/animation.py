@@ -3,41 +3,28 @@ through the model as an image is; the output keeps the frame count, durations, l
 transparency, and is written atomically."""
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..io.animated import AnimationError, read_animation, write_animation
+from .each import run_each
 from .report import Result
 
 
 def run_animation_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], overwrite: bool = False,
                        max_pixels: int | None = None) -> list[Result]:
     """One Result an animation (plan.Job); one 'error: <path>: <reason>' line a failure."""
-    results = []
-    for job in jobs:
-        if job.skip:
-            results.append(Result(str(job.src), str(job.dst), "skipped", job.skip))
-            continue
-        if job.dst.exists() and job.dst.stat().st_size > 0 and not overwrite:
-            results.append(Result(str(job.src), str(job.dst), "skipped", "output exists"))
-            continue
-        start = time.time()
-        try:
-            anim = read_animation(job.src, max_pixels)
-            out = [process(job.src, f) for f in anim.frames]
-            if len({f.shape for f in out}) != 1:
-                raise AnimationError("the frames came out in different sizes")
-            job.dst.parent.mkdir(parents=True, exist_ok=True)
-            write_animation(job.dst, anim, out)
-            h, w = anim.frames[0].shape[:2]
-            results.append(Result(str(job.src), str(job.dst), "done", "", time.time() - start,
-                                  len(anim.frames) * h * w / 1e6))
-        except (AnimationError, OSError, ValueError, RuntimeError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            results.append(Result(str(job.src), str(job.dst), "failed", reason, time.time() - start))
-            print(f"error: {job.src}: {reason}", file=sys.stderr)
-    return results
+
+    def work(job) -> float:
+        anim = read_animation(job.src, max_pixels)
+        out = [process(job.src, f) for f in anim.frames]
+        if len({f.shape for f in out}) != 1:
+            raise AnimationError("the frames came out in different sizes")
+        job.dst.parent.mkdir(parents=True, exist_ok=True)
+        write_animation(job.dst, anim, out)
+        h, w = anim.frames[0].shape[:2]
+        return len(anim.frames) * h * w / 1e6
+
+    return run_each(jobs, work, overwrite, (AnimationError, OSError, ValueError, RuntimeError))

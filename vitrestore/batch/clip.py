@@ -185,51 +185,34 @@ def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray],
                   shard: tuple[int, int] | None = None, chroma: str | None = None, track=None) -> list:
     """The batch's clips (plan.Job with a video source), one after another, each resumable;
     `process(clip path, rgb) -> rgb` runs the model on a frame (`track`: run_clip's, started
-    anew for each clip). Returns one report.Result a
-    clip; one 'error: <clip>: <reason>' line a failure. KeyboardInterrupt stops at once (the
-    finished pieces are kept: the same command resumes)."""
+    anew for each clip). Returns one report.Result a clip (batch/each.py); one 'error: <clip>:
+    <reason>' line a failure. KeyboardInterrupt stops at once (the finished pieces are kept: the
+    same command resumes)."""
     import sys  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    from tqdm import tqdm  # noqa: PLC0415
 
     import av  # noqa: PLC0415
     import cv2  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
 
     from ..io.video import VideoError  # noqa: PLC0415
-    from .report import Result  # noqa: PLC0415
+    from .each import run_each  # noqa: PLC0415
 
-    results = []
-    for job in jobs:
-        if job.skip:
-            results.append(Result(str(job.src), str(job.dst), "skipped", job.skip))
-            continue
-        if job.dst.exists() and job.dst.stat().st_size > 0 and not overwrite:
-            results.append(Result(str(job.src), str(job.dst), "skipped", "output exists"))
-            continue
-        start = time.time()
+    def work(job) -> float | str:
+        info = probe(job.src)
+        if max_pixels is not None and info.width * info.height > max_pixels:
+            raise VideoError(f"its frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} "
+                             f"MP), over --max-megapixels {max_pixels / 1e6:g}")
+        bar = tqdm(total=info.frames or None, disable=quiet, unit="frame", dynamic_ncols=True, file=sys.stderr,
+                   desc=job.src.name)
         try:
-            info = probe(job.src)
-            if max_pixels is not None and info.width * info.height > max_pixels:
-                raise VideoError(f"its frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} "
-                                 f"MP), over --max-megapixels {max_pixels / 1e6:g}")
-            bar = tqdm(total=info.frames or None, disable=quiet, unit="frame", dynamic_ncols=True, file=sys.stderr,
-                       desc=job.src.name)
-            try:
-                done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
-                                progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard,
-                                chroma=chroma, track=track)
-            finally:
-                bar.close()
-            if not done.joined:
-                results.append(Result(str(job.src), str(job.dst), "skipped",
-                                      f"share {shard[0]}/{shard[1]} of its pieces done; the share that finishes "
-                                      f"last joins the clip" if shard else "joined by another run"))
-                continue
-            megapixels = done.frames * info.width * info.height / 1e6
-            results.append(Result(str(job.src), str(job.dst), "done", "", time.time() - start, megapixels))
-        except (VideoError, OSError, ValueError, RuntimeError, av.FFmpegError, cv2.error) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            results.append(Result(str(job.src), str(job.dst), "failed", reason, time.time() - start))
-            print(f"error: {job.src}: {reason}", file=sys.stderr)
-    return results
+            done = run_clip(job.src, job.dst, lambda rgb: process(job.src, rgb), fingerprint, codec, crf,
+                            progress=lambda n, total: bar.update(n - bar.n), steady=steady, shard=shard,
+                            chroma=chroma, track=track)
+        finally:
+            bar.close()
+        if not done.joined:
+            return (f"share {shard[0]}/{shard[1]} of its pieces done; the share that finishes last joins the clip"
+                    if shard else "joined by another run")
+        return done.frames * info.width * info.height / 1e6
+
+    return run_each(jobs, work, overwrite, (VideoError, OSError, ValueError, RuntimeError, av.FFmpegError, cv2.error))
