@@ -11,12 +11,12 @@ a GIF is one even with a single frame (vitrestore writes no still GIF).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import replaced_atomically
 
 ANIMATED_SUFFIXES = (".gif", ".apng", ".png", ".webp")
 FORMAT = {".gif": "GIF", ".apng": "PNG", ".png": "PNG", ".webp": "WEBP"}
@@ -99,13 +99,5 @@ def write_animation(path: Path, source: Animation, frames: list[np.ndarray]) -> 
         options["lossless"] = True
     else:
         options["default_image"] = False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path, suffix) as tmp:
         images[0].save(tmp, format=FORMAT[suffix], **options)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o644 & ~mask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

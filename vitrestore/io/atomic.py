@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def _umask() -> int:
@@ -40,6 +42,24 @@ def write_atomic(path: str | Path, data: bytes | str, mode: int = 0o644) -> None
         if isinstance(exc, OSError):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
+
+
+@contextmanager
+def replaced_atomically(path: str | Path, suffix: str = "", mode: int = 0o644) -> Iterator[Path]:
+    """A hidden temporary path beside `path` for any writer (a muxer, PIL) to write; on a clean
+    exit it is synced, given `mode` less the umask and renamed over `path`; on an exception (or a
+    failed rename) it is removed: `path` holds the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _write(f, data: bytes, target: Path) -> None:  # one place for tests to simulate a full disk

@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .atomic import replaced_atomically
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
 # the codec a container gets by default, and each codec's encoder, pixel formats by the source's
@@ -376,34 +378,26 @@ def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -
     import av  # noqa: PLC0415
 
     suffix = out.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        with av.open(str(source)) as src, av.open(tmp, "w", format=_format(suffix)) as dst:
-            others = _copied(src)
-            with av.open(str(parts[0])) as first:
-                v_out = dst.add_stream_from_template(first.streams.video[0])
-            mapping = {s.index: _add_copy(dst, s, suffix) for s in others}
-            for key, value in src.metadata.items():
-                dst.metadata[key] = value
-            if src.chapters():
-                dst.set_chapters(src.chapters())
-            # the video and the copied streams merged in time order: the muxer interleaves without
-            # holding one stream's packets while it waits for the other's
-            streams = (((p, v_out) for p in _video_packets(parts, pieces)),
-                       ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
-            try:
-                for packet, target in _by_time(*streams):
-                    packet.stream = target
-                    dst.mux(packet)
-            except av.FFmpegError as exc:  # one line, without the hidden file's name
-                raise VideoError(f"the video cannot be joined into {suffix} ({ffmpeg_reason(exc)})") from None
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o644 & ~mask)  # as any file the user writes (mkstemp's is 0600)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replaced_atomically(out, suffix) as tmp, av.open(str(source)) as src, \
+            av.open(str(tmp), "w", format=_format(suffix)) as dst:
+        others = _copied(src)
+        with av.open(str(parts[0])) as first:
+            v_out = dst.add_stream_from_template(first.streams.video[0])
+        mapping = {s.index: _add_copy(dst, s, suffix) for s in others}
+        for key, value in src.metadata.items():
+            dst.metadata[key] = value
+        if src.chapters():
+            dst.set_chapters(src.chapters())
+        # the video and the copied streams merged in time order: the muxer interleaves without
+        # holding one stream's packets while it waits for the other's
+        streams = (((p, v_out) for p in _video_packets(parts, pieces)),
+                   ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
+        try:
+            for packet, target in _by_time(*streams):
+                packet.stream = target
+                dst.mux(packet)
+        except av.FFmpegError as exc:  # one line, without the hidden file's name
+            raise VideoError(f"the video cannot be joined into {suffix} ({ffmpeg_reason(exc)})") from None
 
 
 def _video_packets(parts: list[Path], pieces: bool) -> Iterator[Any]:
