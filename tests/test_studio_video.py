@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import threading
 import time
 
 import numpy as np
@@ -18,28 +17,9 @@ from PIL import Image
 
 av = pytest.importorskip("av")
 
-from studio_client import Client  # noqa: E402
+from test_studio_api import served, start  # noqa: E402,F401  (served: the module's studio)
 from test_video_io import make_clip, packets, pts  # noqa: E402
 from vitrestore.io.video import frames  # noqa: E402
-from vitrestore.studio.http import StudioServer  # noqa: E402
-from vitrestore.studio.server import Studio  # noqa: E402
-import vitrestore.tasks  # noqa: E402
-
-
-def start(**kw):
-    studio = Studio(vitrestore.tasks, device="cpu", **kw)
-    server = StudioServer(studio, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, Client(f"http://127.0.0.1:{server.server_address[1]}")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_weights):
-    models = tmp_path_factory.mktemp("models")
-    shutil.copy(tiny_weights, models / "tiny.safetensors")
-    server, client = start(models_dir=models)
-    yield server, client
-    server.close()
 
 
 def kept(server) -> list[str]:
