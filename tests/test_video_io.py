@@ -170,3 +170,12 @@ def test_colour_tags_range_and_chroma_sampling_are_kept(tmp_path, pix_fmt, color
     a, b = next(frames(src)).rgb.astype(int), next(frames(tmp_path / "out.mp4")).rgb.astype(int)
     assert a.min() <= 2 and a.max() >= 253  # decoded by its range: blacks and whites are there
     assert np.abs(a - b).mean() < (0.01 if pix_fmt == "yuv444p" else 1.5)  # 4:4:4 at CRF 0: nothing lost
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".webm"])
+def test_a_writer_alone_keeps_every_frame_in_every_container(tmp_path, suffix):
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=suffix != ".webm")  # (AAC goes in no WebM)
+    with ClipWriter(tmp_path / f"out{suffix}", probe(src)) as w:
+        for f in frames(src):
+            w.write(f, 255 - f.rgb)
+    assert len(list(frames(tmp_path / f"out{suffix}"))) == 6

@@ -146,7 +146,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             os.close(lock)
         return ClipResult(last + 1, processed, count, joined=False)
     try:
-        assemble([name(i) for i in range(count)], src, _tmp_beside(dst), pieces=True)
+        assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
         os.replace(_tmp_beside(dst), dst)
         shutil.rmtree(folder)
     finally:

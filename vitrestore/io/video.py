@@ -248,6 +248,11 @@ class ClipWriter:
             options["b:v"] = "0"  # constant quality
         if self.encoder == "libx264":
             options["preset"] = "medium"
+        # no B-frames: packets decode in presentation order, so each one's decode time is its
+        # presentation time wherever it is joined or remuxed (Matroska keeps no decode times)
+        s.codec_context.max_b_frames = 0
+        if self.encoder in ("libx264", "libx265"):
+            options["bf"] = "0"
         if self.keyint is not None:
             # the same frames give the same bytes on every run, so a resumed clip equals an
             # uninterrupted one: one encoder thread and x264's cpu-independent mode (measured:
@@ -255,12 +260,10 @@ class ClipWriter:
             # were the same); the model dominates the time, not the encoder
             s.codec_context.thread_count = 1
             s.codec_context.gop_size = self.keyint
-            s.codec_context.max_b_frames = 0
             if self.encoder == "libx264":
                 options["x264-params"] = "threads=1:lookahead-threads=1:sliced-threads=0:deterministic=1:cpu-independent=1"
             if self.encoder in ("libx264", "libx265"):
                 options["threads"] = "1"
-                options["bf"] = "0"
                 options["g"] = str(self.keyint)
                 options["keyint_min"] = str(self.keyint)
         s.options = options
@@ -368,13 +371,12 @@ def check_streams(source: Path, out: Path) -> None:
             _add_copy(dst, stream, suffix)
 
 
-def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -> None:
+def assemble(parts: list[Path], source: Path, out: Path) -> None:
     """Write `out` (through a hidden file beside it; `out` may be one of `parts`) from the video
     packets of `parts` in order (each part starting at a keyframe) and the source clip's audio,
     subtitle and data streams remuxed untouched, packet for packet, with its chapters and its
     container metadata. Streams the output container cannot hold are a VideoError naming them.
-    `pieces`: the parts are a clip's pieces (ClipWriter with `keyint`: no B-frames), whose decode
-    times are their presentation times."""
+    The parts are ClipWriter's (no B-frames: each packet decodes at its presentation time)."""
     import av  # noqa: PLC0415
 
     suffix = out.suffix.lower()
@@ -390,7 +392,7 @@ def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -
             dst.set_chapters(src.chapters())
         # the video and the copied streams merged in time order: the muxer interleaves without
         # holding one stream's packets while it waits for the other's
-        streams = (((p, v_out) for p in _video_packets(parts, pieces)),
+        streams = (((p, v_out) for p in _video_packets(parts)),
                    ((p, mapping[p.stream.index]) for p in (src.demux(*others) if others else ())))
         try:
             for packet, target in _by_time(*streams):
@@ -400,7 +402,7 @@ def assemble(parts: list[Path], source: Path, out: Path, pieces: bool = False) -
             raise VideoError(f"the video cannot be joined into {suffix} ({ffmpeg_reason(exc)})") from None
 
 
-def _video_packets(parts: list[Path], pieces: bool) -> Iterator[Any]:
+def _video_packets(parts: list[Path]) -> Iterator[Any]:
     """The video packets of each part in turn, one part open at a time: each packet a copy that
     owns its bytes (the muxer may still hold a packet when its part is closed: measured, packets
     that pointed into a closed part's buffers came out with other bytes in 3 of 8 runs)."""
@@ -409,12 +411,12 @@ def _video_packets(parts: list[Path], pieces: bool) -> Iterator[Any]:
     for part in parts:
         with av.open(str(part)) as c:
             for packet in c.demux(c.streams.video[0]):
-                if packet.dts is None:
-                    continue
+                if not packet.size or (packet.pts is None and packet.dts is None):
+                    continue  # the demuxer's flush packet
                 own = av.Packet(bytes(packet))
-                # a piece has no B-frames, so its packets decode in presentation order: dts = pts (an
-                # AVI piece's own dts restart at 0 in each piece, which would run backwards when joined)
+                # no B-frames (ClipWriter), so packets decode in presentation order: dts = pts (an AVI
+                # piece's own dts restart at 0 in each piece, which would run backwards when joined)
                 own.pts, own.time_base = packet.pts, packet.time_base
-                own.dts = packet.pts if pieces and packet.pts is not None else packet.dts
+                own.dts = packet.pts if packet.pts is not None else packet.dts
                 own.duration, own.is_keyframe = packet.duration, packet.is_keyframe
                 yield own
