@@ -167,3 +167,19 @@ def test_a_tracked_clip_resumes_and_shares_to_the_same_bytes(tmp_path):
     assert (tmp_path / "shared.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
     other = run_clip(src, tmp_path / "plain.mp4", tracked, "tracked", track=track)
     assert other.processed == 40
+
+
+def test_a_failed_share_leaves_the_folder_to_the_shares_at_work(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=40, audio=False)
+    with pytest.raises(Stop):  # share 2 at work: its first piece being written, none finished
+        run_clip(src, tmp_path / "out.mp4", stopping_at(0)[0], "invert", shard=(2, 2))
+    folder = parts_folder(tmp_path / "out.mp4")
+    assert folder.exists() and (folder / "state.json").exists()  # kept for the other share
+    at_work = folder / ".piece-000001.mp4.x.part.mp4"
+    at_work.write_bytes(b"being written by share 2")
+    with pytest.raises(Stop):
+        run_clip(src, tmp_path / "out.mp4", stopping_at(0)[0], "invert", shard=(1, 2))
+    assert at_work.exists()
+    with pytest.raises(Stop):  # one process alone: nothing finished, nothing left
+        run_clip(src, tmp_path / "solo.mp4", stopping_at(0)[0], "invert")
+    assert not parts_folder(tmp_path / "solo.mp4").exists()

@@ -132,7 +132,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     except BaseException as exc:
         if writer is not None:
             writer.__exit__(type(exc), exc, None)  # the unfinished piece is removed; finished ones stay
-        if not _exists_any(folder):
+        if shard is None and not _exists_any(folder):  # (a share leaves the folder to the others at work)
             shutil.rmtree(folder, ignore_errors=True)  # nothing finished: nothing left behind
         raise
     if last < 0:  # every frame was before `start`: count them without decoding
