@@ -54,3 +54,45 @@ def test_anchored_noise_is_unit_gaussian_and_fixed_to_its_coordinates():
     g3 = anchored_noise(grid, 3)
     step = np.abs(np.diff(g3, axis=1)).mean()
     assert step < np.abs(np.diff(a, axis=1)).mean() / 2  # a coarser grain changes more slowly
+
+
+def _flowing(monkeypatch, flow_of):
+    """PixelTrack with the optical flow replaced by `flow_of(h, w)` (where each pixel was)."""
+    import vitrestore.motion as motion
+
+    monkeypatch.setattr(motion, "input_flow", lambda cur, prev: flow_of(*cur.shape[:2]))
+    monkeypatch.setattr(motion, "remap", lambda img, flow: img)  # every moved frame matches: no mismatch
+
+
+def test_a_slow_pan_does_not_drift_over_many_frames(monkeypatch):
+    _flowing(monkeypatch, lambda h, w: np.tile(np.float32([-0.3, 0.1]), (h, w, 1)))  # 0.3 px/frame right, 0.1 up
+    track, frame = PixelTrack(), np.zeros((48, 64, 3), np.uint8)
+    for _ in range(241):
+        coords = track(frame)
+    inner = coords[10:-10, 10:-10]
+    xs, ys = np.meshgrid(np.arange(64.0), np.arange(48.0))
+    assert np.abs(inner[..., 0] - (xs[10:-10, 10:-10] - 72)).max() < 0.01  # 240 frames x 0.3 px (it drifted 1.2 px)
+    assert np.abs(inner[..., 1] - (ys[10:-10, 10:-10] + 24)).max() < 0.01
+
+
+def test_a_long_zoom_gets_fresh_coordinates_before_the_grain_aliases(monkeypatch):
+    def zoom_out(h, w):  # each pixel was 1 % nearer the centre in the frame before
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return np.stack([(xs - w / 2) * 0.01, (ys - h / 2) * 0.01], -1)
+    _flowing(monkeypatch, zoom_out)
+    track, frame = PixelTrack(), np.zeros((48, 64, 3), np.uint8)
+    areas = []
+    for _ in range(200):
+        track(frame)
+        areas.append(float(np.median(track.area)))
+    assert max(areas) <= 4.0 and min(areas) >= 1.0  # one pixel never covers more than 4 first-frame pixels
+    assert any(b < a for a, b in zip(areas, areas[1:]))  # fresh coordinates were given on the way
+
+
+def test_a_cut_to_a_like_texture_is_new_everywhere():
+    rng = np.random.default_rng(9)
+    other = cv2.GaussianBlur(rng.uniform(0, 255, (64, 96, 3)).astype(np.float32), (0, 0), 3)
+    other = cv2.normalize(other, None, 0, 255, cv2.NORM_MINMAX).round().astype(np.uint8)  # alike, but another
+    track = PixelTrack()
+    track(scene(0))
+    assert (track(other)[..., 1] > 1e5).all()

@@ -6,12 +6,13 @@ the screen while the picture pans under it.
     track.start()                      # a new clip
     for rgb in frames:                 # every frame from the first, in order
         coords = track(rgb)            # (H, W, 2) float64: each pixel's (x, y) in the first frame
-    noise = anchored_noise(coords, grain=3)   # (H, W) float32, unit Gaussian, fixed to the picture
+    noise = anchored_noise(coords, grain=3)   # (H, W) float32 Gaussian, fixed to the picture
 
 Each frame's coordinates are the previous frame's, carried along the optical flow of the inputs
 (vitrestore/optical_flow.py). Where the previous frame moved by the flow does not match this one
-(new content coming in, an occlusion, a cut) the pixels get fresh coordinates: a part of the
-noise plane never used before. No state but the previous frame and its coordinates: memory does
+(new content coming in, an occlusion; the whole frame past a share: a cut), or where a long zoom
+has stretched a pixel over more than 4 first-frame pixels (or under 1/4), the pixels get fresh
+coordinates: a part of the noise plane never used before. No state but the previous frame and its coordinates: memory does
 not grow with the clip. The same frames give the same coordinates on every run (a resumed clip
 runs the track again from the first frame: flow only, no model).
 """
@@ -28,18 +29,21 @@ FRESH_STRIDE = 1e6  # fresh coordinates of frame i lie at y + (i + 1) * FRESH_ST
 class PixelTrack:
     """Each pixel's coordinates in the clip's first frame, frame after frame (see the module)."""
 
-    def __init__(self, tolerance: float = 24.0):
+    def __init__(self, tolerance: float = 24.0, stretch: float = 4.0, cut: float = 0.3):
         self.tolerance = tolerance  # levels (0-255) of mismatch past which a pixel is new content
+        self.stretch = stretch  # first-frame area a pixel may cover, or 1/stretch of it, before fresh coordinates
+        self.cut = cut  # the share of new pixels past which the whole frame is new (a cut)
         self.start()
 
     def start(self) -> None:
         """Forget the previous clip."""
         self.previous: np.ndarray | None = None
         self.coords: np.ndarray | None = None  # (H, W, 2) float64 of the last frame given
+        self.area: np.ndarray | None = None  # (H, W) float64: first-frame pixels one pixel covers
         self.index = 0
 
-    def __repr__(self) -> str:  # a clip's resume key holds it: another tolerance starts over
-        return f"PixelTrack(tolerance={self.tolerance})"
+    def __repr__(self) -> str:  # a clip's resume key holds it: other settings start over
+        return f"PixelTrack(tolerance={self.tolerance}, stretch={self.stretch}, cut={self.cut})"
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """The next frame (H, W, 3) uint8 -> (H, W, 2) float64: where each of its pixels was in the
@@ -47,28 +51,37 @@ class PixelTrack:
         h, w = rgb.shape[:2]
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
         grid = np.stack([xs, ys], -1)  # (h, w, 2)
+        fresh = grid + [0.0, (self.index + 1) * FRESH_STRIDE]  # a part of the plane no frame used
         if self.previous is None or self.previous.shape != rgb.shape:
-            coords = grid if self.previous is None else grid + [0.0, (self.index + 1) * FRESH_STRIDE]
+            coords, area = (grid if self.previous is None else fresh), np.ones((h, w))
         else:
             flow = input_flow(rgb, self.previous)  # (h, w, 2): where each pixel was in the previous frame
             at = grid + flow
-            inside = np.stack([np.clip(at[..., 0], 0, w - 1), np.clip(at[..., 1], 0, h - 1)], -1)
-            coords = cv2.remap(self.coords, inside[..., 0].astype(np.float32), inside[..., 1].astype(np.float32),
-                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            coords += at - inside  # beyond the previous frame's edge: carried on at the same step
+            sx, sy = np.clip(at[..., 0], 0, w - 1).astype(np.float32), np.clip(at[..., 1], 0, h - 1).astype(np.float32)
+            # the offset from the grid is carried, not the coordinates: it is smooth, so remap's
+            # 1/32 px weights add no drift (carried coordinates slid 1.2-1.5 px in 240 frames)
+            offset = cv2.remap(self.coords - grid, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            coords = at + offset  # (beyond the previous frame's edge: carried on at the same step)
+            step = (1 + np.gradient(flow[..., 0], axis=1)) * (1 + np.gradient(flow[..., 1], axis=0)) \
+                - np.gradient(flow[..., 0], axis=0) * np.gradient(flow[..., 1], axis=1)  # (h, w): det(I + grad flow)
+            area = cv2.remap(self.area, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * step
             moved = remap(self.previous.astype(np.float32), flow)
             mismatch = cv2.GaussianBlur(np.abs(blur(rgb.astype(np.float32)) - blur(moved)).mean(axis=2), (0, 0), 2)
             new = mismatch > self.tolerance  # (h, w): content the previous frame did not show
-            coords[new] = grid[new] + [0.0, (self.index + 1) * FRESH_STRIDE]
-        self.previous, self.coords, self.index = rgb, coords, self.index + 1
+            new |= (area > self.stretch) | (area < 1 / self.stretch)  # a long zoom: strokes neither blobs nor grain
+            if new.mean() > self.cut:
+                new[:] = True
+            coords[new], area[new] = fresh[new], 1.0
+        self.previous, self.coords, self.area, self.index = rgb, coords, area, self.index + 1
         return coords
 
 
 def anchored_noise(coords: np.ndarray, grain: int, seed: int = 0) -> np.ndarray:
     """(H, W) float32 Gaussian noise with a grain of `grain` pixels at the given coordinates
-    (H, W, 2): a value drawn for each grain-sized cell of the plane (a hash of the cell and the
-    seed), blended bilinearly between cell centres, so the noise moves smoothly with the
-    coordinates and is the same wherever the same coordinates come back."""
+    (H, W, 2): a standard Gaussian value drawn for each grain-sized cell of the plane (a hash of
+    the cell and the seed), blended bilinearly between cell centres (so its spread is 0.5-1 by
+    where a pixel falls in its cell; callers normalise), moving smoothly with the coordinates and
+    the same wherever the same coordinates come back."""
     u = (coords[..., 0] + 0.5) / grain - 0.5  # (H, W) in cells from pixel centres, as a bilinear upsampling
     v = (coords[..., 1] + 0.5) / grain - 0.5  # of one value a cell (align_corners=False) places them
     i, j = np.floor(u), np.floor(v)
