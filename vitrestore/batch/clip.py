@@ -95,8 +95,11 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
     first = 0  # the first piece this run makes (beyond the clip's end when all are made)
     while not todo(first):
         first += 1
-    start = 0 if track is not None else max(first * piece - back, 0)
-    if track is not None:
+    pieces = math.ceil(info.frames / piece) if info.frames else None  # (None: the container does not say)
+    last_todo = max((k for k in range(pieces) if todo(k)), default=-1) if pieces is not None else None
+    tracking = track is not None and (last_todo is None or last_todo >= first)  # (no piece to make: no track)
+    start = 0 if tracking else max(first * piece - back, 0)
+    if tracking:
         track.start()
     processed, total, last = 0, info.frames, -1
     writer: ClipWriter | None = None
@@ -109,7 +112,9 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             if writer is not None and writer_piece != i:  # the piece is whole
                 writer.__exit__(None, None, None)
                 writer = None
-            if track is not None:  # every frame, in order: the track's state runs through the clip
+            # every frame in order up to this run's last piece (and past the count the container
+            # gave, which may be short): the track's state runs through the clip
+            if tracking and (last_todo is None or i <= last_todo or i >= pieces):
                 track(frame.rgb)
             if not wanted:
                 previous = []  # a gap: no earlier frame joins the next one processed
@@ -146,8 +151,7 @@ def run_clip(src: Path, dst: Path, process: Callable[[np.ndarray], np.ndarray], 
             os.close(lock)
         return ClipResult(last + 1, processed, count, joined=False)
     try:
-        assemble([name(i) for i in range(count)], src, _tmp_beside(dst))
-        os.replace(_tmp_beside(dst), dst)
+        assemble([name(i) for i in range(count)], src, dst)  # (through a hidden file, renamed into place)
         shutil.rmtree(folder)
     finally:
         os.close(lock)
@@ -173,10 +177,6 @@ def _join_lock(folder: Path) -> int | None:
 def _exists_any(folder: Path) -> bool:
     """Whether a finished piece is in the folder."""
     return any(folder.glob("piece-*"))
-
-
-def _tmp_beside(dst: Path) -> Path:
-    return dst.parent / f".{dst.name}.joined{dst.suffix.lower()}"
 
 
 def run_clip_jobs(jobs: list, process: Callable[[Path, np.ndarray], np.ndarray], fingerprint: str,

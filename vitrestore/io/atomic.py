@@ -50,7 +50,10 @@ def replaced_atomically(path: str | Path, suffix: str = "", mode: int = 0o644) -
     exit it is synced, given `mode` less the umask and renamed over `path`; on an exception (or a
     failed rename) it is removed: `path` holds the old file or the whole new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:  # named by the target, not the hidden file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
