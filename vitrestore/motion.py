@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .optical_flow import blur, input_flow, remap
+from .optical_flow import input_flow, mismatch, remap
 
 FRESH_STRIDE = 1e6  # fresh coordinates of frame i lie at y + (i + 1) * FRESH_STRIDE: never reused
 
@@ -66,8 +66,7 @@ class PixelTrack:
                 - np.gradient(flow[..., 0], axis=0) * np.gradient(flow[..., 1], axis=1)  # (h, w): det(I + grad flow)
             area = cv2.remap(self.area, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * step
             moved = remap(self.previous.astype(np.float32), flow)
-            mismatch = cv2.GaussianBlur(np.abs(blur(rgb.astype(np.float32)) - blur(moved)).mean(axis=2), (0, 0), 2)
-            new = mismatch > self.tolerance  # (h, w): content the previous frame did not show
+            new = mismatch(rgb, moved, 2) > self.tolerance  # (h, w): content the previous frame did not show
             new |= (area > self.stretch) | (area < 1 / self.stretch)  # a long zoom: strokes neither blobs nor grain
             if new.mean() > self.cut:
                 new[:] = True

@@ -4,6 +4,7 @@ share.
 
     flow = input_flow(current, previous)    # (H, W, 2) float32: where each pixel of current was in previous
     moved = remap(previous_image, flow)     # previous_image carried onto current's pixels
+    diff = mismatch(current, moved, 1.5)    # (H, W) float32: how far they differ, in levels
 """
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def mismatch(current: np.ndarray, moved: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) float32: how many levels `current` and `moved` (an earlier frame moved onto it,
+    float32) differ, each lightly blurred first, channels averaged, the difference blurred by
+    `sigma` px: where the flow explains the change and where it does not."""
+    diff = np.abs(blur(current.astype(np.float32)) - blur(moved))
+    if diff.ndim == 3:
+        diff = diff.mean(axis=2)
+    return cv2.GaussianBlur(diff, (0, 0), sigma)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .optical_flow import blur, input_flow, remap
+from .optical_flow import input_flow, mismatch, remap
 
 Pair = tuple[np.ndarray, np.ndarray]  # (input frame, output frame), each (H, W, C) uint8
 
@@ -46,17 +46,13 @@ class Steady:
         oh, ow = cur_out.shape[:2]
         total = cur_out.astype(np.float32)
         weights = np.ones((oh, ow), np.float32)
+        small = lambda x: cv2.resize(x, cur_in.shape[1::-1], interpolation=cv2.INTER_AREA)  # noqa: E731
+        a = small(cur_out) if self.judge == "output" else cur_in  # the outputs at the input's size, or the inputs
         for prev_in, prev_out in usable:
-            if self.judge == "output":  # the outputs, at the input's size
-                small = lambda a: cv2.resize(a, cur_in.shape[1::-1], interpolation=cv2.INTER_AREA)  # noqa: E731
-                a, b = small(cur_out), small(prev_out)
-            else:
-                a, b = cur_in, prev_in
+            b = small(prev_out) if self.judge == "output" else prev_in
             flow = input_flow(a, b)  # (h, w, 2) at the input's size: where each pixel was in the earlier frame
             moved = remap(b.astype(np.float32), flow)
-            diff = np.abs(blur(a.astype(np.float32)) - blur(moved))
-            diff = diff.mean(axis=2) if diff.ndim == 3 else diff
-            weight = np.exp(-((cv2.GaussianBlur(diff, (0, 0), 1.5) / self.tolerance) ** 2))  # (h, w)
+            weight = np.exp(-((mismatch(a, moved, 1.5) / self.tolerance) ** 2))  # (h, w)
             if (oh, ow) != flow.shape[:2]:  # an upscale: the flow and the weight at the output's size
                 sy, sx = oh / flow.shape[0], ow / flow.shape[1]
                 flow = cv2.resize(flow, (ow, oh), interpolation=cv2.INTER_LINEAR) * np.array([sx, sy], np.float32)
