@@ -204,7 +204,7 @@ class InferenceRole:
     def clip_request(self, image: Any, coords: Any) -> dict[str, Any]:
         """A clip's frame: request values for it from `image` (H, W, 3) uint8 and `coords`
         (H, W, 2), where each pixel was in the clip's first frame (vitrestore/motion.py; asked
-        only where `tracks_pixels`). None by default: a frame runs as a photo does."""
+        only where `tracks_pixels`). Nothing by default: a frame runs as a photo does."""
         return {}
 
     def alpha(self, alpha: torch.Tensor, scale: int) -> torch.Tensor:

@@ -166,15 +166,17 @@ def frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
         raise VideoError("the video has no frames")
 
 
-# YUV matrices swscale converts with (FFmpeg's colorspace tags); others convert as unspecified
-_MATRICES = {1, 4, 5, 6, 7, 9}
+def _matrix(colorspace: int) -> int | None:
+    """The YUV matrix swscale converts by for FFmpeg's colorspace tag; None (unspecified) for a
+    tag it has no matrix for."""
+    return colorspace if colorspace in (1, 4, 5, 6, 7, 9) else None
 
 
 def frame_rgb(frame: Any) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a decoded frame, by its own matrix and range (a full-range clip
     decoded as limited loses its blacks and whites)."""
     full = frame.format.name.startswith("yuvj")  # the old full-range formats say so themselves
-    return frame.to_ndarray(format="rgb24", src_colorspace=frame.colorspace if frame.colorspace in _MATRICES else None,
+    return frame.to_ndarray(format="rgb24", src_colorspace=_matrix(frame.colorspace),
                             src_color_range=None if full else (frame.color_range or None))
 
 
@@ -208,8 +210,9 @@ class ClipWriter:
 
     def __init__(self, path: str | Path, source: ClipInfo, codec: str | None = None, crf: int | None = None,
                  keyint: int | None = None, part: bool = False, chroma: str | None = None):
-        """`keyint`: a keyframe every this many frames and no B-frames (a part of a clip written
-        in pieces: each starts at a keyframe and the pieces join packet for packet); `part`: write
+        """`keyint`: a keyframe every this many frames, encoded the same on every run (a part of a
+        clip written in pieces: each starts at a keyframe and the pieces join packet for packet;
+        no writer makes B-frames); `part`: write
         only the encoded video (no streams copied), for `assemble`; `chroma`: "420", "422" or
         "444" (default: the source's; ffv1 is always RGB, prores at least 4:2:2)."""
         self.path, self.source, self.keyint, self.part = Path(path), source, keyint, part
@@ -280,7 +283,7 @@ class ClipWriter:
         out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if not self.pix_fmt.startswith("bgr"):  # to YUV by the source's matrix and range, as it was decoded
             src = self.source
-            out = out.reformat(format=self.pix_fmt, dst_colorspace=src.colorspace if src.colorspace in _MATRICES else None,
+            out = out.reformat(format=self.pix_fmt, dst_colorspace=_matrix(src.colorspace),
                                dst_color_range=src.color_range or None)
         out.pts = frame.pts if frame.pts is not None else self.written
         out.time_base = frame.time_base
@@ -296,10 +299,12 @@ class ClipWriter:
             self._out.mux(packet)
         self._out.close()
         self._out = None
+        if not self.part:  # the other streams joined in, straight into place (assemble's own hidden file, synced)
+            assemble([self.tmp], self.source.path, self.path)
+            self.tmp.unlink()
+            return
         with open(self.tmp, "rb") as f:  # on disk before its name says it is finished (a power cut)
             os.fsync(f.fileno())
-        if not self.part:
-            assemble([self.tmp], self.source.path, self.tmp)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
